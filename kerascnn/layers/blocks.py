@@ -1,0 +1,89 @@
+"""ConvBNAct: convolution, batch normalization, activation, in the order the CNN note gives."""
+
+from __future__ import annotations
+
+import keras
+
+from kerascnn.layers.conv import Conv2D
+
+
+@keras.saving.register_keras_serializable(package="kerascnn")
+class ConvBNAct(keras.layers.Layer):
+    """Conv2D without bias, then per-channel batch normalization, then the activation.
+
+    BN comes after the convolution and before the nonlinearity. For each channel c it normalises with
+    the batch statistics in training (running averages in inference) and applies its own learnt scale
+    and shift: y = gamma[c] * (h - mean[c]) / sqrt(var[c] + epsilon) + beta[c]. The shift beta plays the
+    role of the convolution's bias, which is why the convolution has none. At export time BN folds into
+    the convolution's weights.
+
+    Args:
+        filters, kernel_size, strides, padding, dilation_rate, groups: as in `kerascnn.layers.Conv2D`
+            (padding defaults to "same" here).
+        activation: by name or callable, applied after BN; None for none.
+        bn_momentum: running-average momentum of BN, in [0, 1).
+        bn_epsilon: the epsilon added to the variance, > 0.
+        kernel_initializer, kernel_regularizer: for the convolution's kernel.
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="same",
+        dilation_rate=1,
+        groups=1,
+        activation="relu",
+        bn_momentum=0.99,
+        bn_epsilon=1e-3,
+        kernel_initializer="he_normal",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not 0.0 <= bn_momentum < 1.0:
+            raise ValueError(f"`bn_momentum` must be in [0, 1). Received: bn_momentum={bn_momentum!r}")
+        if not bn_epsilon > 0.0:
+            raise ValueError(f"`bn_epsilon` must be > 0. Received: bn_epsilon={bn_epsilon!r}")
+        self.conv = Conv2D(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            dilation_rate=dilation_rate,
+            groups=groups,
+            use_bias=False,
+            kernel_initializer=kernel_initializer,
+            kernel_regularizer=kernel_regularizer,
+            dtype=self.dtype_policy,
+            name="conv",
+        )
+        self.bn = keras.layers.BatchNormalization(
+            momentum=bn_momentum, epsilon=bn_epsilon, dtype=self.dtype_policy, name="bn"
+        )
+        self.activation = keras.activations.get(activation)
+        self.bn_momentum = float(bn_momentum)
+        self.bn_epsilon = float(bn_epsilon)
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        self.bn.build(self.conv.compute_output_shape(input_shape))
+
+    def call(self, inputs, training=None):
+        return self.activation(self.bn(self.conv(inputs), training=training))
+
+    def compute_output_shape(self, input_shape):
+        return self.conv.compute_output_shape(input_shape)
+
+    def get_config(self):
+        conv = self.conv.get_config()
+        return {
+            **super().get_config(),
+            **{key: conv[key] for key in ("filters", "kernel_size", "strides", "padding", "dilation_rate", "groups")},
+            "activation": keras.activations.serialize(self.activation),
+            "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
+            "kernel_initializer": conv["kernel_initializer"],
+            "kernel_regularizer": conv["kernel_regularizer"],
+        }

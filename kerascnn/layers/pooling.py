@@ -1,0 +1,144 @@
+"""Max and average pooling over windows, and their global forms (one value per channel)."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from kerascnn.layers.padding import (
+    check_image_shape,
+    normalize_padding,
+    normalize_tuple,
+    output_spatial_shape,
+    resolve_padding,
+)
+
+
+class _Pool2D(keras.layers.Layer):
+    """Shared argument handling and shape math of the windowed pools."""
+
+    def __init__(self, pool_size, strides=None, padding="valid", **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = normalize_tuple(pool_size, "pool_size")
+        self.strides = self.pool_size if strides is None else normalize_tuple(strides, "strides")
+        self.padding = normalize_padding(padding)
+        if not isinstance(self.padding, str) and any(
+            side >= k for pair, k in zip(self.padding, self.pool_size) for side in pair
+        ):
+            raise ValueError(
+                "Explicit `padding` must be smaller than `pool_size` on each side, so that every window "
+                f"holds at least one input cell. Received: padding={padding!r}, pool_size={pool_size!r}"
+            )
+
+    def build(self, input_shape):
+        self.compute_output_shape(input_shape)  # raises if not 4-D or the window does not fit
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def call(self, inputs):
+        mode, pads = resolve_padding(self.padding, tuple(inputs.shape[1:3]), self.pool_size, self.strides)
+        if pads is None:
+            return self._pool(inputs, mode)
+        return self._pool_padded(inputs, ((0, 0), pads[0], pads[1], (0, 0)))
+
+    def compute_output_shape(self, input_shape):
+        check_image_shape(self.__class__.__name__, input_shape)
+        height, width = output_spatial_shape(self.padding, tuple(input_shape[1:3]), self.pool_size, self.strides)
+        return (input_shape[0], height, width, input_shape[3])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "pool_size": self.pool_size,
+            "strides": self.strides,
+            "padding": self.padding,
+        }
+
+
+@keras.saving.register_keras_serializable(package="kerascnn")
+class MaxPool2D(_Pool2D):
+    """Maximum over each pool_size window: Y[i, j, c] = max_{a, b} X[s*i + a, s*j + b, c].
+
+    Output size per axis: floor((n + p - k) / s) + 1 (`conv_output_size` with d = 1). Padded cells
+    never win the max: "same" and explicit padding pad with -inf. Lowers to TFLite's MAX_POOL_2D (after
+    a PAD for explicit padding that is not "same"/"valid"-equivalent).
+
+    Args:
+        pool_size: int or (kh, kw), each >= 1.
+        strides: int or (sh, sw), each >= 1; defaults to `pool_size` (non-overlapping windows).
+        padding: "valid", "same", or explicit padding as in `Conv2D`; each side < pool size.
+    """
+
+    def _pool(self, inputs, mode):
+        return ops.max_pool(inputs, self.pool_size, self.strides, mode)
+
+    def _pool_padded(self, inputs, pad_width):
+        padded = ops.pad(inputs, pad_width, constant_values=float("-inf"))
+        return ops.max_pool(padded, self.pool_size, self.strides, "valid")
+
+
+@keras.saving.register_keras_serializable(package="kerascnn")
+class AvgPool2D(_Pool2D):
+    """Mean over each pool_size window of the input cells it covers.
+
+    Output size per axis: floor((n + p - k) / s) + 1 (`conv_output_size` with d = 1). Padded cells are
+    excluded from the average: a window that overlaps the padding divides by the number of real cells
+    it covers, with "same" as with explicit padding. Lowers to TFLite's AVERAGE_POOL_2D.
+
+    Args:
+        pool_size: int or (kh, kw), each >= 1.
+        strides: int or (sh, sw), each >= 1; defaults to `pool_size` (non-overlapping windows).
+        padding: "valid", "same", or explicit padding as in `Conv2D`; each side < pool size.
+    """
+
+    def _pool(self, inputs, mode):
+        return ops.average_pool(inputs, self.pool_size, self.strides, mode)
+
+    def _pool_padded(self, inputs, pad_width):
+        # mean over the zero-padded window / fraction of the window that is real = mean of real cells
+        window_mean = ops.average_pool(ops.pad(inputs, pad_width), self.pool_size, self.strides, "valid")
+        real = ops.pad(ops.ones_like(inputs[:1, :, :, :1]), pad_width)
+        real_fraction = ops.average_pool(real, self.pool_size, self.strides, "valid")
+        return window_mean / real_fraction
+
+
+class _GlobalPool2D(keras.layers.Layer):
+    def __init__(self, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        self.keepdims = bool(keepdims)
+
+    def build(self, input_shape):
+        check_image_shape(self.__class__.__name__, input_shape)
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def compute_output_shape(self, input_shape):
+        check_image_shape(self.__class__.__name__, input_shape)
+        if self.keepdims:
+            return (input_shape[0], 1, 1, input_shape[3])
+        return (input_shape[0], input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "keepdims": self.keepdims}
+
+
+@keras.saving.register_keras_serializable(package="kerascnn")
+class GlobalAvgPool2D(_GlobalPool2D):
+    """Mean of each channel over all positions: y[c] = (1 / HW) sum_{i, j} X[i, j, c]. TFLite: MEAN.
+
+    Args:
+        keepdims: keep the spatial axes as size 1, (batch, 1, 1, C), instead of (batch, C).
+    """
+
+    def call(self, inputs):
+        return ops.mean(inputs, axis=(1, 2), keepdims=self.keepdims)
+
+
+@keras.saving.register_keras_serializable(package="kerascnn")
+class GlobalMaxPool2D(_GlobalPool2D):
+    """Maximum of each channel over all positions: y[c] = max_{i, j} X[i, j, c]. TFLite: REDUCE_MAX.
+
+    Args:
+        keepdims: keep the spatial axes as size 1, (batch, 1, 1, C), instead of (batch, C).
+    """
+
+    def call(self, inputs):
+        return ops.max(inputs, axis=(1, 2), keepdims=self.keepdims)
