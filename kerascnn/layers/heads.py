@@ -58,6 +58,8 @@ class GAPHead(keras.layers.Layer):
 
     def class_maps(self, features, training=False):
         """The per-class maps M, shape (batch, H, W, num_classes), before pooling and activation."""
+        if not self.built:
+            self.build(features.shape)
         return self.classifier(self.dropout_layer(features, training=training))
 
     def call(self, inputs, training=None):

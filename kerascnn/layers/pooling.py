@@ -7,6 +7,7 @@ from keras import ops
 
 from kerascnn.layers.padding import (
     check_image_shape,
+    explicit_padding,
     normalize_padding,
     normalize_tuple,
     output_spatial_shape,
@@ -91,6 +92,10 @@ class AvgPool2D(_Pool2D):
     """
 
     def _pool(self, inputs, mode):
+        if mode == "same" and keras.backend.backend() == "torch":
+            # Keras's PyTorch backend averages the zeros it pads in "same" mode; pad explicitly instead.
+            pads = explicit_padding("same", tuple(inputs.shape[1:3]), self.pool_size, self.strides)
+            return self._pool_padded(inputs, ((0, 0), *pads, (0, 0)))
         return ops.average_pool(inputs, self.pool_size, self.strides, mode)
 
     def _pool_padded(self, inputs, pad_width):

@@ -1,0 +1,71 @@
+import keras
+import numpy as np
+import pytest
+
+from kerascnn import layers
+from tests.helpers import assert_close, random_images
+
+pytestmark = pytest.mark.backend_portable
+
+
+def reference_block(x_shape, filters, **conv_kwargs):
+    inputs = keras.Input(x_shape[1:])
+    h = keras.layers.Conv2D(filters, 3, use_bias=False, **conv_kwargs)(inputs)
+    h = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-3)(h)
+    return keras.Model(inputs, keras.layers.ReLU()(h))
+
+
+@pytest.mark.parametrize("conv_kwargs", [dict(padding="same"), dict(padding="valid", strides=2), dict(padding="same", groups=4)])
+def test_matches_conv_bn_relu_in_training_and_inference(conv_kwargs):
+    x = random_images((4, 8, 8, 4))
+    block = layers.ConvBNAct(8, 3, bn_momentum=0.9, **conv_kwargs)
+    block.build(x.shape)
+    # non-trivial BN state so inference mode is really tested
+    rng = np.random.default_rng(2)
+    block.bn.gamma.assign(rng.uniform(0.5, 2, 8).astype("float32"))
+    block.bn.beta.assign(rng.standard_normal(8).astype("float32"))
+    block.bn.moving_mean.assign(rng.standard_normal(8).astype("float32"))
+    block.bn.moving_variance.assign(rng.uniform(0.5, 2, 8).astype("float32"))
+    reference = reference_block(x.shape, 8, **conv_kwargs)
+    reference.set_weights(block.get_weights())
+
+    assert_close(block(x, training=False), reference(x, training=False), atol=1e-5)
+    assert_close(block(x, training=True), reference(x, training=True), atol=1e-5)
+    # the training call updated the moving statistics the same way
+    for ours, theirs in zip(block.get_weights(), reference.get_weights()):
+        assert_close(ours, theirs, atol=1e-5)
+    assert not np.allclose(keras.ops.convert_to_numpy(block.bn.moving_mean), 0.0)
+
+
+def test_conv_has_no_bias_and_bn_owns_scale_and_shift():
+    block = layers.ConvBNAct(6, 3, name="block")
+    block.build((None, 8, 8, 3))
+    shapes = {w.path: tuple(w.shape) for w in block.weights}
+    assert shapes == {"block/conv/kernel": (3, 3, 3, 6), "block/bn/gamma": (6,), "block/bn/beta": (6,),
+                      "block/bn/moving_mean": (6,), "block/bn/moving_variance": (6,)}
+
+
+def test_activation_comes_after_bn():
+    x = random_images((4, 6, 6, 2))
+    linear = layers.ConvBNAct(3, 3, activation=None)
+    y = keras.ops.convert_to_numpy(linear(x, training=True))
+    assert y.min() < 0  # BN output is centred, so without activation it has negatives
+    relu = layers.ConvBNAct(3, 3)
+    relu.build(x.shape)
+    relu.set_weights(linear.get_weights())
+    assert_close(relu(x, training=True), np.maximum(y, 0), atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(bn_momentum=1.0), "bn_momentum"), (dict(bn_epsilon=0), "bn_epsilon"), (dict(groups=3), "groups"),
+])
+def test_bad_arguments_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        layers.ConvBNAct(8, 3, **kwargs)
+
+
+def test_config_round_trip():
+    block = layers.ConvBNAct(8, 3, strides=2, padding=((1, 0), (1, 0)), groups=2, activation="swish",
+                             bn_momentum=0.9, bn_epsilon=1e-5)
+    clone = layers.ConvBNAct.from_config(block.get_config())
+    assert clone.get_config() == block.get_config()
