@@ -1,0 +1,89 @@
+"""python -m kerascnn.train: train a kerascnn model on an image dataset.
+
+Examples:
+    python -m kerascnn.train --preset quick
+    python -m kerascnn.train --model resnet --epochs 30 --out runs/resnet
+    python -m kerascnn.train --data-dir ~/my_photos --model mobilenet --epochs 20
+    python -m kerascnn.train --out runs/resnet --resume          # continue a killed run
+Watch runs with: tensorboard --logdir runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from kerascnn.train.config import PRESETS, read_config_file, resolve
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m kerascnn.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS)
+    p.add_argument("--config", help="YAML or JSON file of options (flags override it)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a named schedule (README lists them)")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", help="registered model name (kerascnn.models.names())")
+    g.add_argument("--model-options", type=json.loads, dest="model_options",
+                   help='JSON object of builder options, e.g. \'{"width": 48}\'')
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", help="tfds dataset name (default fashion_mnist)")
+    g.add_argument("--data-dir", dest="data_dir", help="folder with one sub-folder of images per class")
+    g.add_argument("--validation-fraction", type=float, dest="validation_fraction")
+    g.add_argument("--limit", type=int, help="use only the first N images of each split (smoke tests; accuracy is then meaningless)")
+    g.add_argument("--augment-padding", type=int, dest="augment_padding", help="random-crop padding (0: off)")
+    g.add_argument("--augment-flip", type=_bool, dest="augment_flip", help="random horizontal flips")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int, dest="batch_size")
+    g.add_argument("--optimizer", choices=["adamw", "sgd"])
+    g.add_argument("--lr", type=float, help="peak learning rate (cosine decay after linear warm-up)")
+    g.add_argument("--warmup-epochs", type=float, dest="warmup_epochs")
+    g.add_argument("--weight-decay", type=float, dest="weight_decay")
+    g.add_argument("--label-smoothing", type=float, dest="label_smoothing")
+    g.add_argument("--mixed-precision", action="store_true", dest="mixed_precision", help="bfloat16 compute")
+    g.add_argument("--jit-compile", choices=["auto", "on", "off"], dest="jit_compile")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--early-stopping", type=int, dest="early_stopping", metavar="PATIENCE")
+    g.add_argument("--distribute", action="store_true",
+                   help="data-parallel over all local devices (MirroredStrategy / keras DataParallel)")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", help="run directory (default runs/<preset or model>)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    g.add_argument("--no-tensorboard", action="store_false", dest="tensorboard")
+    return p
+
+
+def main(argv=None) -> int:
+    args = vars(parser().parse_args(argv))
+    values = read_config_file(args.pop("config")) if "config" in args else {}
+    resume = args.pop("resume", False)
+    values.update(args)
+    try:
+        config = resolve(values)
+        config.resume = resume
+        from kerascnn.train.trainer import TrainingError, train  # imports Keras: after the arguments are checked
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        metrics = train(config)
+    except (TrainingError, ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if "test_accuracy" in metrics:
+        print(f"\nTest accuracy: {100 * metrics['test_accuracy']:.2f} % (best epoch {metrics['best_epoch']} by "
+              f"validation accuracy; last epoch {100 * metrics['test_accuracy_last']:.2f} %)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

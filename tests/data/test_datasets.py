@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from kerascnn.data import load_dataset, read_image_folder
+from kerascnn.data.datasets import FASHION_MNIST_LABELS
+
+pytestmark = pytest.mark.backend_portable
+
+
+@pytest.fixture(scope="module")
+def fashion_mnist():
+    return load_dataset("fashion_mnist", seed=3)
+
+
+def test_fashion_mnist_offline_from_debian_idx_files(fashion_mnist):
+    train, validation, test = (fashion_mnist.splits[s] for s in ("train", "validation", "test"))
+    assert fashion_mnist.labels == FASHION_MNIST_LABELS
+    assert (len(train[0]), len(validation[0]), len(test[0])) == (55_000, 5_000, 10_000)
+    for images, labels in (train, validation, test):  # tfds's fashion_mnist: uint8 (28, 28, 1), int64 labels
+        assert images.dtype == np.uint8 and images.shape[1:] == (28, 28, 1)
+        assert labels.dtype == np.int64 and set(np.unique(labels)) == set(range(10))
+    assert fashion_mnist.input_shape == (28, 28, 1)
+    assert 70 < fashion_mnist.mean[0] < 75 and 88 < fashion_mnist.std[0] < 92
+
+
+def test_validation_split_is_seeded_and_disjoint(fashion_mnist):
+    again = load_dataset("fashion_mnist", seed=3, validation_fraction=0.1)
+    assert len(again.splits["validation"][0]) == 6_000
+    other = load_dataset("fashion_mnist", seed=4)
+    assert not np.array_equal(other.splits["validation"][0], fashion_mnist.splits["validation"][0])
+    train_rows = {bytes(x) for x in fashion_mnist.splits["train"][0][:20_000]}
+    assert not any(bytes(x) in train_rows for x in fashion_mnist.splits["validation"][0][:500])
+
+
+def test_normalize_and_metadata(fashion_mnist):
+    x = fashion_mnist.normalize(fashion_mnist.splits["train"][0][:2000])
+    assert x.dtype == np.float32 and abs(x.mean()) < 0.1 and 0.9 < x.std() < 1.1
+    meta = fashion_mnist.metadata()
+    assert meta["labels"] == FASHION_MNIST_LABELS and meta["input_shape"] == [28, 28, 1]
+    assert meta["normalization"]["mean"] == fashion_mnist.mean
+
+
+def test_missing_dataset_names_both_ways_to_get_it(tmp_path, monkeypatch):
+    from tensorflow_datasets.core.download import downloader
+
+    monkeypatch.setenv("KERASCNN_FASHION_MNIST_DIR", str(tmp_path / "absent"))
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.setattr(downloader, "MAX_RETRIES", 0)  # fail fast offline (tfds retries for minutes)
+    with pytest.raises(RuntimeError, match="apt-get install dataset-fashion-mnist.*online: tfds downloads it"):
+        load_dataset("fashion_mnist")
+
+
+def make_folder(root, classes=("cat", "dog", "fox"), per_class=6, size=(12, 10), mode="RGB"):
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for index in range(per_class):
+            shape = (size[0], size[1], 3) if mode == "RGB" else size
+            pixels = rng.integers(0, 256, shape).astype(np.uint8)
+            Image.fromarray(pixels, mode).save(root / name / f"{index}.png")
+    return root
+
+
+def test_image_folder_with_validation_split(tmp_path):
+    make_folder(tmp_path / "pets")
+    dataset = load_dataset(data_dir=tmp_path / "pets", validation_fraction=0.25)
+    assert dataset.name == "pets" and dataset.labels == ["cat", "dog", "fox"]
+    assert dataset.input_shape == (12, 10, 3)
+    assert len(dataset.splits["train"][0]) + len(dataset.splits["validation"][0]) == 18
+    assert len(dataset.splits["validation"][0]) == 4
+
+
+def test_image_folder_resizes_and_keeps_greyscale(tmp_path):
+    make_folder(tmp_path / "grey", classes=("a", "b"), size=(9, 7), mode="L")
+    Image.fromarray(np.zeros((20, 30), np.uint8), "L").save(tmp_path / "grey" / "a" / "big.png")
+    images, labels, names = read_image_folder(tmp_path / "grey")
+    assert images.shape == (13, 9, 7, 1) and names == ["a", "b"] and labels.tolist() == [0] * 7 + [1] * 6
+    images, _, _ = read_image_folder(tmp_path / "grey", image_size=(28, 28))
+    assert images.shape[1:] == (28, 28, 1)
+
+
+def test_corrupt_image_is_named(tmp_path):
+    root = make_folder(tmp_path / "pets", classes=("cat", "dog"))
+    (root / "dog" / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(ValueError, match=r"Cannot decode image .*dog/broken\.png"):
+        read_image_folder(root)
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_image_folder(tmp_path / "nowhere")
+    (tmp_path / "one" / "only").mkdir(parents=True)
+    with pytest.raises(ValueError, match="one sub-folder per class"):
+        read_image_folder(tmp_path / "one")
