@@ -1,4 +1,4 @@
-"""Runs the backend-portable layer tests again under the other Keras backends, each in a fresh process
+"""Runs the backend-portable tests (layers, data, models) again under the other Keras backends, each in a fresh process
 (a process picks its backend once, when Keras is imported)."""
 
 import os
@@ -14,10 +14,11 @@ OTHER_BACKENDS = [b for b in ("tensorflow", "jax", "torch") if b != keras.backen
 
 
 @pytest.mark.parametrize("backend", OTHER_BACKENDS)
-def test_layer_suite_passes_under(backend):
+def test_portable_suite_passes_under(backend):
     env = {**os.environ, "KERAS_BACKEND": backend}
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-m", "backend_portable", "-p", "no:cacheprovider", "tests/layers"],
+        [sys.executable, "-m", "pytest", "-q", "-m", "backend_portable", "-p", "no:cacheprovider",
+         "tests/layers", "tests/data", "tests/models"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""

@@ -22,7 +22,7 @@ def resnet(input_shape, num_classes, width=32, depth=(2, 2, 2), dropout=0.0):
     """A 3x3 ConvBNAct stem, then one stage per entry of `depth` (that many basic blocks, width
     `width * 2**stage`, stride 2 from the second stage on), then the GAP head.
 
-    About 0.70M parameters with the defaults for 28x28x1 and 10 classes. Demonstrates residual
+    698,282 parameters with the defaults for 28x28x1 and 10 classes. Demonstrates residual
     connections, which let deep stacks of ConvBNAct train, and strided convolutions for downsampling.
     """
     inputs = keras.Input(input_shape)

@@ -10,7 +10,7 @@ from kerascnn.models.registry import register
 def vgg(input_shape, num_classes, widths=(32, 64, 128), convs_per_block=2, dropout=0.2):
     """Blocks of `convs_per_block` 3x3 ConvBNAct ("same") then a 2x2 max pool, then the GAP head.
 
-    About 0.29M parameters with the defaults for 28x28x1 and 10 classes. Demonstrates stacking small
+    289,066 parameters with the defaults for 28x28x1 and 10 classes. Demonstrates stacking small
     kernels (two 3x3 see 5x5 with fewer weights), batch norm between convolution and activation, and
     pooling that halves the maps while the channels double.
     """
