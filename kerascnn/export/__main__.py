@@ -1,0 +1,42 @@
+"""python -m kerascnn.export: convert a trained run to TFLite (builtin ops only), audit and report.
+
+Examples:
+    python -m kerascnn.export runs/quick                          # float32 and int8
+    python -m kerascnn.export runs/quick --quant all --out export/fashion_mnist
+    python -m kerascnn.export runs/mobilenet/last.keras --quant int8-io --calibration 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kerascnn.export.converter import QUANT_PRESETS
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kerascnn.export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help="run directory of kerascnn.train (uses best.keras) or a .keras file in one")
+    parser.add_argument("--quant", nargs="+", default=["float32", "int8"], choices=[*QUANT_PRESETS, "all"],
+                        help="; ".join(f"{k}: {v}" for k, v in QUANT_PRESETS.items()))
+    parser.add_argument("--calibration", type=int, default=500, help="training images for int8 calibration")
+    parser.add_argument("--out", help="output directory (default export/<run name>)")
+    parser.add_argument("--limit", type=int, help="evaluate on the first N test images only")
+    args = parser.parse_args(argv)
+    quants = list(QUANT_PRESETS) if "all" in args.quant else list(dict.fromkeys(args.quant))
+
+    from kerascnn.export.exporter import export_run
+    from kerascnn.export.report import markdown
+
+    try:
+        report = export_run(args.source, quants, args.calibration, args.out, args.limit)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

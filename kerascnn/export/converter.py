@@ -1,0 +1,85 @@
+"""Keras model -> TFLite (LiteRT) flatbuffer with builtin ops only, under named quantization presets."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import numpy as np
+
+# name -> what the preset does (MediaPipe Model Maker's presets, as loose flags never are)
+QUANT_PRESETS = {
+    "float32": "no quantization",
+    "float16": "weights stored as float16, computed in float32",
+    "dynamic": "int8 weights, activations quantized on the fly (dynamic range)",
+    "int8": "full integer: int8 weights and activations, float32 input and output",
+    "int8-io": "full integer with int8 input and output (no float at the edges)",
+}
+
+
+class ConversionError(ValueError):
+    """The model needs an op TFLite has no builtin for; the message names the op and the layer."""
+
+
+def _flex_culprits(message: str, layer_names: Iterable[str]) -> list[tuple[str, str]]:
+    """(TensorFlow op, Keras layer) pairs from the converter's "error: loc(fused["Op:", "model/layer_1/Op@..."])"
+    lines; the layer is the first path component that names a layer of the model ("?" if none does)."""
+    layer_names = set(layer_names)
+    found = []
+    for line in message.splitlines():
+        match = re.search(r'error: loc\((?:callsite\()?fused\["(\w+):", "([^"@]+)@', line)
+        if not match:
+            continue
+        op, path = match.groups()
+        candidates = [p for part in path.split("/")[1:] for p in (part, re.sub(r"_\d+$", "", part))]
+        layer = next((p for p in candidates if p in layer_names), "?")
+        if (op, layer) not in found:
+            found.append((op, layer))
+    if not found:  # "Custom ops: Igamma, Lgamma" / "Flex ops: ..." summaries carry no location
+        for names in re.findall(r"(?:Custom|Flex) ops: ([\w, ]+)", message):
+            found += [(name.strip(), "?") for name in names.split(",") if name.strip()]
+    return found
+
+
+def convert(model, quant: str = "float32", representative_images: np.ndarray | None = None) -> bytes:
+    """Converts `model` (TensorFlow backend) with TFLITE_BUILTINS only: Flex (SELECT_TF_OPS) never.
+
+    Args:
+        model: a Keras 3 model.
+        quant: one of QUANT_PRESETS.
+        representative_images: normalized float32 images (N, H, W, C) for int8 calibration.
+
+    Raises:
+        ConversionError: an op has no TFLite builtin (names the op and the layer that made it).
+        ValueError: unknown preset, or int8 without calibration images.
+    """
+    import tensorflow as tf
+
+    if quant not in QUANT_PRESETS:
+        raise ValueError(f"Unknown quantization {quant!r}. Valid: {', '.join(QUANT_PRESETS)}.")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quant != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quant == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quant in ("int8", "int8-io"):
+        if representative_images is None or not len(representative_images):
+            raise ValueError(f"--quant {quant} needs calibration images (representative_images).")
+        images = np.asarray(representative_images, np.float32)
+        converter.representative_dataset = lambda: ([image[None]] for image in images)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if quant == "int8-io":
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    try:
+        return converter.convert()
+    except Exception as error:  # the converter raises ConverterError and friends
+        culprits = _flex_culprits(str(error), [layer.name for layer in model._flatten_layers()])
+        if culprits:
+            where = "; ".join(f"TensorFlow op {op} in layer {layer!r}" for op, layer in culprits)
+            raise ConversionError(
+                f"The model needs ops that TFLite has no builtin for: {where}. kerascnn exports builtin ops only "
+                "(no Flex/SELECT_TF_OPS, which edge runtimes lack): rewrite that layer with keras.ops that "
+                "TFLite supports.") from error
+        raise

@@ -1,0 +1,205 @@
+"""Export: conversion under each preset with builtin ops only, the audit, manifests, the report, atomic
+writes, and export/predict.py running where TensorFlow and Keras cannot be imported."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from kerascnn import layers, models
+from kerascnn.export import AuditError, ConversionError, TFLiteClassifier, audit, convert, export_run
+from kerascnn.export import exporter
+from kerascnn.train import resolve, train
+from tests.helpers import random_images
+
+if keras.backend.backend() != "tensorflow":
+    pytest.skip("export runs on the TensorFlow backend", allow_module_level=True)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_every_zoo_model_exports_float32_and_int8_with_builtin_ops(name):
+    model = models.create(name, (28, 28, 1), 10)
+    x = random_images((32, 28, 28, 1))
+    float_model = convert(model, "float32")
+    ops = {op["op"] for op in audit(float_model, "float32")}
+    assert not [op for op in ops if op.startswith("Flex")] and "BATCH_NORMALIZATION" not in ops
+    np.testing.assert_allclose(TFLiteClassifier(float_model)(x[:4]), model.predict(x[:4], verbose=0), atol=1e-5)
+    int8_model = convert(model, "int8", representative_images=x)
+    ops = [op["op"] for op in audit(int8_model, "int8")]
+    assert ops[0] == "QUANTIZE" and ops[-1] == "DEQUANTIZE"
+    assert len(int8_model) < len(float_model) / 2.5
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A briefly trained vgg, exported as float32, int8 and int8-io."""
+    root = tmp_path_factory.mktemp("export")
+    train(resolve(dict(model="vgg", limit=2048, epochs=4, batch_size=32, lr=3e-3, tensorboard=False,
+                       model_options=dict(widths=(16, 32, 64)), out=str(root / "run"))))
+    report = export_run(root / "run", ["float32", "int8", "int8-io"], calibration=200, out=root / "out",
+                        limit=500, latency_rounds=1)
+    return root, report
+
+
+def test_report_rows(exported):
+    root, report = exported
+    assert set(report["variants"]) == {"float32", "int8", "int8-io"}
+    float_row, int8_row = report["variants"]["float32"], report["variants"]["int8"]
+    assert float_row["agreement_with_keras"] == 100.0
+    assert int8_row["agreement_with_keras"] >= 97.0
+    assert int8_row["size_bytes"] < float_row["size_bytes"] / 2.5
+    assert set(int8_row["latency_ms"]) >= {"1_thread"} and all(v > 0 for v in int8_row["latency_ms"].values())
+    assert len(int8_row["per_class_accuracy_change_points"]) == 10
+    saved = json.loads((root / "out" / "report.json").read_text())
+    assert saved["variants"]["int8"]["accuracy"] == int8_row["accuracy"]
+    assert "| int8 |" in (root / "out" / "report.md").read_text()
+
+
+def test_manifest_describes_the_model(exported):
+    root, _ = exported
+    manifest = json.loads((root / "out" / "vgg_int8-io.json").read_text())
+    assert manifest["labels"][9] == "Ankle boot"
+    assert manifest["input"]["shape"] == [1, 28, 28, 1] and manifest["input"]["dtype"] == "int8"
+    assert manifest["input"]["quantization"]["scale"] > 0 and manifest["output"]["dtype"] == "int8"
+    assert manifest["converter"]["calibration_images"] == 200 and len(manifest["converter"]["calibration_sha256"]) == 64
+    assert {"tensorflow", "keras", "ai_edge_litert"} <= set(manifest["versions"])
+    float_manifest = json.loads((root / "out" / "vgg_float32.json").read_text())
+    assert float_manifest["input"]["quantization"] is None and float_manifest["converter"]["calibration_sha256"] is None
+
+
+BLOCK_TF = (
+    "import sys, runpy\n"
+    "class Block:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] in ('tensorflow', 'keras', 'tf_keras', 'kerascnn'):\n"
+    "            raise ImportError(f'{name} is blocked: predict.py must not need it')\n"
+    "sys.meta_path.insert(0, Block())\n"
+    "sys.argv = [%r, *sys.argv[1:]]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
+def run_predict(*args):
+    script = BLOCK_TF % str(ROOT / "export" / "predict.py")
+    return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("variant", ["int8", "int8-io", "float32"])
+def test_predict_py_without_tensorflow_classifies_png_files(exported, variant, tmp_path):
+    root, _ = exported
+    from kerascnn.data import load_dataset
+
+    dataset = load_dataset("fashion_mnist")
+    images, labels = dataset.splits["test"][0][:12], dataset.splits["test"][1][:12]
+    files = []
+    for index, image in enumerate(images):
+        files.append(tmp_path / f"{index}.png")
+        Image.fromarray(image[..., 0]).save(files[-1])
+    rgb_big = tmp_path / "rgb_big.jpg"  # any size, colour: predict.py converts and resizes
+    Image.fromarray(np.repeat(np.kron(images[0], np.ones((3, 3, 1), np.uint8)), 3, axis=-1)).save(rgb_big, quality=95)
+
+    done = run_predict("--model", root / "out" / f"vgg_{variant}.tflite", "--json", *files, rgb_big)
+    assert done.returncode == 0, done.stderr
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["file"] for r in results] == [str(f) for f in [*files, rgb_big]]
+    expected = TFLiteClassifier((root / "out" / f"vgg_{variant}.tflite").read_bytes())(dataset.normalize(images))
+    assert [r["top"][0][0] for r in results[:-1]] == [dataset.labels[i] for i in expected.argmax(axis=1)]
+    for result, probabilities in zip(results, expected):
+        assert abs(result["top"][0][1] - probabilities.max()) < 0.02
+    assert sum(r["top"][0][0] == dataset.labels[y] for r, y in zip(results, labels)) >= 7
+
+
+def test_predict_py_benchmark(exported, tmp_path):
+    root, _ = exported
+    done = run_predict("--model", root / "out" / "vgg_int8.tflite", "--benchmark", "--benchmark-out", tmp_path / "b.json")
+    assert done.returncode == 0, done.stderr
+    assert set(json.loads((tmp_path / "b.json").read_text())["median_ms_per_image"]) >= {"1"}
+
+
+def test_predict_py_errors(exported, tmp_path):
+    root, _ = exported
+    model = root / "out" / "vgg_int8.tflite"
+    lonely = tmp_path / "lonely.tflite"
+    lonely.write_bytes(model.read_bytes())
+    done = run_predict("--model", lonely, tmp_path / "x.png")
+    assert done.returncode == 1 and "No manifest for" in done.stderr
+
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("hello")
+    done = run_predict("--model", model, not_image)
+    assert done.returncode == 1 and "is not an image" in done.stderr and "notes.png" in done.stderr
+
+    done = run_predict("--model", model, tmp_path / "missing.png")
+    assert done.returncode == 1 and "does not exist" in done.stderr
+
+    other = json.loads((root / "out" / "vgg_int8.json").read_text())
+    other["labels"] = other["labels"][:5]
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    done = run_predict("--model", model, "--manifest", tmp_path / "other.json", not_image)
+    assert done.returncode == 1 and "does not match" in done.stderr
+
+
+class Cumprod(keras.layers.Layer):
+    def call(self, x):
+        import tensorflow as tf
+
+        return tf.math.cumprod(x, axis=1)  # FlexCumprod: no TFLite builtin
+
+
+def flex_model():
+    inputs = keras.Input((8, 8, 1))
+    h = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    return keras.Model(inputs, layers.GAPHead(3, name="head")(Cumprod(name="my_cumprod")(h)))
+
+
+def test_a_flex_op_fails_conversion_naming_op_and_layer():
+    with pytest.raises(ConversionError, match=r"TensorFlow op Cumprod in layer 'my_cumprod'"):
+        convert(flex_model(), "float32")
+
+
+def test_audit_rejects_flex_ops_and_float_inside_int8():
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(flex_model())
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    with pytest.raises(AuditError, match="not a TFLite builtin|not a loadable"):
+        audit(converter.convert(), "float32")
+    float_model = convert(models.create("lenet5"), "float32")
+    with pytest.raises(AuditError, match="computes op 0 .* in float32"):
+        audit(float_model, "int8")
+
+
+def test_bad_sources(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No model at"):
+        export_run(tmp_path / "nowhere")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "best.keras").write_bytes(b"PK\x03\x04 not a zip really")
+    (tmp_path / "run" / "dataset.json").write_text("{}")
+    (tmp_path / "run" / "config.yaml").write_text("dataset: fashion_mnist\n")
+    with pytest.raises(ValueError, match="Cannot load .*best.keras as a Keras model"):
+        export_run(tmp_path / "run")
+    with pytest.raises(ValueError, match="Unknown quantization int4"):
+        export_run(tmp_path / "run", ["int4"])
+
+
+def test_interrupted_write_leaves_no_half_written_tflite(tmp_path, monkeypatch):
+    target = tmp_path / "model.tflite"
+    target.write_bytes(b"the previous export")
+    real_write_bytes = Path.write_bytes
+
+    def write_half_then_die(self, data):
+        real_write_bytes(self, data[: len(data) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_bytes", write_half_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        exporter._atomic_write(target, b"x" * 1000)
+    assert target.read_bytes() == b"the previous export"
+    assert list(tmp_path.iterdir()) == [target]  # and no temp file left behind
