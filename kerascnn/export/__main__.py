@@ -4,6 +4,7 @@ Examples:
     python -m kerascnn.export runs/quick                          # float32 and int8
     python -m kerascnn.export runs/quick --quant all --out export/fashion_mnist
     python -m kerascnn.export runs/mobilenet/last.keras --quant int8-io --calibration 1000
+    python -m kerascnn.export runs/quick --qat-epochs 2 --prune-sparsity 0.5    # + QAT and pruning rows
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ def main(argv=None) -> int:
     parser.add_argument("--calibration", type=int, default=500, help="training images for int8 calibration")
     parser.add_argument("--out", help="output directory (default export/<run name>)")
     parser.add_argument("--limit", type=int, help="evaluate on the first N test images only")
+    tuning = parser.add_argument_group("QAT and pruning (tensorflow-model-optimization, on a tf_keras twin)")
+    tuning.add_argument("--qat-epochs", type=int, default=0,
+                        help="epochs of quantization-aware training: adds the 'int8 (QAT)' row")
+    tuning.add_argument("--prune-sparsity", type=float, default=0.0,
+                        help="fraction of Conv2D/Dense weights to zero, e.g. 0.5: adds 'pruned S' (and "
+                             "'pruned S + QAT' with --qat-epochs)")
+    tuning.add_argument("--prune-epochs", type=int, default=2, help="epochs of fine-tuning while pruning")
+    tuning.add_argument("--finetune-images", type=int, help="fine-tune on the first N training images only")
     args = parser.parse_args(argv)
     quants = list(QUANT_PRESETS) if "all" in args.quant else list(dict.fromkeys(args.quant))
 
@@ -30,7 +39,9 @@ def main(argv=None) -> int:
     from kerascnn.export.report import markdown
 
     try:
-        report = export_run(args.source, quants, args.calibration, args.out, args.limit)
+        report = export_run(args.source, quants, args.calibration, args.out, args.limit,
+                            qat_epochs=args.qat_epochs, prune_sparsity=args.prune_sparsity,
+                            prune_epochs=args.prune_epochs, finetune_images=args.finetune_images)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -41,13 +41,16 @@ def _flex_culprits(message: str, layer_names: Iterable[str]) -> list[tuple[str, 
     return found
 
 
-def convert(model, quant: str = "float32", representative_images: np.ndarray | None = None) -> bytes:
+def convert(model, quant: str = "float32", representative_images: np.ndarray | None = None,
+            quantization_aware: bool = False) -> bytes:
     """Converts `model` (TensorFlow backend) with TFLITE_BUILTINS only: Flex (SELECT_TF_OPS) never.
 
     Args:
-        model: a Keras 3 model.
+        model: a Keras 3 model, or a tf_keras model from kerascnn.optimize.
         quant: one of QUANT_PRESETS.
         representative_images: normalized float32 images (N, H, W, C) for int8 calibration.
+        quantization_aware: `model` was trained with fake quantization (tfmot QAT), which carries the int8
+            ranges: int8 presets then need no calibration images.
 
     Raises:
         ConversionError: an op has no TFLite builtin (names the op and the layer that made it).
@@ -63,19 +66,21 @@ def convert(model, quant: str = "float32", representative_images: np.ndarray | N
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quant == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    if quant in ("int8", "int8-io"):
+    if quantization_aware and quant not in ("int8", "int8-io"):
+        raise ValueError(f"A quantization-aware model exports as int8 or int8-io. Received: quant={quant!r}.")
+    if quant in ("int8", "int8-io") and not quantization_aware:
         if representative_images is None or not len(representative_images):
             raise ValueError(f"--quant {quant} needs calibration images (representative_images).")
         images = np.asarray(representative_images, np.float32)
         converter.representative_dataset = lambda: ([image[None]] for image in images)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if quant == "int8-io":
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
+    if quant == "int8-io":
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
     try:
         return converter.convert()
     except Exception as error:  # the converter raises ConverterError and friends
-        culprits = _flex_culprits(str(error), [layer.name for layer in model._flatten_layers()])
+        culprits = _flex_culprits(str(error), [layer.name for layer in model.layers])
         if culprits:
             where = "; ".join(f"TensorFlow op {op} in layer {layer!r}" for op, layer in culprits)
             raise ConversionError(

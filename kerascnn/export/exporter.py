@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,10 +54,21 @@ def load_keras_model(model_path: Path):
                          ".keras file saved by kerascnn?") from error
 
 
+def _log(message: str) -> None:
+    print(f"[kerascnn.export] {message}", file=sys.stderr, flush=True)
+
+
 def export_run(source, quants=("float32", "int8"), calibration: int = 500, out: str | os.PathLike | None = None,
-               limit: int | None = None, latency_rounds: int = 7) -> dict:
+               limit: int | None = None, latency_rounds: int = 7, qat_epochs: int = 0,
+               prune_sparsity: float = 0.0, prune_epochs: int = 2, finetune_images: int | None = None) -> dict:
     """Exports `source` under each preset in `quants` into `out` and returns the report (also written
-    as report.json and report.md)."""
+    as report.json and report.md).
+
+    With `qat_epochs` > 0 the report adds "int8 (QAT)": quantization-aware fine-tuning of the model's tf_keras
+    twin (kerascnn.optimize). With `prune_sparsity` S > 0 it adds "pruned S" (magnitude pruning over
+    `prune_epochs`, then int8 with calibration) and, with `qat_epochs` too, "pruned S + QAT"
+    (pruning-preserving QAT). Fine-tuning uses the first `finetune_images` training images (all by default).
+    """
     import yaml
 
     from kerascnn.data import load_dataset
@@ -64,6 +76,8 @@ def export_run(source, quants=("float32", "int8"), calibration: int = 500, out: 
     unknown = [q for q in quants if q not in QUANT_PRESETS]
     if unknown:
         raise ValueError(f"Unknown quantization {', '.join(unknown)}. Valid: {', '.join(QUANT_PRESETS)}, all.")
+    if not 0.0 <= prune_sparsity < 1.0:
+        raise ValueError(f"prune_sparsity must be in [0, 1), e.g. 0.5. Received: prune_sparsity={prune_sparsity}.")
     model_path, run_dir = locate_run(source)
     model = load_keras_model(model_path)
     dataset_meta = json.loads((run_dir / "dataset.json").read_text())
@@ -71,7 +85,7 @@ def export_run(source, quants=("float32", "int8"), calibration: int = 500, out: 
     dataset = load_dataset(config["dataset"], config.get("data_dir"), config["validation_fraction"], config["seed"])
     x_test, y_test = (a[:limit] for a in dataset.splits["test"])
     x_test = dataset.normalize(x_test)
-    train_images = dataset.splits["train"][0]
+    train_images, train_labels = dataset.splits["train"]
     picked = np.random.default_rng(config["seed"]).choice(len(train_images), min(calibration, len(train_images)),
                                                           replace=False)
     calibration_images = dataset.normalize(train_images[np.sort(picked)])
@@ -85,23 +99,63 @@ def export_run(source, quants=("float32", "int8"), calibration: int = 500, out: 
               "keras": {"accuracy": round(100 * float((keras_predicted == y_test).mean()), 2)},
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "variants": {}}
     variants = {}
-    for quant in quants:
-        uses_calibration = quant in ("int8", "int8-io")
-        tflite_model = convert(model, quant, calibration_images if uses_calibration else None)
+
+    def add(row_name: str, stem: str, tflite_model: bytes, quant: str, calibrated: bool, **extra):
         audit(tflite_model, quant)
-        stem = f"{name}_{quant}"
         manifest = manifests.build_manifest(
             tflite_model, name=name, parameters=model.count_params(), dataset=dataset_meta, quant=quant,
-            seed=config["seed"], calibration=calibration_images if uses_calibration else None)
+            seed=config["seed"], calibration=calibration_images if calibrated else None)
+        manifest["converter"].update(extra)
         _atomic_write(out / f"{stem}.tflite", tflite_model)
         _atomic_write(out / f"{stem}.json", manifests.to_json(manifest))
-        variants[quant] = tflite_model
-        report["variants"][quant] = {"file": f"{stem}.tflite",
-                                     **reports.accuracy_row(tflite_model, x_test, y_test, keras_predicted,
-                                                            dataset.labels)}
+        _log(f"{row_name}: wrote {out / stem}.tflite ({len(tflite_model) / 1000:.1f} KB); evaluating on "
+             f"{len(x_test):,} test images")
+        variants[row_name] = tflite_model
+        report["variants"][row_name] = {"file": f"{stem}.tflite", **extra,
+                                        **reports.accuracy_row(tflite_model, x_test, y_test, keras_predicted,
+                                                               dataset.labels)}
+
+    for quant in quants:
+        calibrated = quant in ("int8", "int8-io")
+        _log(f"{quant}: converting ({QUANT_PRESETS[quant]})")
+        add(quant, f"{name}_{quant}", convert(model, quant, calibration_images if calibrated else None), quant,
+            calibrated)
+    if qat_epochs or prune_sparsity:
+        _optimized_rows(add, model, dataset, train_images[:finetune_images], train_labels[:finetune_images],
+                        calibration_images, x_test[:64], name, qat_epochs, prune_sparsity, prune_epochs)
+
+    _log(f"timing {len(variants)} variants at batch 1 ({latency_rounds} interleaved rounds)")
     latencies = reports.median_latency_ms(variants, x_test[:1], rounds=latency_rounds)
-    for quant, row in report["variants"].items():
-        row["latency_ms"] = latencies[quant]
+    for row_name, row in report["variants"].items():
+        row["latency_ms"] = latencies[row_name]
     _atomic_write(out / "report.json", reports.to_json(report))
     _atomic_write(out / "report.md", reports.markdown(report))
     return report
+
+
+def _optimized_rows(add, model, dataset, images, labels, calibration_images, check_images, name, qat_epochs,
+                    prune_sparsity, prune_epochs):
+    """The tfmot rows: "int8 (QAT)", "pruned S", "pruned S + QAT", each fine-tuned from a fresh twin."""
+    from kerascnn import optimize
+
+    images = dataset.normalize(images)
+    if qat_epochs:
+        _log(f"int8 (QAT): {qat_epochs} epochs of quantization-aware training on {len(images):,} images")
+        qat = optimize.quantization_aware(optimize.to_tf_keras(model, check_images), images, labels, qat_epochs)
+        add("int8 (QAT)", f"{name}_int8_qat", convert(qat, "int8", quantization_aware=True), "int8", False,
+            qat_epochs=qat_epochs)
+    if prune_sparsity:
+        label = f"pruned {prune_sparsity:.0%}"
+        _log(f"{label}: {prune_epochs} epochs of magnitude pruning on {len(images):,} images")
+        pruned = optimize.prune(optimize.to_tf_keras(model, check_images), images, labels, prune_sparsity,
+                                prune_epochs)
+        sparsity = optimize.sparsity_per_layer(pruned)
+        stem = f"{name}_pruned{round(100 * prune_sparsity)}"
+        add(label, f"{stem}_int8", convert(pruned, "int8", calibration_images), "int8", True,
+            prune_epochs=prune_epochs, target_sparsity=prune_sparsity, sparsity_per_layer=sparsity)
+        if qat_epochs:
+            _log(f"{label} + QAT: {qat_epochs} epochs of pruning-preserving QAT")
+            both = optimize.quantization_aware(pruned, images, labels, qat_epochs, preserve_sparsity=True)
+            add(f"{label} + QAT", f"{stem}_qat_int8", convert(both, "int8", quantization_aware=True), "int8", False,
+                prune_epochs=prune_epochs, qat_epochs=qat_epochs, target_sparsity=prune_sparsity,
+                sparsity_per_layer=sparsity)

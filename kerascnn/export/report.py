@@ -3,6 +3,7 @@ accuracy change, latency at 1 thread and at all cores, and the op list."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import statistics
@@ -12,6 +13,23 @@ import numpy as np
 
 from kerascnn.export.audit import op_counts
 from kerascnn.export.runner import TFLiteClassifier
+
+
+def weight_sparsity(tflite_model: bytes) -> float | None:
+    """Fraction of exact zeros among the constant filters of CONV_2D and FULLY_CONNECTED ops (what magnitude
+    pruning zeroes); None when no filter is stored as a constant (float16 models dequantize them at load)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tflite_model)
+    zeros = total = 0
+    for op in interpreter._get_ops_details():
+        if op["op_name"] in ("CONV_2D", "FULLY_CONNECTED"):
+            try:
+                weights = interpreter.get_tensor(op["inputs"][1])
+            except ValueError:  # not a constant tensor
+                continue
+            zeros, total = zeros + int((weights == 0).sum()), total + weights.size
+    return round(zeros / total, 4) if total else None
 
 
 def accuracy_row(tflite_model: bytes, x_test, y_test, keras_predicted, labels) -> dict:
@@ -25,6 +43,8 @@ def accuracy_row(tflite_model: bytes, x_test, y_test, keras_predicted, labels) -
             per_class[label] = round(100 * float(ours - theirs), 2)
     return {
         "size_bytes": len(tflite_model),
+        "gzip_bytes": len(gzip.compress(tflite_model, 9)),
+        "weight_sparsity": weight_sparsity(tflite_model),
         "accuracy": round(100 * float((predicted == y_test).mean()), 2),
         "agreement_with_keras": round(100 * float((predicted == keras_predicted).mean()), 2),
         "per_class_accuracy_change_points": per_class,
@@ -58,16 +78,25 @@ def markdown(report: dict) -> str:
     threads = list(next(iter(report["variants"].values()))["latency_ms"])
     lines = [f"# Quantization report: {report['model']} on {report['dataset']} ({report['test_images']:,} test images)",
              "", f"Keras model: {keras_row['accuracy']:.2f} % test accuracy.", "",
-             "| variant | size (KB) | accuracy (%) | change (points) | top-1 agreement (%) | worst class change | "
+             "| variant | size (KB) | gzip (KB) | zero weights (%) | accuracy (%) | change (points) | "
+             "top-1 agreement (%) | worst class change | "
              + " | ".join(f"latency {t.replace('_', ' ')} (ms)" for t in threads) + " |",
-             "|---" * (6 + len(threads)) + "|"]
+             "|---" * (8 + len(threads)) + "|"]
     for name, row in report["variants"].items():
         worst = min(row["per_class_accuracy_change_points"].items(), key=lambda kv: kv[1])
-        lines.append(f"| {name} | {row['size_bytes'] / 1000:.1f} | {row['accuracy']:.2f} | "
-                     f"{row['accuracy'] - keras_row['accuracy']:+.2f} | {row['agreement_with_keras']:.2f} | "
-                     f"{worst[0]} {worst[1]:+.2f} | " + " | ".join(f"{row['latency_ms'][t]:.3f}" for t in threads) + " |")
+        zeros = "-" if row.get("weight_sparsity") is None else f"{100 * row['weight_sparsity']:.1f}"
+        lines.append(f"| {name} | {row['size_bytes'] / 1000:.1f} | {row['gzip_bytes'] / 1000:.1f} | {zeros} | "
+                     f"{row['accuracy']:.2f} | {row['accuracy'] - keras_row['accuracy']:+.2f} | "
+                     f"{row['agreement_with_keras']:.2f} | {worst[0]} {worst[1]:+.2f} | "
+                     + " | ".join(f"{row['latency_ms'][t]:.3f}" for t in threads) + " |")
     lines += ["", "Latency: median per image at batch 1 over interleaved rounds, ai-edge-litert with its default "
-              f"XNNPACK delegate, on {report['machine']}.", "", "## Ops", ""]
+              f"XNNPACK delegate, on {report['machine']}. Zero weights: share of exact zeros in the CONV_2D and "
+              "FULLY_CONNECTED filters (what pruning zeroes; gzip shows what it saves on disk).", ""]
+    pruned = {name: row for name, row in report["variants"].items() if row.get("sparsity_per_layer")}
+    for name, row in pruned.items():
+        lines += [f"## Sparsity per layer ({name}, target {row['target_sparsity']:.0%})", "",
+                  ", ".join(f"{layer} {value:.0%}" for layer, value in row["sparsity_per_layer"].items()), ""]
+    lines += ["## Ops", ""]
     for name, row in report["variants"].items():
         lines.append(f"- {name}: " + ", ".join(f"{op} x{n}" for op, n in row["ops"].items()))
     return "\n".join(lines) + "\n"
