@@ -30,7 +30,8 @@ def read_image_folder(root: str | Path, image_size: tuple[int, int] | None = Non
              if f.suffix.lower() in IMAGE_SUFFIXES]
     if len(classes) < 2 or not files:
         raise ValueError(f"{root} must hold one sub-folder per class (at least 2) with image files "
-                         f"({', '.join(sorted(IMAGE_SUFFIXES))}); found {len(classes)} folders and {len(files)} images.")
+                         f"({', '.join(sorted(IMAGE_SUFFIXES))}); found {len(classes)} folders and {len(files)} "
+                         "images.")
     pictures = []
     for path, _ in files:
         try:

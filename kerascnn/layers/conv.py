@@ -6,8 +6,8 @@ import keras
 from keras import ops
 
 from kerascnn.layers.padding import (
-    is_int,
     check_image_shape,
+    is_int,
     normalize_padding,
     normalize_tuple,
     output_spatial_shape,

@@ -3,8 +3,8 @@
 - QAT: `quantize_model` inserts fake-quantization (int8 weights per channel, int8 activations, batch norm
   folded into the convolution) and fine-tunes, so the weights learn to live on the int8 grid.
 - Pruning: `prune_low_magnitude` zeroes the smallest-magnitude weights of every Conv2D (1x1 and full)
-  and Dense kernel (tfmot leaves DepthwiseConv2D dense), sparsity rising from 0 to the target along a PolynomialDecay schedule (cubic), then
-  `strip_pruning` leaves plain layers whose kernels hold the zeros.
+  and Dense kernel (tfmot leaves DepthwiseConv2D dense), sparsity rising from 0 to the target along a
+  PolynomialDecay schedule (cubic), then `strip_pruning` leaves plain layers whose kernels hold the zeros.
 - Pruning-preserving QAT: QAT of a pruned model with `Default8BitPrunePreserveQuantizeScheme`, which keeps
   the zeros while the weights move.
 """

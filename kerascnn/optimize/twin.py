@@ -40,6 +40,11 @@ def _builtin_equivalent(layer, k):
                                "build the model from kerascnn.layers and Dense/Flatten/Dropout/Activation/Add.")
 
 
+def _tensor_of(tensors: dict, serialized: dict):
+    """The twin's tensor for a serialized Keras tensor: keras_history is (layer name, node, output index)."""
+    return tensors[tuple(serialized["config"]["keras_history"])]
+
+
 def _apply(parts, weights, inputs):
     """Calls `parts` in order on `inputs`, then gives them `weights` (in the same order)."""
     outputs = inputs
@@ -85,8 +90,8 @@ def to_tf_keras(model, check_inputs: np.ndarray | None = None, atol: float = 1e-
                              "supports layers called once (no shared layers).")
         node = layer_config["inbound_nodes"][0]
         args = node["args"][0]
-        history = (lambda t: tensors[tuple(t["config"]["keras_history"])])
-        inputs = [history(t) for t in args] if isinstance(args, (list, tuple)) else history(args)
+        inputs = ([_tensor_of(tensors, t) for t in args] if isinstance(args, (list, tuple))
+                  else _tensor_of(tensors, args))
         if layer.__class__.__module__.startswith("kerascnn.layers"):
             parts, weights = standard_equivalent(layer, k)
         else:

@@ -27,7 +27,8 @@ def _bool(text: str) -> bool:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kerascnn.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS)
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                argument_default=argparse.SUPPRESS)
     p.add_argument("--config", help="YAML or JSON file of options (flags override it)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named schedule (README lists them)")
     g = p.add_argument_group("model")
@@ -38,7 +39,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--dataset", help="tfds dataset name (default fashion_mnist)")
     g.add_argument("--data-dir", dest="data_dir", help="folder with one sub-folder of images per class")
     g.add_argument("--validation-fraction", type=float, dest="validation_fraction")
-    g.add_argument("--limit", type=int, help="use only the first N images of each split (smoke tests; accuracy is then meaningless)")
+    g.add_argument("--limit", type=int,
+                   help="use only the first N images of each split (smoke tests; accuracy is then meaningless)")
     g.add_argument("--augment-padding", type=int, dest="augment_padding", help="random-crop padding (0: off)")
     g.add_argument("--augment-flip", type=_bool, dest="augment_flip", help="random horizontal flips")
     g = p.add_argument_group("optimisation")

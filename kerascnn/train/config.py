@@ -79,7 +79,8 @@ def read_config_file(path: str | Path) -> dict:
     try:
         values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise ValueError(f"Config file {path} is not valid {path.suffix.lstrip('.').upper() or 'YAML'}: {error}")
+        kind = path.suffix.lstrip(".").upper() or "YAML"
+        raise ValueError(f"Config file {path} is not valid {kind}: {error}") from error
     if not isinstance(values, dict):
         raise ValueError(f"Config file {path} must hold a mapping of option names to values.")
     return values

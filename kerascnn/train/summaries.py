@@ -107,7 +107,8 @@ class ImageSummaries(keras.callbacks.Callback):
         for axis in axes.flat:
             axis.axis("off")
         for axis, index in zip(axes.flat, wrong):
-            _show(axis, self.raw_val[index], f"{self.labels[predicted[index]]}\n(true {self.labels[self.y_val[index]]})")
+            title = f"{self.labels[predicted[index]]}\n(true {self.labels[self.y_val[index]]})"
+            _show(axis, self.raw_val[index], title)
         return _figure_png(figure)
 
     def _cam_png(self) -> bytes:

@@ -53,7 +53,7 @@ def test_missing_dataset_names_both_ways_to_get_it(tmp_path, monkeypatch):
 
 def make_folder(root, classes=("cat", "dog", "fox"), per_class=6, size=(12, 10), mode="RGB"):
     rng = np.random.default_rng(0)
-    for label, name in enumerate(classes):
+    for name in classes:
         (root / name).mkdir(parents=True)
         for index in range(per_class):
             shape = (size[0], size[1], 3) if mode == "RGB" else size

@@ -12,8 +12,7 @@ import pytest
 from PIL import Image
 
 from kerascnn import layers, models
-from kerascnn.export import AuditError, ConversionError, TFLiteClassifier, audit, convert, export_run
-from kerascnn.export import exporter
+from kerascnn.export import AuditError, ConversionError, TFLiteClassifier, audit, convert, export_run, exporter
 from kerascnn.train import resolve, train
 from tests.helpers import random_images
 
@@ -118,7 +117,8 @@ def test_predict_py_without_tensorflow_classifies_png_files(exported, variant, t
 
 def test_predict_py_benchmark(exported, tmp_path):
     root, _ = exported
-    done = run_predict("--model", root / "out" / "vgg_int8.tflite", "--benchmark", "--benchmark-out", tmp_path / "b.json")
+    done = run_predict("--model", root / "out" / "vgg_int8.tflite", "--benchmark", "--benchmark-out",
+                       tmp_path / "b.json")
     assert done.returncode == 0, done.stderr
     assert set(json.loads((tmp_path / "b.json").read_text())["median_ms_per_image"]) >= {"1"}
 

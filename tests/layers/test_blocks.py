@@ -15,7 +15,8 @@ def reference_block(x_shape, filters, **conv_kwargs):
     return keras.Model(inputs, keras.layers.ReLU()(h))
 
 
-@pytest.mark.parametrize("conv_kwargs", [dict(padding="same"), dict(padding="valid", strides=2), dict(padding="same", groups=4)])
+@pytest.mark.parametrize("conv_kwargs", [dict(padding="same"), dict(padding="valid", strides=2),
+                                         dict(padding="same", groups=4)])
 def test_matches_conv_bn_relu_in_training_and_inference(conv_kwargs):
     x = random_images((4, 8, 8, 4))
     block = layers.ConvBNAct(8, 3, bn_momentum=0.9, **conv_kwargs)

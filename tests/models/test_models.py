@@ -62,7 +62,8 @@ def test_options_reach_the_builder():
 
 
 def test_unknown_name_lists_the_valid_ones():
-    with pytest.raises(ValueError, match=r"Unknown model 'resnt'\. Did you mean 'resnet'\? Valid names: lenet5, mobilenet"):
+    with pytest.raises(ValueError,
+                       match=r"Unknown model 'resnt'\. Did you mean 'resnet'\? Valid names: lenet5, mobilenet"):
         models.create("resnt")
 
 

@@ -95,7 +95,8 @@ def test_resume_refuses_other_settings(tmp_path, capsys):
     assert cli(["--model", "lenet5", "--limit", "128", "--epochs", "1", "--no-tensorboard", "--out", out]) == 0
     assert cli(["--model", "lenet5", "--limit", "128", "--epochs", "1", "--no-tensorboard", "--out", out]) == 1
     assert "already holds a run" in capsys.readouterr().err
-    assert cli(["--model", "lenet5", "--limit", "128", "--lr", "0.1", "--no-tensorboard", "--out", out, "--resume"]) == 1
+    assert cli(["--model", "lenet5", "--limit", "128", "--lr", "0.1", "--no-tensorboard", "--out", out,
+                "--resume"]) == 1
     assert "lr: 0.003 -> 0.1" in capsys.readouterr().err
 
 
