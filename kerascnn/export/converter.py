@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 from collections.abc import Iterable
 
@@ -78,7 +80,8 @@ def convert(model, quant: str = "float32", representative_images: np.ndarray | N
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     try:
-        return converter.convert()
+        with contextlib.redirect_stdout(io.StringIO()):  # Keras's export lists every captured variable
+            return converter.convert()
     except Exception as error:  # the converter raises ConverterError and friends
         culprits = _flex_culprits(str(error), [layer.name for layer in model.layers])
         if culprits:

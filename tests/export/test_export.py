@@ -115,6 +115,26 @@ def test_predict_py_without_tensorflow_classifies_png_files(exported, variant, t
     assert sum(r["top"][0][0] == dataset.labels[y] for r, y in zip(results, labels)) >= 7
 
 
+@pytest.mark.parametrize("variant", ["int8", "int8-io"])
+def test_shipped_model_classifies_fashion_mnist_with_predict_py(variant, tmp_path):
+    """export/fashion_mnist (what the README main command writes, committed) is consistent and accurate."""
+    from kerascnn.data import load_dataset
+
+    shipped = ROOT / "export" / "fashion_mnist"
+    report = json.loads((shipped / "report.json").read_text())
+    dataset = load_dataset("fashion_mnist")
+    images, labels = (a[:100] for a in dataset.splits["test"])
+    files = []
+    for index, image in enumerate(images):
+        files.append(tmp_path / f"{index}.png")
+        Image.fromarray(image[..., 0]).save(files[-1])
+    done = run_predict("--model", shipped / f"vgg_{variant}.tflite", "--json", *files)
+    assert done.returncode == 0, done.stderr
+    top = [json.loads(line)["top"][0][0] for line in done.stdout.splitlines()]
+    assert np.mean([t == dataset.labels[y] for t, y in zip(top, labels)]) >= 0.88
+    assert report["variants"][variant]["accuracy"] >= 92.5 and report["test_images"] == 10_000
+
+
 def test_predict_py_benchmark(exported, tmp_path):
     root, _ = exported
     done = run_predict("--model", root / "out" / "vgg_int8.tflite", "--benchmark", "--benchmark-out",
