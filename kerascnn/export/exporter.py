@@ -157,5 +157,4 @@ def _optimized_rows(add, model, dataset, images, labels, calibration_images, che
             _log(f"{label} + QAT: {qat_epochs} epochs of pruning-preserving QAT")
             both = optimize.quantization_aware(pruned, images, labels, qat_epochs, preserve_sparsity=True)
             add(f"{label} + QAT", f"{stem}_qat_int8", convert(both, "int8", quantization_aware=True), "int8", False,
-                prune_epochs=prune_epochs, qat_epochs=qat_epochs, target_sparsity=prune_sparsity,
-                sparsity_per_layer=sparsity)
+                prune_epochs=prune_epochs, qat_epochs=qat_epochs, target_sparsity=prune_sparsity)
