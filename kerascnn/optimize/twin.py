@@ -33,9 +33,12 @@ def _builtin_equivalent(layer, k):
         return [k.layers.Dropout(layer.rate, name=name)]
     if kind == "Activation":
         return [k.layers.Activation(keras.activations.serialize(layer.activation), name=name)]
-    if kind in ("Add", "Multiply", "Concatenate", "ReLU"):
-        config = {"axis": layer.axis} if kind == "Concatenate" else {}
-        return [getattr(k.layers, kind)(name=name, **config)]
+    if kind == "ReLU":
+        return [k.layers.ReLU(layer.max_value, layer.negative_slope, layer.threshold, name=name)]
+    if kind == "Concatenate":
+        return [k.layers.Concatenate(axis=layer.axis, name=name)]
+    if kind in ("Add", "Multiply"):
+        return [getattr(k.layers, kind)(name=name)]
     raise NoStandardEquivalent(f"Layer {name!r} of type {kind} has no tf_keras equivalent in kerascnn.optimize; "
                                "build the model from kerascnn.layers and Dense/Flatten/Dropout/Activation/Add.")
 

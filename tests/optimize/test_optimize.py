@@ -47,6 +47,7 @@ def padding_model():
     h = layers.ConvBNAct(8, 3, padding=(1, 1), groups=8, name="depthwise_same_equivalent")(h)
     h = layers.AvgPool2D(2, padding="same", name="avg_same")(h)
     h = layers.Conv2D(8, 2, dilation_rate=2, padding=2, activation="relu", name="dilated")(h)
+    h = keras.layers.ReLU(max_value=6.0, name="relu6")(h)
     return keras.Model(inputs, layers.GAPHead(4, name="head")(h))
 
 
