@@ -31,20 +31,17 @@ def class_activation_maps(network: keras.Model, images: np.ndarray) -> tuple[np.
     return chosen[:, rows][:, :, cols], predicted
 
 
-def _pyplot():
-    import matplotlib
+def _subplots(rows: int, columns: int, figsize):
+    """A figure outside pyplot (no global backend switch, nothing to close: a notebook's plots stay inline)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots(rows, columns, squeeze=False)
 
 
 def _figure_png(figure) -> bytes:
-    plt = _pyplot()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-    plt.close(figure)
     return buffer.getvalue()
 
 
@@ -86,9 +83,9 @@ class ImageSummaries(keras.callbacks.Callback):
         self.writer.flush()
 
     def _confusion_png(self, predicted, epoch) -> bytes:
-        plt = _pyplot()
         counts = confusion_matrix(self.y_val, predicted, len(self.labels))
-        figure, axis = plt.subplots(figsize=(6, 5))
+        figure, axes = _subplots(1, 1, (6, 5))
+        axis = axes[0, 0]
         axis.imshow(counts / np.maximum(counts.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
         axis.set_xticks(range(len(self.labels)), self.labels, rotation=90, fontsize=7)
         axis.set_yticks(range(len(self.labels)), self.labels, fontsize=7)
@@ -100,10 +97,9 @@ class ImageSummaries(keras.callbacks.Callback):
         return _figure_png(figure)
 
     def _misclassified_png(self, predicted) -> bytes:
-        plt = _pyplot()
         wrong = np.flatnonzero(predicted != self.y_val)[: self.max_misclassified]
         columns, rows = 8, max(1, -(-len(wrong) // 8))
-        figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.6), squeeze=False)
+        figure, axes = _subplots(rows, columns, (columns * 1.3, rows * 1.6))
         for axis in axes.flat:
             axis.axis("off")
         for axis, index in zip(axes.flat, wrong):
@@ -113,9 +109,8 @@ class ImageSummaries(keras.callbacks.Callback):
 
     def _cam_png(self) -> bytes:
         """Top row: the fixed images with their labels; bottom: the predicted class's map over each."""
-        plt = _pyplot()
         maps, predicted = class_activation_maps(self.network, self.x_val[: self.num_fixed])
-        figure, axes = plt.subplots(2, len(maps), figsize=(len(maps) * 1.3, 3), squeeze=False)
+        figure, axes = _subplots(2, len(maps), (len(maps) * 1.3, 3))
         for column, class_map in enumerate(maps):
             _show(axes[0, column], self.raw_val[column], self.labels[self.y_val[column]])
             axes[1, column].imshow(self.raw_val[column].mean(axis=-1), cmap="gray")

@@ -45,9 +45,16 @@ def test_learns_on_a_small_subset(tmp_path):
 
 
 def test_tensorboard_has_the_named_summaries(tmp_path):
+    import matplotlib
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    train(resolve(dict(SMALL, model="mobilenet", epochs=2, out=str(tmp_path / "run"), tensorboard=True)))
+    backend = matplotlib.get_backend()
+    matplotlib.use("svg")  # stands in for a notebook's inline backend, which the summaries must not switch
+    try:
+        train(resolve(dict(SMALL, model="mobilenet", epochs=2, out=str(tmp_path / "run"), tensorboard=True)))
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(backend)
     tags = {}
     for directory in (tmp_path / "run" / "tb").rglob("*"):
         if directory.is_dir() and any(f.name.startswith("events.") for f in directory.iterdir()):
