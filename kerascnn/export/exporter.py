@@ -58,6 +58,10 @@ def _log(message: str) -> None:
     print(f"[kerascnn.export] {message}", file=sys.stderr, flush=True)
 
 
+def _epochs(count: int) -> str:
+    return f"{count} epoch{'s' if count != 1 else ''}"
+
+
 def export_run(source, quants=("float32", "int8"), calibration: int = 500, out: str | os.PathLike | None = None,
                limit: int | None = None, latency_rounds: int = 7, qat_epochs: int = 0,
                prune_sparsity: float = 0.0, prune_epochs: int = 2, finetune_images: int | None = None) -> dict:
@@ -140,13 +144,13 @@ def _optimized_rows(add, model, dataset, images, labels, calibration_images, che
 
     images = dataset.normalize(images)
     if qat_epochs:
-        _log(f"int8 (QAT): {qat_epochs} epochs of quantization-aware training on {len(images):,} images")
+        _log(f"int8 (QAT): {_epochs(qat_epochs)} of quantization-aware training on {len(images):,} images")
         qat = optimize.quantization_aware(optimize.to_tf_keras(model, check_images), images, labels, qat_epochs)
         add("int8 (QAT)", f"{name}_int8_qat", convert(qat, "int8", quantization_aware=True), "int8", False,
             qat_epochs=qat_epochs)
     if prune_sparsity:
         label = f"pruned {prune_sparsity:.0%}"
-        _log(f"{label}: {prune_epochs} epochs of magnitude pruning on {len(images):,} images")
+        _log(f"{label}: {_epochs(prune_epochs)} of magnitude pruning on {len(images):,} images")
         pruned = optimize.prune(optimize.to_tf_keras(model, check_images), images, labels, prune_sparsity,
                                 prune_epochs)
         sparsity = optimize.sparsity_per_layer(pruned)
@@ -154,7 +158,7 @@ def _optimized_rows(add, model, dataset, images, labels, calibration_images, che
         add(label, f"{stem}_int8", convert(pruned, "int8", calibration_images), "int8", True,
             prune_epochs=prune_epochs, target_sparsity=prune_sparsity, sparsity_per_layer=sparsity)
         if qat_epochs:
-            _log(f"{label} + QAT: {qat_epochs} epochs of pruning-preserving QAT")
+            _log(f"{label} + QAT: {_epochs(qat_epochs)} of pruning-preserving QAT")
             both = optimize.quantization_aware(pruned, images, labels, qat_epochs, preserve_sparsity=True)
             add(f"{label} + QAT", f"{stem}_qat_int8", convert(both, "int8", quantization_aware=True), "int8", False,
                 prune_epochs=prune_epochs, qat_epochs=qat_epochs, target_sparsity=prune_sparsity)
