@@ -28,13 +28,17 @@ class PredictError(Exception):
 
 
 def load_manifest(model_path: Path, manifest_path: Path | None) -> dict:
+    if not model_path.is_file():
+        raise PredictError(f"Model file {model_path} does not exist.")
     manifest_path = manifest_path or model_path.with_suffix(".json")
     if not manifest_path.exists():
         raise PredictError(f"No manifest for {model_path}: expected {manifest_path}. Export the model with "
                            "`python -m kerascnn.export`, which writes it, or pass --manifest.")
     try:
         manifest = json.loads(manifest_path.read_text())
-        manifest["labels"], manifest["input"]["shape"], manifest["input"]["normalization"]["mean"]
+        normalization, shape = manifest["input"]["normalization"], manifest["input"]["shape"]
+        if not manifest["labels"] or len(shape) != 4 or not normalization["mean"] or not normalization["std"]:
+            raise ValueError("labels, a 4-D input shape, and mean and std are required")
     except (ValueError, KeyError, TypeError) as error:
         raise PredictError(f"{manifest_path} is not a kerascnn manifest ({error}).") from error
     return manifest
@@ -120,13 +124,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=Path, help=".tflite file")
     parser.add_argument("--manifest", type=Path, help="manifest JSON (default: beside the model, same name)")
-    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--top-k", type=int, default=3, help="how many classes to print (>= 1)")
     parser.add_argument("--threads", type=int, help="interpreter threads (default: the runtime's choice)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image")
     parser.add_argument("--benchmark", action="store_true", help="latency for 1..N threads, as JSON")
     parser.add_argument("--benchmark-out", type=Path, help="also write the benchmark JSON to this file")
     parser.add_argument("images", nargs="*", type=Path)
     args = parser.parse_args(argv)
+    if args.top_k < 1:
+        parser.error(f"--top-k must be at least 1, got {args.top_k}")
     try:
         manifest = load_manifest(args.model, args.manifest)
         if args.benchmark:

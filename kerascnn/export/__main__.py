@@ -42,7 +42,7 @@ def main(argv=None) -> int:
         report = export_run(args.source, quants, args.calibration, args.out, args.limit,
                             qat_epochs=args.qat_epochs, prune_sparsity=args.prune_sparsity,
                             prune_epochs=args.prune_epochs, finetune_images=args.finetune_images)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(markdown(report))

@@ -14,16 +14,7 @@ from kerascnn.export import manifest as manifests
 from kerascnn.export import report as reports
 from kerascnn.export.audit import audit
 from kerascnn.export.converter import QUANT_PRESETS, convert
-
-
-def _atomic_write(path: Path, data: bytes | str) -> None:
-    """Writes a temp file beside `path`, then renames it over `path`: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        tmp.write_bytes(data if isinstance(data, bytes) else data.encode())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+from kerascnn.train.checkpoint import atomic_write
 
 
 def locate_run(source: str | os.PathLike) -> tuple[Path, Path]:
@@ -40,6 +31,31 @@ def locate_run(source: str | os.PathLike) -> tuple[Path, Path]:
             raise FileNotFoundError(f"{run_dir / needed} is missing: the export needs the labels, normalization and "
                                     "dataset of the run that trained the model (written by kerascnn.train).")
     return model_path, run_dir
+
+
+def read_run_files(run_dir: Path) -> tuple[dict, dict]:
+    """(dataset.json, config.yaml) of a run: labels and normalization, and how its data was loaded."""
+    import yaml
+
+    try:
+        dataset_meta = json.loads((run_dir / "dataset.json").read_text())
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        dataset_meta["labels"], dataset_meta["normalization"], config["dataset"], config["seed"]
+    except (ValueError, KeyError, TypeError, yaml.YAMLError) as error:
+        raise ValueError(f"{run_dir} has a damaged dataset.json or config.yaml ({type(error).__name__}: {error}); "
+                         "they are written by kerascnn.train.") from error
+    return dataset_meta, config
+
+
+def check_same_data(now: dict, at_training: dict, run_dir: Path) -> None:
+    """Raises if the data loaded now differs from the data the run trained on (an image folder that changed):
+    the manifest's labels and normalization would then not match the calibration and the evaluation."""
+    same = (now["labels"] == at_training["labels"] and list(now["input_shape"]) == list(at_training["input_shape"])
+            and all(np.allclose(now["normalization"][key], at_training["normalization"][key], rtol=1e-3, atol=1e-3)
+                    for key in ("mean", "std")))
+    if not same:
+        raise ValueError(f"The dataset changed since {run_dir} was trained (labels, image shape or normalization "
+                         "differ from its dataset.json): export from the data the model was trained on.")
 
 
 def load_keras_model(model_path: Path):
@@ -71,10 +87,9 @@ def export_run(source, quants=("float32", "int8"), calibration: int = 500, out: 
     With `qat_epochs` > 0 the report adds "int8 (QAT)": quantization-aware fine-tuning of the model's tf_keras
     twin (kerascnn.optimize). With `prune_sparsity` S > 0 it adds "pruned S" (magnitude pruning over
     `prune_epochs`, then int8 with calibration) and, with `qat_epochs` too, "pruned S + QAT"
-    (pruning-preserving QAT). Fine-tuning uses the first `finetune_images` training images (all by default).
+    (pruning-preserving QAT). Fine-tuning uses a seeded random `finetune_images` of the training images (all by
+    default).
     """
-    import yaml
-
     from kerascnn.data import load_dataset
 
     unknown = [q for q in quants if q not in QUANT_PRESETS]
@@ -84,15 +99,18 @@ def export_run(source, quants=("float32", "int8"), calibration: int = 500, out: 
         raise ValueError(f"prune_sparsity must be in [0, 1), e.g. 0.5. Received: prune_sparsity={prune_sparsity}.")
     model_path, run_dir = locate_run(source)
     model = load_keras_model(model_path)
-    dataset_meta = json.loads((run_dir / "dataset.json").read_text())
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    dataset_meta, config = read_run_files(run_dir)
     dataset = load_dataset(config["dataset"], config.get("data_dir"), config["validation_fraction"], config["seed"])
+    check_same_data(dataset.metadata(), dataset_meta, run_dir)
     x_test, y_test = (a[:limit] for a in dataset.splits["test"])
     x_test = dataset.normalize(x_test)
     train_images, train_labels = dataset.splits["train"]
-    picked = np.random.default_rng(config["seed"]).choice(len(train_images), min(calibration, len(train_images)),
-                                                          replace=False)
+    if calibration < 1:
+        raise ValueError(f"--calibration must be at least 1 image (500 is a good default). Received: {calibration}.")
+    rng = np.random.default_rng(config["seed"])
+    picked = rng.choice(len(train_images), min(calibration, len(train_images)), replace=False)
     calibration_images = dataset.normalize(train_images[np.sort(picked)])
+    tuning = np.sort(rng.permutation(len(train_images))[:finetune_images])  # all classes, even for sorted folders
 
     name = model.name
     out = Path(out or Path("export") / run_dir.name)
@@ -110,8 +128,8 @@ def export_run(source, quants=("float32", "int8"), calibration: int = 500, out: 
             tflite_model, name=name, parameters=model.count_params(), dataset=dataset_meta, quant=quant,
             seed=config["seed"], calibration=calibration_images if calibrated else None)
         manifest["converter"].update(extra)
-        _atomic_write(out / f"{stem}.tflite", tflite_model)
-        _atomic_write(out / f"{stem}.json", manifests.to_json(manifest))
+        atomic_write(out / f"{stem}.tflite", tflite_model)
+        atomic_write(out / f"{stem}.json", manifests.to_json(manifest))
         _log(f"{row_name}: wrote {out / stem}.tflite ({len(tflite_model) / 1000:.1f} KB); evaluating on "
              f"{len(x_test):,} test images")
         variants[row_name] = tflite_model
@@ -125,15 +143,15 @@ def export_run(source, quants=("float32", "int8"), calibration: int = 500, out: 
         add(quant, f"{name}_{quant}", convert(model, quant, calibration_images if calibrated else None), quant,
             calibrated)
     if qat_epochs or prune_sparsity:
-        _optimized_rows(add, model, dataset, train_images[:finetune_images], train_labels[:finetune_images],
+        _optimized_rows(add, model, dataset, train_images[tuning], train_labels[tuning],
                         calibration_images, x_test[:64], name, qat_epochs, prune_sparsity, prune_epochs)
 
     _log(f"timing {len(variants)} variants at batch 1 ({latency_rounds} interleaved rounds)")
     latencies = reports.median_latency_ms(variants, x_test[:1], rounds=latency_rounds)
     for row_name, row in report["variants"].items():
         row["latency_ms"] = latencies[row_name]
-    _atomic_write(out / "report.json", reports.to_json(report))
-    _atomic_write(out / "report.md", reports.markdown(report))
+    atomic_write(out / "report.json", reports.to_json(report))
+    atomic_write(out / "report.md", reports.markdown(report))
     return report
 
 

@@ -15,7 +15,7 @@ from kerascnn.layers.standard import NoStandardEquivalent, standard_equivalent
 from kerascnn.optimize.legacy import tf_keras_and_tfmot
 
 
-class TwinMismatch(RuntimeError):
+class TwinMismatch(ValueError):
     """The twin's outputs differ from the original model's."""
 
 

@@ -10,11 +10,15 @@ from pathlib import Path
 import keras
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Writes `text` to a temporary file beside `path`, then renames it over `path`."""
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Writes `data` to a temporary file beside `path`, then renames it over `path`: readers never see half a
+    file, and an interrupted write leaves the previous file and no temporary one."""
     tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data if isinstance(data, bytes) else data.encode())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_save_model(model: keras.Model, path: Path) -> None:
@@ -64,7 +68,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         atomic_save_model(self.model, self.directory / name)
         previous = self.state.get("file")
         self.state.update(epoch=epoch, file=name, history=[*self.state["history"], {"epoch": epoch, **logs}])
-        atomic_write_text(self.directory / "state.json", json.dumps(self.state, indent=1))
+        atomic_write(self.directory / "state.json", json.dumps(self.state, indent=1))
         if previous and previous != name:
             (self.directory / previous).unlink(missing_ok=True)
 

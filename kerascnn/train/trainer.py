@@ -17,7 +17,7 @@ from kerascnn.train.checkpoint import (
     NaNGuard,
     ResumableCheckpoint,
     atomic_save_model,
-    atomic_write_text,
+    atomic_write,
 )
 from kerascnn.train.config import TrainConfig, to_yaml
 
@@ -111,7 +111,7 @@ def train(config: TrainConfig) -> dict:
     if state is not None:
         _check_resume(run_dir, config)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", to_yaml(config))
+    atomic_write(run_dir / "config.yaml", to_yaml(config))
 
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
@@ -124,8 +124,8 @@ def train(config: TrainConfig) -> dict:
     )
     num_classes = len(dataset.labels)
     x_train, x_val, x_test = (dataset.normalize(x) for x in (x_train, x_val_raw, x_test_raw))
-    atomic_write_text(run_dir / "dataset.json", json.dumps(dataset.metadata(), indent=1))
-    atomic_write_text(run_dir / "labels.txt", "\n".join(dataset.labels) + "\n")
+    atomic_write(run_dir / "dataset.json", json.dumps(dataset.metadata(), indent=1))
+    atomic_write(run_dir / "labels.txt", "\n".join(dataset.labels) + "\n")
     steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
 
     scope, replicas = _distribution_scope(config)
@@ -212,5 +212,5 @@ def train(config: TrainConfig) -> dict:
                 metrics[f"test_accuracy_{name}"] = round(float(accuracy), 5)
                 metrics[f"test_loss_{name}"] = round(float(loss), 5)
         metrics["test_accuracy"] = metrics["test_accuracy_best"]
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+    atomic_write(run_dir / "metrics.json", json.dumps(metrics, indent=1))
     return metrics

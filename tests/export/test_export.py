@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 from kerascnn import layers, models
-from kerascnn.export import AuditError, ConversionError, TFLiteClassifier, audit, convert, export_run, exporter
+from kerascnn.export import AuditError, ConversionError, TFLiteClassifier, audit, convert, export_run
 from kerascnn.train import resolve, train
+from kerascnn.train.checkpoint import atomic_write
 from tests.helpers import random_images
 
 if keras.backend.backend() != "tensorflow":
@@ -113,6 +114,7 @@ def test_predict_py_without_tensorflow_classifies_png_files(exported, variant, t
     for result, probabilities in zip(results, expected):
         assert abs(result["top"][0][1] - probabilities.max()) < 0.02
     assert sum(r["top"][0][0] == dataset.labels[y] for r, y in zip(results, labels)) >= 7
+    assert results[-1]["top"][0][0] == results[0]["top"][0][0]  # the big colour copy of image 0, converted back
 
 
 @pytest.mark.parametrize("variant", ["int8", "int8-io"])
@@ -159,6 +161,15 @@ def test_predict_py_errors(exported, tmp_path):
     done = run_predict("--model", model, tmp_path / "missing.png")
     assert done.returncode == 1 and "does not exist" in done.stderr
 
+    done = run_predict("--model", tmp_path / "typo.tflite", not_image)
+    assert done.returncode == 1 and "Model file" in done.stderr and "typo.tflite does not exist" in done.stderr
+
+    broken = json.loads((root / "out" / "vgg_int8.json").read_text())
+    del broken["input"]["normalization"]["std"]
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    done = run_predict("--model", model, "--manifest", tmp_path / "broken.json", not_image)
+    assert done.returncode == 1 and "is not a kerascnn manifest" in done.stderr
+
     other = json.loads((root / "out" / "vgg_int8.json").read_text())
     other["labels"] = other["labels"][:5]
     (tmp_path / "other.json").write_text(json.dumps(other))
@@ -196,6 +207,30 @@ def test_audit_rejects_flex_ops_and_float_inside_int8():
         audit(float_model, "int8")
 
 
+def test_a_dataset_that_changed_since_training_is_refused(exported, tmp_path):
+    import shutil
+
+    root, _ = exported
+    shutil.copytree(root / "run", tmp_path / "run")
+    meta = json.loads((tmp_path / "run" / "dataset.json").read_text())
+    meta["normalization"]["mean"] = [m + 5.0 for m in meta["normalization"]["mean"]]
+    (tmp_path / "run" / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="The dataset changed since"):
+        export_run(tmp_path / "run", ["float32"], out=tmp_path / "out")
+    (tmp_path / "run" / "config.yaml").write_text("dataset: [unclosed")
+    with pytest.raises(ValueError, match="damaged dataset.json or config.yaml"):
+        export_run(tmp_path / "run", ["float32"], out=tmp_path / "out")
+
+
+def test_a_keras_file_outside_a_run_directory_is_explained(exported, tmp_path):
+    import shutil
+
+    root, _ = exported
+    shutil.copy(root / "run" / "best.keras", tmp_path / "model.keras")
+    with pytest.raises(FileNotFoundError, match="dataset.json is missing: the export needs the labels"):
+        export_run(tmp_path / "model.keras")
+
+
 def test_bad_sources(tmp_path):
     with pytest.raises(FileNotFoundError, match="No model at"):
         export_run(tmp_path / "nowhere")
@@ -220,6 +255,6 @@ def test_interrupted_write_leaves_no_half_written_tflite(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Path, "write_bytes", write_half_then_die)
     with pytest.raises(KeyboardInterrupt):
-        exporter._atomic_write(target, b"x" * 1000)
+        atomic_write(target, b"x" * 1000)
     assert target.read_bytes() == b"the previous export"
     assert list(tmp_path.iterdir()) == [target]  # and no temp file left behind

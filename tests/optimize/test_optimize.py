@@ -156,7 +156,16 @@ def test_qat_and_pruning_rows(optimized):
 
 def test_cli_flags_reach_the_report(optimized, tmp_path):
     root, _ = optimized
-    done = subprocess.run([sys.executable, "-m", "kerascnn.export", root / "run", "--quant", "float32",
-                           "--prune-sparsity", "1.5", "--out", tmp_path], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+
+    def cli(*flags):
+        return subprocess.run([sys.executable, "-m", "kerascnn.export", root / "run", "--quant", "float32",
+                               "--limit", "50", "--calibration", "32", "--out", tmp_path, *flags], cwd=ROOT,
+                              capture_output=True, text=True, timeout=600)
+
+    done = cli("--qat-epochs", "1", "--finetune-images", "64")
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert list(report["variants"]) == ["float32", "int8 (QAT)"] and report["variants"]["int8 (QAT)"]["qat_epochs"] == 1
+    assert "int8 (QAT): 1 epoch of quantization-aware training on 64 images" in done.stderr
+    done = cli("--prune-sparsity", "1.5")
     assert done.returncode == 1 and "prune_sparsity must be in [0, 1)" in done.stderr
