@@ -24,8 +24,11 @@ def atomic_write(path: Path, data: str | bytes) -> None:
 def atomic_save_model(model: keras.Model, path: Path) -> None:
     """model.save to a temporary .keras file beside `path`, then rename: never a half-written file."""
     tmp = path.with_name(f".partial-{path.name}")
-    model.save(tmp)
-    os.replace(tmp, path)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class ResumableCheckpoint(keras.callbacks.Callback):
