@@ -85,21 +85,90 @@ def standard_equivalent(layer, k=keras, input_shape=None):
     raise NoStandardEquivalent(f"Layer {name!r} of type {type(layer).__name__} has no standard equivalent.")
 
 
-def to_keras_builtins(model: keras.Model) -> keras.Model:
-    """A Keras 3 twin of a functional kerascnn model made of standard keras.layers only, with the same
-    weights (each kerascnn layer becomes a small Sequential of its standard equivalent)."""
+def _builtin_equivalent(layer, k):
+    """A copy in namespace `k` of a standard Keras 3 layer (those the zoo uses beside kerascnn layers)."""
+    name, kind = layer.name, type(layer).__name__
+    if kind == "Dense":
+        activation = keras.activations.serialize(layer.activation)
+        return [k.layers.Dense(layer.units, activation=activation, use_bias=layer.use_bias, name=name)]
+    if kind == "Flatten":
+        return [k.layers.Flatten(name=name)]
+    if kind == "Dropout":
+        return [k.layers.Dropout(layer.rate, name=name)]
+    if kind == "Activation":
+        return [k.layers.Activation(keras.activations.serialize(layer.activation), name=name)]
+    if kind == "ReLU":
+        return [k.layers.ReLU(layer.max_value, layer.negative_slope, layer.threshold, name=name)]
+    if kind == "Concatenate":
+        return [k.layers.Concatenate(axis=layer.axis, name=name)]
+    if kind in ("Add", "Multiply"):
+        return [getattr(k.layers, kind)(name=name)]
+    raise NoStandardEquivalent(f"Layer {name!r} of type {kind} has no standard equivalent in kerascnn; "
+                               "build the model from kerascnn.layers and Dense/Flatten/Dropout/Activation/Add.")
 
-    def clone(layer):
+
+def _tensor_of(tensors: dict, serialized: dict):
+    """The twin's tensor for a serialized Keras tensor: keras_history is (layer name, node, output index)."""
+    return tensors[tuple(serialized["config"]["keras_history"])]
+
+
+def _apply(parts, weights, inputs):
+    """Calls `parts` in order on `inputs`, then gives them `weights` (in the same order)."""
+    outputs = inputs
+    for part in parts:
+        outputs = part(outputs)
+    for part in parts:
+        count = len(part.weights)
+        if count:
+            part.set_weights(weights[:count])
+            weights = weights[count:]
+    return outputs
+
+
+def standard_twin(model, k=keras):
+    """One flat functional model of namespace `k` (`keras`, or `tf_keras`) made of standard layers only,
+    computing what the functional kerascnn `model` computes, with its weights. It is rebuilt from
+    `model.get_config()`: each layer's inbound tensors (keras_history: layer name, node, output index) are
+    fed to the layer's standard equivalent.
+
+    Raises:
+        NoStandardEquivalent: a layer has none (named in the message).
+        ValueError: `model` is not functional, or calls a layer more than once.
+    """
+    config = model.get_config()
+    if "layers" not in config or "input_layers" not in config:
+        raise ValueError(f"Model {model.name!r} is not a functional model; standard_twin needs keras.Model(inputs, "
+                         "outputs) built from kerascnn.layers.")
+    tensors = {}
+    for layer_config in config["layers"]:
+        name = layer_config["name"]
+        layer = model.get_layer(name)
+        if layer_config["class_name"] == "InputLayer":
+            tensors[(name, 0, 0)] = k.Input(shape=tuple(layer.batch_shape[1:]), name=name)
+            continue
+        if len(layer_config["inbound_nodes"]) != 1:
+            raise ValueError(f"Layer {name!r} is called {len(layer_config['inbound_nodes'])} times; standard_twin "
+                             "supports layers called once (no shared layers).")
+        node = layer_config["inbound_nodes"][0]
+        args = node["args"][0]
+        inputs = ([_tensor_of(tensors, t) for t in args] if isinstance(args, (list, tuple))
+                  else _tensor_of(tensors, args))
         if layer.__class__.__module__.startswith("kerascnn.layers"):
-            parts, weights = standard_equivalent(layer)
-            twin = keras.Sequential(parts, name=f"{layer.name}_standard")
-            twin.build(layer.input.shape)
-            twin.set_weights(weights)
-            return twin
-        return layer.__class__.from_config(layer.get_config())
+            parts, weights = standard_equivalent(layer, k)
+        else:
+            parts, weights = _builtin_equivalent(layer, k), layer.get_weights()
+        tensors[(name, 0, 0)] = _apply(parts, list(weights), inputs)
 
-    twin = keras.models.clone_model(model, clone_function=clone)
-    for original, copy in zip(model.layers, twin.layers):
-        if not original.__class__.__module__.startswith("kerascnn.layers") and original.weights:
-            copy.set_weights(original.get_weights())
-    return twin
+    def outputs_of(entries):
+        entries = entries if isinstance(entries[0], (list, tuple)) else [entries]
+        return [tensors[tuple(entry)] for entry in entries]
+
+    inputs, outputs = outputs_of(config["input_layers"]), outputs_of(config["output_layers"])
+    return k.Model(inputs[0] if len(inputs) == 1 else inputs, outputs[0] if len(outputs) == 1 else outputs,
+                   name=model.name)
+
+
+def to_keras_builtins(model: keras.Model) -> keras.Model:
+    """The Keras 3 twin of a functional kerascnn model, made of keras.layers built-ins only (bench/train.py
+    times the two side by side)."""
+    return standard_twin(model, keras)

@@ -1,0 +1,23 @@
+"""kerascnn.layers.standard: every zoo model has a Keras 3 twin of built-in layers computing the same function
+(bench/train.py times the pair; kerascnn.optimize builds the tf_keras twin with the same code)."""
+
+import keras
+import numpy as np
+import pytest
+
+from kerascnn import models
+from kerascnn.layers.standard import to_keras_builtins
+from tests.helpers import random_images
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_builtins_twin_matches_every_zoo_model(name):
+    x = random_images((16, 28, 28, 1))
+    model = models.create(name)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, np.arange(16) % 10, epochs=1, batch_size=8, verbose=0)  # BN statistics away from their init
+    twin = to_keras_builtins(model)
+    assert not [layer for layer in twin.layers if type(layer).__module__.startswith("kerascnn")]
+    assert twin.count_params() == model.count_params()
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(twin(x, training=False)),
+                               keras.ops.convert_to_numpy(model(x, training=False)), atol=1e-5)
