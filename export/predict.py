@@ -50,9 +50,7 @@ class Classifier:
     def __init__(self, model_path: Path, manifest: dict, num_threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
-        if not model_path.exists():
-            raise PredictError(f"Model file {model_path} does not exist.")
-        try:
+        try:  # load_manifest has checked that model_path exists
             self.interpreter = Interpreter(model_path=str(model_path), num_threads=num_threads)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
