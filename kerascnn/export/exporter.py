@@ -14,7 +14,7 @@ from kerascnn.export import manifest as manifests
 from kerascnn.export import report as reports
 from kerascnn.export.audit import audit
 from kerascnn.export.converter import QUANT_PRESETS, convert
-from kerascnn.train.checkpoint import atomic_write
+from kerascnn.rundir import atomic_write
 
 
 def locate_run(source: str | os.PathLike) -> tuple[Path, Path]:

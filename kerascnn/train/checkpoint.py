@@ -9,16 +9,7 @@ from pathlib import Path
 
 import keras
 
-
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Writes `data` to a temporary file beside `path`, then renames it over `path`: readers never see half a
-    file, and an interrupted write leaves the previous file and no temporary one."""
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        tmp.write_bytes(data if isinstance(data, bytes) else data.encode())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+from kerascnn.rundir import atomic_write
 
 
 def atomic_save_model(model: keras.Model, path: Path) -> None:

@@ -14,7 +14,7 @@ from PIL import Image
 from kerascnn import layers, models
 from kerascnn.export import AuditError, ConversionError, TFLiteClassifier, audit, convert, export_run
 from kerascnn.train import resolve, train
-from kerascnn.train.checkpoint import atomic_write
+from kerascnn.rundir import atomic_write
 from tests.helpers import random_images
 
 if keras.backend.backend() != "tensorflow":
