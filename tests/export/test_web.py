@@ -1,0 +1,176 @@
+"""export/web: the page classifies on the device in a real headless Chromium, offline, and agrees with predict.py.
+
+The page is served from a temporary root that links export/web and export/fashion_mnist, as
+`python3 -m http.server` from export/ would serve them; export/web/drive.mjs (playwright-core, Debian's
+chromium) opens it and reports what it showed. The model is the shipped export/fashion_mnist/vgg_uint8.tflite
+(the page's default), or the .tflite named by KERASCNN_WEB_MODEL (with its manifest beside it), served from
+dev/ and passed as ?model=.
+"""
+
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+WEB = ROOT / "export" / "web"
+SHIPPED = ROOT / "export" / "fashion_mnist" / "vgg_uint8.tflite"
+CHROMIUM = Path("/usr/bin/chromium")
+SELFTEST = 100
+
+
+def node_problem() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if not CHROMIUM.exists():
+        return f"no {CHROMIUM} (apt-get install -y chromium)"
+    if not (shutil.which("node") and shutil.which("npm")):
+        return "no node/npm (playwright-core needs Node.js >= 20)"
+    major = int(subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip("v\n").split(".")[0])
+    if major < 20:
+        return f"node {major} is too old: playwright-core needs Node.js >= 20"
+    return None
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """(page URL, model file on disk): a local server on a free port for a temporary root."""
+    problem = node_problem()
+    if problem:
+        pytest.skip(f"browser test cannot run: {problem}")
+    if not (WEB / "node_modules" / "@mediapipe" / "tasks-vision").is_dir():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=WEB, check=True, timeout=600)
+    root = tmp_path_factory.mktemp("site")
+    (root / "web").symlink_to(WEB)
+    (root / "fashion_mnist").symlink_to(SHIPPED.parent)
+    url = "/web/index.html"
+    model = SHIPPED
+    if os.environ.get("KERASCNN_WEB_MODEL"):
+        model = Path(os.environ["KERASCNN_WEB_MODEL"]).resolve()
+        (root / "dev").mkdir()
+        for path in (model, model.with_suffix(".json")):
+            shutil.copy(path, root / "dev" / path.name)
+        url += f"?model=../dev/{model.name}"
+    if not model.exists():
+        pytest.fail(f"{model} does not exist: export the MediaPipe-ready uint8 model there, or set "
+                    "KERASCNN_WEB_MODEL to a .tflite with TFLite metadata and its manifest beside it.")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}{url}", model
+    server.shutdown()
+    server.server_close()
+
+
+def drive(**options) -> dict:
+    """Run export/web/drive.mjs with these options; its JSON report."""
+    run = subprocess.run(["node", str(WEB / "drive.mjs"), json.dumps(options)], capture_output=True, text=True,
+                         timeout=240)
+    assert run.stdout, f"drive.mjs printed nothing:\n{run.stderr}"
+    report = json.loads(run.stdout)
+    assert "error" not in report, f"{report['error']}\nbrowser console:\n" + "\n".join(report["console"])
+    return report
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory):
+    """The bundled test images as separate PNG files, cut from samples.png exactly as the page cuts them."""
+    out = tmp_path_factory.mktemp("cells")
+    meta = json.loads((WEB / "samples.json").read_text())
+    size, columns = meta["size"], meta["columns"]
+    with Image.open(WEB / "samples.png") as sprite:
+        for i in range(meta["count"]):
+            x, y = (i % columns) * size, (i // columns) * size
+            sprite.crop((x, y, x + size, y + size)).save(out / f"{i:03d}.png")
+    return sorted(out.glob("*.png")), meta
+
+
+def predict(model: Path, images: list[Path], k: int) -> list[list]:
+    """export/predict.py's top-k [label, probability] pairs, one list per image."""
+    run = subprocess.run([sys.executable, str(ROOT / "export" / "predict.py"), "--model", str(model), "--json",
+                          "--top-k", str(k), *map(str, images)], capture_output=True, text=True, check=True)
+    return [json.loads(line)["top"] for line in run.stdout.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def browser(site, cells, tmp_path_factory):
+    """One page visit: the self-test on 100 images, a click on a sample (screenshot), then a picked RGB file."""
+    url, _ = site
+    tmp = tmp_path_factory.mktemp("browser")
+    picked = tmp / "picked.png"
+    with Image.open(cells[0][0]) as image:
+        image.convert("RGB").save(picked)
+    report = drive(url=url, selftest=SELFTEST, file=str(picked), screenshot=str(tmp / "shot.png"),
+                   chromium=str(CHROMIUM))
+    assert report["results"], f"{report['selftest']}\nbrowser console:\n" + "\n".join(report["console"])
+    return report, picked, tmp / "shot.png"
+
+
+def test_selftest_top1_equals_predict_py_on_100_images(browser, site, cells):
+    report, _, _ = browser
+    images, meta = cells
+    results = report["results"]["results"]
+    assert len(results) == SELFTEST
+    expected = predict(site[1], images[:SELFTEST], k=1)
+    for i, (got, (want,)) in enumerate(zip(results, expected)):
+        assert got["label"] == want[0], f"test image {i}: the page says {got['label']}, predict.py {want[0]}"
+        assert got["score"] == pytest.approx(want[1], abs=0.01), f"test image {i}"
+    correct = sum(r["index"] == t for r, t in zip(results, meta["classes"]))
+    assert report["selftest"] == f"selftest: {correct}/{SELFTEST} correct"
+    assert correct >= 80, "a Fashion-MNIST model should get most of the first 100 test images right"
+    assert report["results"]["medianMs"] > 0
+
+
+def test_page_works_offline(browser):
+    report, _, _ = browser
+    assert report["offsite"] == [], "the page requested files from outside its own server"
+    assert not [line for line in report["console"] if line.startswith("pageerror")]
+
+
+def test_picked_file_shows_top3_latency_and_model(browser, site):
+    report, picked, shot = browser
+    labels = [label for label, _ in predict(site[1], [picked], k=3)[0]]
+    assert report["picked"]["labels"] == labels
+    assert all(re.fullmatch(r"\d+\.\d %", score) for score in report["picked"]["scores"])
+    assert re.fullmatch(r"inference: \d+\.\d\d ms", report["picked"]["latency"])
+    assert site[1].name in report["picked"]["model"]
+    with Image.open(shot) as image:  # the screenshot after a click on a bundled image
+        assert image.width >= 600 and image.height >= 400
+
+
+def test_missing_model_is_named_on_the_page(site):
+    url = site[0].split("?")[0] + "?model=../fashion_mnist/no_such_model.tflite"
+    report = drive(url=url, selftest=3, chromium=str(CHROMIUM))
+    assert report["selftest"] == ("error: ../fashion_mnist/no_such_model.tflite: HTTP 404. "
+                                  "Pass ?model=PATH (relative to this page).")
+    assert report["results"] is None
+
+
+def test_bundled_samples_are_the_first_100_test_images(tmp_path):
+    """make_samples.py rebuilds samples.png and samples.json from Debian's Fashion-MNIST files."""
+    run = subprocess.run([sys.executable, str(WEB / "make_samples.py"), "--out", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    with Image.open(WEB / "samples.png") as shipped, Image.open(tmp_path / "samples.png") as rebuilt:
+        np.testing.assert_array_equal(np.asarray(shipped), np.asarray(rebuilt))
+    assert json.loads((tmp_path / "samples.json").read_text()) == json.loads((WEB / "samples.json").read_text())
+
+
+def test_make_samples_names_missing_dataset(tmp_path):
+    run = subprocess.run([sys.executable, str(WEB / "make_samples.py"), "--idx-dir", str(tmp_path), "--out",
+                          str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.startswith("error: No t10k-images-idx3-ubyte(.gz) in ")
+    assert "Traceback" not in run.stderr
