@@ -140,6 +140,12 @@ def test_page_works_offline(browser):
     assert not [line for line in report["console"] if line.startswith("pageerror")]
 
 
+def test_runtime_sends_no_usage_metrics(site):
+    """@mediapipe/tasks-vision >= 1.0 POSTs usage metrics to this endpoint 60 s after a page loads."""
+    bundle = (WEB / "node_modules" / "@mediapipe" / "tasks-vision" / "vision_bundle.mjs").read_text()
+    assert "odml.pa.googleapis.com" not in bundle, "this MediaPipe release sends usage metrics: keep 0.10.35"
+
+
 def test_picked_file_shows_top3_latency_and_model(browser, site):
     report, picked, shot = browser
     labels = [label for label, _ in predict(site[1], [picked], k=3)[0]]
