@@ -107,16 +107,25 @@ def predict(model: Path, images: list[Path], k: int) -> list[list]:
 
 @pytest.fixture(scope="module")
 def browser(site, cells, tmp_path_factory):
-    """One page visit: the self-test on 100 images, a click on a sample (screenshot), then a picked RGB file."""
+    """One page visit: the self-test on 100 images, a click on a sample (screenshot), two picked files, a drop,
+    a camera frame.
+
+    picked.png is test image 0 as RGB at its own 28 x 28 size, photo.png the same image enlarged 4 x (the page
+    resizes it back), dropped.png test image 1; camera.png is what the model saw of Chromium's fake camera.
+    """
     url, _ = site
     tmp = tmp_path_factory.mktemp("browser")
-    picked = tmp / "picked.png"
-    with Image.open(cells[0][0]) as image:
-        image.convert("RGB").save(picked)
-    report = drive(url=url, selftest=SELFTEST, file=str(picked), screenshot=str(tmp / "shot.png"),
-                   chromium=str(CHROMIUM))
+    files = {name: tmp / name for name in ("picked.png", "photo.png", "dropped.png")}
+    with Image.open(cells[0][0]) as first, Image.open(cells[0][1]) as second:
+        first.convert("RGB").save(files["picked.png"])
+        first.convert("RGB").resize((112, 112), Image.BICUBIC).save(files["photo.png"])
+        second.save(files["dropped.png"])
+    report = drive(url=url, selftest=SELFTEST, files=[str(files["picked.png"]), str(files["photo.png"])],
+                   drop=str(files["dropped.png"]), camera=str(tmp / "camera.png"),
+                   screenshot=str(tmp / "shot.png"), chromium=str(CHROMIUM))
     assert report["results"], f"{report['selftest']}\nbrowser console:\n" + "\n".join(report["console"])
-    return report, picked, tmp / "shot.png"
+    files["camera.png"] = tmp / "camera.png"
+    return report, files, tmp / "shot.png"
 
 
 def test_selftest_top1_equals_predict_py_on_100_images(browser, site, cells):
@@ -146,13 +155,29 @@ def test_runtime_sends_no_usage_metrics(site):
     assert "odml.pa.googleapis.com" not in bundle, "this MediaPipe release sends usage metrics: keep 0.10.35"
 
 
-def test_picked_file_shows_top3_latency_and_model(browser, site):
-    report, picked, shot = browser
-    labels = [label for label, _ in predict(site[1], [picked], k=3)[0]]
-    assert report["picked"]["labels"] == labels
-    assert all(re.fullmatch(r"\d+\.\d %", score) for score in report["picked"]["scores"])
-    assert re.fullmatch(r"inference: \d+\.\d\d ms", report["picked"]["latency"])
-    assert site[1].name in report["picked"]["model"]
+def assert_top3_agrees(shown: dict, expected: list):
+    """The page's top 3 (labels, scores in %) are predict.py's 3 best classes; equal scores may swap places."""
+    probability = dict(expected)  # predict.py's probability of every class
+    assert shown["labels"][0] == expected[0][0]
+    for label, score in zip(shown["labels"], shown["scores"]):
+        assert float(score.rstrip(" %")) == pytest.approx(100 * probability[label], abs=0.6), label
+    assert float(shown["scores"][2].rstrip(" %")) >= 100 * expected[2][1] - 0.6
+
+
+def test_picked_dropped_and_camera_images_show_top3_latency_and_model(browser, site):
+    report, files, shot = browser
+    (picked, photo), dropped, camera = report["picked"], report["dropped"], report["camera"]
+    names = ["picked.png", "photo.png", "dropped.png", "camera.png"]
+    expected = dict(zip(names, predict(site[1], [files[name] for name in names], k=10)))
+    assert_top3_agrees(picked, expected["picked.png"])
+    assert_top3_agrees(dropped, expected["dropped.png"])
+    assert_top3_agrees(camera, expected["camera.png"])
+    assert photo["labels"][0] == expected["photo.png"][0][0], "the page resizes a larger image as predict.py does"
+    for shown in (picked, photo, dropped, camera):
+        assert all(re.fullmatch(r"\d+\.\d %", score) for score in shown["scores"])
+        assert re.fullmatch(r"inference: \d+\.\d\d ms", shown["latency"])
+        assert site[1].name in shown["model"]
+        assert shown["input"] == [28, 28]
     with Image.open(shot) as image:  # the screenshot after a click on a bundled image
         assert image.width >= 600 and image.height >= 400
 
