@@ -112,10 +112,22 @@ async function main() {
   }
 
   const classifyImage = async (blob) => {
-    const bitmap = await createImageBitmap(blob);
+    const name = blob.name || 'the dropped file';
+    let bitmap;
+    try {
+      bitmap = await createImageBitmap(blob);
+    } catch (error) {
+      $('status').textContent = `error: ${name} is not an image this browser can decode (${error.message}); ` +
+                                'pick a PNG, JPEG or WebP file.';
+      $('status').classList.add('error');
+      return;
+    }
+    $('status').textContent = 'Ready.';
+    $('status').classList.remove('error');
+    URL.revokeObjectURL($('photo').src);
     $('photo').src = URL.createObjectURL(blob);
     $('photo').hidden = false;
-    show(classify(classifier, toInput(bitmap, size)), `file: ${blob.name || 'dropped image'}`);
+    show(classify(classifier, toInput(bitmap, size)), `file: ${name}`);
   };
   $('file').onchange = () => $('file').files[0] && classifyImage($('file').files[0]);
   const drop = $('drop');

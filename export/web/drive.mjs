@@ -5,7 +5,7 @@
 //                    "chromium": "/usr/bin/chromium"}'
 //
 // Opens url?selftest=N and waits for #selftest; clicks the first bundled test image and takes the screenshot;
-// picks each of `files` with the file input, drops `drop` onto the drop zone, and with "camera": PATH classifies
+// picks each of `files` with the file input (and `bad`, a file that is not an image), drops `drop` onto the drop zone, and with "camera": PATH classifies
 // a frame of Chromium's fake camera and saves the model's input (the frame at the model's size) as PNG at PATH;
 // reads what the page shows for each (top 3, latency, model, the model-input canvas's [height, width]). Every
 // request that does not go to the page's own host is aborted and listed in "offsite", so a run shows that the
@@ -69,6 +69,11 @@ try {
   for (const file of report.results ? options.files || [] : []) {
     await page.locator('#file').setInputFiles(file);
     report.picked.push(await shown(`file: ${basename(file)}`));
+  }
+  if (options.bad && report.results) {
+    await page.locator('#file').setInputFiles(options.bad);
+    await page.locator('#status').filter({hasText: 'error:'}).waitFor();
+    report.bad = await page.locator('#status').textContent();
   }
   if (options.drop && report.results) {
     const data = await page.evaluateHandle(([name, base64]) => {

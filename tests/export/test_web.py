@@ -120,8 +120,9 @@ def browser(site, cells, tmp_path_factory):
         first.convert("RGB").save(files["picked.png"])
         first.convert("RGB").resize((112, 112), Image.BICUBIC).save(files["photo.png"])
         second.save(files["dropped.png"])
+    (tmp / "notes.png").write_text("not an image")
     report = drive(url=url, selftest=SELFTEST, files=[str(files["picked.png"]), str(files["photo.png"])],
-                   drop=str(files["dropped.png"]), camera=str(tmp / "camera.png"),
+                   bad=str(tmp / "notes.png"), drop=str(files["dropped.png"]), camera=str(tmp / "camera.png"),
                    screenshot=str(tmp / "shot.png"), chromium=str(CHROMIUM))
     assert report["results"], f"{report['selftest']}\nbrowser console:\n" + "\n".join(report["console"])
     files["camera.png"] = tmp / "camera.png"
@@ -180,6 +181,13 @@ def test_picked_dropped_and_camera_images_show_top3_latency_and_model(browser, s
         assert shown["input"] == [28, 28]
     with Image.open(shot) as image:  # the screenshot after a click on a bundled image
         assert image.width >= 600 and image.height >= 400
+
+
+def test_a_file_that_is_not_an_image_is_named_and_the_page_goes_on(browser):
+    report, _, _ = browser
+    assert report["bad"].startswith("error: notes.png is not an image this browser can decode (")
+    assert report["bad"].endswith("); pick a PNG, JPEG or WebP file.")
+    assert report["dropped"]["labels"], "the next image still classifies"
 
 
 def test_missing_model_is_named_on_the_page(site):
