@@ -38,7 +38,8 @@ async function loadClassifier(modelPath) {
       baseOptions: {modelAssetBuffer: bytes, delegate: 'CPU'}, runningMode: 'IMAGE', maxResults: 3});
     return {classifier, bytes: bytes.length};
   } catch (error) {
-    throw new Error(`MediaPipe cannot use ${modelPath} (${error.message || error}). It needs TFLite metadata ` +
+    const reason = String(error.message || error).split(/;|\n/)[0];  // drop MediaPipe's source-location trace
+    throw new Error(`MediaPipe cannot use ${modelPath} (${reason}). It must be a .tflite with TFLite metadata ` +
                     '(labels, normalization) and a 3-channel input: use a model exported with its metadata.');
   }
 }

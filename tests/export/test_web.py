@@ -190,12 +190,16 @@ def test_a_file_that_is_not_an_image_is_named_and_the_page_goes_on(browser):
     assert report["dropped"]["labels"], "the next image still classifies"
 
 
-def test_missing_model_is_named_on_the_page(site):
-    url = site[0].split("?")[0] + "?model=../fashion_mnist/no_such_model.tflite"
-    report = drive(url=url, selftest=3, chromium=str(CHROMIUM))
+def test_missing_or_unusable_model_is_named_on_the_page(site):
+    page = site[0].split("?")[0]
+    report = drive(url=page + "?model=../fashion_mnist/no_such_model.tflite", selftest=3, chromium=str(CHROMIUM))
     assert report["selftest"] == ("error: ../fashion_mnist/no_such_model.tflite: HTTP 404. "
                                   "Pass ?model=PATH (relative to this page).")
     assert report["results"] is None
+    report = drive(url=page + "?model=samples.png", selftest=3, chromium=str(CHROMIUM))
+    assert report["selftest"] == ("error: MediaPipe cannot use samples.png (INVALID_ARGUMENT: The model is not a "
+                                  "valid Flatbuffer buffer). It must be a .tflite with TFLite metadata (labels, "
+                                  "normalization) and a 3-channel input: use a model exported with its metadata.")
 
 
 def test_bundled_samples_are_the_first_100_test_images(tmp_path):
