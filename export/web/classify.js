@@ -1,0 +1,182 @@
+// Classify an image in the browser with a kerascnn .tflite model and MediaPipe Tasks for Web (ImageClassifier).
+//
+// Everything is served from this machine: the model (?model=PATH, relative to this page; default the shipped
+// uint8 model), its manifest beside it (PATH with .json: the input size), MediaPipe's WebAssembly from
+// node_modules (`npm ci` here), and the bundled test images (samples.png, a 10 x 10 sprite of 28 x 28 cells).
+// The model carries its own TFLite metadata (labels, normalization mean/std), which MediaPipe reads: for a float
+// input it feeds (pixel - mean) / std, for a uint8 input the pixels 0..255 themselves.
+//
+// ?selftest=N classifies the first N bundled test images, writes "selftest: K/N correct" into #selftest and the
+// per-image results into window.selftestResults and #selftest-json.
+
+import {FilesetResolver, ImageClassifier} from './node_modules/@mediapipe/tasks-vision/vision_bundle.mjs';
+
+const WASM = './node_modules/@mediapipe/tasks-vision/wasm';
+const DEFAULT_MODEL = '../fashion_mnist/vgg_uint8.tflite';
+const SHOWN_SAMPLES = 12;
+const $ = (id) => document.getElementById(id);
+
+// The model's input size [height, width] from its manifest, or null (then MediaPipe resizes the image itself).
+async function inputSize(modelPath) {
+  try {
+    const response = await fetch(modelPath.replace(/\.tflite$/, '.json'));
+    if (!response.ok) return null;
+    const shape = (await response.json()).input.shape;
+    return [shape[1], shape[2]];
+  } catch {
+    return null;
+  }
+}
+
+async function loadClassifier(modelPath) {
+  const response = await fetch(modelPath);
+  if (!response.ok) throw new Error(`${modelPath}: HTTP ${response.status}. Pass ?model=PATH (relative to this page).`);
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  const fileset = await FilesetResolver.forVisionTasks(WASM);
+  try {
+    const classifier = await ImageClassifier.createFromOptions(fileset, {
+      baseOptions: {modelAssetBuffer: bytes, delegate: 'CPU'}, runningMode: 'IMAGE', maxResults: 3});
+    return {classifier, bytes: bytes.length};
+  } catch (error) {
+    const reason = String(error.message || error).split(/;|\n/)[0];  // drop MediaPipe's source-location trace
+    throw new Error(`MediaPipe cannot use ${modelPath} (${reason}). It must be a .tflite with TFLite metadata ` +
+                    '(labels, normalization) and a 3-channel input: use a model exported with its metadata.');
+  }
+}
+
+// Draw any image source onto a canvas of the model's input size (a plain stretch, as predict.py's resize) and
+// return its pixels; a source already that size is copied unchanged.
+function toInput(source, size, sx = 0, sy = 0, sw = source.width, sh = source.height) {
+  const [height, width] = size || [sh, sw];
+  const canvas = $('input');
+  canvas.width = width;
+  canvas.height = height;
+  const context = canvas.getContext('2d', {willReadFrequently: true});
+  context.imageSmoothingQuality = 'high';
+  context.drawImage(source, sx, sy, sw, sh, 0, 0, width, height);
+  return context.getImageData(0, 0, width, height);
+}
+
+// One inference: the top classes and the milliseconds the classify() call took (MediaPipe's preprocessing in it).
+function classify(classifier, pixels) {
+  const start = performance.now();
+  const result = classifier.classify(pixels);
+  const ms = performance.now() - start;
+  return {top: result.classifications[0].categories, ms};
+}
+
+function show({top, ms}, truth = '') {
+  $('result').replaceChildren(...top.map((c) => {
+    const li = document.createElement('li');
+    li.innerHTML = '<span class="label"></span><span class="score"></span><span class="bar"></span>';
+    li.querySelector('.label').textContent = c.categoryName || c.displayName || `class ${c.index}`;
+    li.querySelector('.score').textContent = `${(100 * c.score).toFixed(1)} %`;
+    li.querySelector('.bar').style.width = `${(100 * c.score).toFixed(1)}%`;
+    return li;
+  }));
+  $('latency').textContent = `inference: ${ms.toFixed(2)} ms`;
+  $('truth').textContent = truth;
+}
+
+async function main() {
+  const params = new URLSearchParams(location.search);
+  const modelPath = params.get('model') || DEFAULT_MODEL;
+  const [{classifier, bytes}, size, samples, sprite] = await Promise.all([
+    loadClassifier(modelPath), inputSize(modelPath),
+    fetch('samples.json').then((r) => r.json()),
+    new Promise((resolve, reject) => {
+      const image = new Image();
+      image.onload = () => resolve(image);
+      image.onerror = () => reject(new Error('samples.png did not load'));
+      image.src = 'samples.png';
+    }),
+  ]);
+  $('status').textContent = 'Ready.';
+  $('model').textContent = `model: ${modelPath} (${(bytes / 1024).toFixed(0)} KB), MediaPipe Tasks for Web ` +
+                           'ImageClassifier, CPU (WebAssembly)';
+
+  const cell = samples.size;
+  const cellAt = (i) => [(i % samples.columns) * cell, Math.floor(i / samples.columns) * cell];
+  const sampleInput = (i) => toInput(sprite, size, ...cellAt(i), cell, cell);
+  for (let i = 0; i < Math.min(SHOWN_SAMPLES, samples.count); i++) {
+    const button = document.createElement('button');
+    const thumb = document.createElement('canvas');
+    thumb.width = thumb.height = cell;
+    thumb.getContext('2d').drawImage(sprite, ...cellAt(i), cell, cell, 0, 0, cell, cell);
+    button.title = `test image ${i}: ${samples.labels[samples.classes[i]]}`;
+    button.append(thumb);
+    button.onclick = () => {
+      $('photo').hidden = true;
+      show(classify(classifier, sampleInput(i)), `true class: ${samples.labels[samples.classes[i]]}`);
+    };
+    $('samples').append(button);
+  }
+
+  const classifyImage = async (blob) => {
+    const name = blob.name || 'the dropped file';
+    let bitmap;
+    try {
+      bitmap = await createImageBitmap(blob);
+    } catch (error) {
+      $('status').textContent = `error: ${name} is not an image this browser can decode (${error.message}); ` +
+                                'pick a PNG, JPEG or WebP file.';
+      $('status').classList.add('error');
+      return;
+    }
+    $('status').textContent = 'Ready.';
+    $('status').classList.remove('error');
+    URL.revokeObjectURL($('photo').src);
+    $('photo').src = URL.createObjectURL(blob);
+    $('photo').hidden = false;
+    show(classify(classifier, toInput(bitmap, size)), `file: ${name}`);
+  };
+  $('file').onchange = () => $('file').files[0] && classifyImage($('file').files[0]);
+  const drop = $('drop');
+  drop.ondragover = (event) => { event.preventDefault(); drop.classList.add('over'); };
+  drop.ondragleave = () => drop.classList.remove('over');
+  drop.ondrop = (event) => {
+    event.preventDefault();
+    drop.classList.remove('over');
+    const file = [...event.dataTransfer.files].find((f) => f.type.startsWith('image/'));
+    if (file) classifyImage(file);
+  };
+  $('camera').onclick = async () => {
+    try {
+      $('video').srcObject = await navigator.mediaDevices.getUserMedia({video: true});
+      $('video').hidden = $('snap').hidden = false;
+    } catch (error) {
+      $('status').textContent = `No camera here (${error.message || error}); the page needs https or localhost.`;
+    }
+  };
+  $('snap').onclick = () => {
+    const video = $('video');
+    $('photo').hidden = true;
+    show(classify(classifier, toInput(video, size, 0, 0, video.videoWidth, video.videoHeight)), 'camera frame');
+  };
+
+  if (params.has('selftest')) selftest(classifier, samples, sampleInput, Number(params.get('selftest')));
+}
+
+function selftest(classifier, samples, sampleInput, n) {
+  if (!Number.isInteger(n) || n < 1 || n > samples.count) {
+    throw new Error(`?selftest=N needs N in 1..${samples.count} (the bundled test images), got ${n}.`);
+  }
+  const results = [];
+  for (let i = 0; i < n; i++) {
+    const {top, ms} = classify(classifier, sampleInput(i));
+    results.push({index: top[0].index, label: top[0].categoryName, score: top[0].score, ms,
+                  truth: samples.classes[i]});
+  }
+  const correct = results.filter((r) => r.index === r.truth).length;
+  const ms = results.map((r) => r.ms).sort((a, b) => a - b);
+  window.selftestResults = {n, correct, medianMs: ms[Math.floor(n / 2)], results};
+  $('selftest-json').textContent = JSON.stringify(window.selftestResults);
+  $('selftest').textContent = `selftest: ${correct}/${n} correct`;
+}
+
+main().catch((error) => {
+  for (const id of ['status', 'selftest']) {
+    $(id).textContent = `error: ${error.message || error}`;
+    $(id).classList.add('error');
+  }
+});
