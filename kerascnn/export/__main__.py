@@ -12,15 +12,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kerascnn.export.converter import QUANT_PRESETS
+from kerascnn.export.presets import PRESETS
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kerascnn.export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", help="run directory of kerascnn.train (uses best.keras) or a .keras file in one")
-    parser.add_argument("--quant", nargs="+", default=["float32", "int8"], choices=[*QUANT_PRESETS, "all"],
-                        help="; ".join(f"{k}: {v}" for k, v in QUANT_PRESETS.items()))
+    parser.add_argument("--quant", nargs="+", default=["float32", "int8"], choices=[*PRESETS, "all"],
+                        help="; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
     parser.add_argument("--calibration", type=int, default=500, help="training images for int8 calibration")
     parser.add_argument("--out", help="output directory (default export/<run name>)")
     parser.add_argument("--limit", type=int, help="evaluate on the first N test images only")
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     tuning.add_argument("--prune-epochs", type=int, default=2, help="epochs of fine-tuning while pruning")
     tuning.add_argument("--finetune-images", type=int, help="fine-tune on the first N training images only")
     args = parser.parse_args(argv)
-    quants = list(QUANT_PRESETS) if "all" in args.quant else list(dict.fromkeys(args.quant))
+    quants = list(PRESETS) if "all" in args.quant else list(dict.fromkeys(args.quant))
 
     from kerascnn.export.exporter import export_run
     from kerascnn.export.report import markdown

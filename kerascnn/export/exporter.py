@@ -13,7 +13,8 @@ import numpy as np
 from kerascnn.export import manifest as manifests
 from kerascnn.export import report as reports
 from kerascnn.export.audit import audit
-from kerascnn.export.converter import QUANT_PRESETS, convert
+from kerascnn.export.converter import convert
+from kerascnn.export.presets import PRESETS
 from kerascnn.rundir import atomic_write
 
 
@@ -92,9 +93,9 @@ def export_run(source, quants=("float32", "int8"), calibration: int = 500, out: 
     """
     from kerascnn.data import load_dataset
 
-    unknown = [q for q in quants if q not in QUANT_PRESETS]
+    unknown = [q for q in quants if q not in PRESETS]
     if unknown:
-        raise ValueError(f"Unknown quantization {', '.join(unknown)}. Valid: {', '.join(QUANT_PRESETS)}, all.")
+        raise ValueError(f"Unknown quantization {', '.join(unknown)}. Valid: {', '.join(PRESETS)}, all.")
     if not 0.0 <= prune_sparsity < 1.0:
         raise ValueError(f"prune_sparsity must be in [0, 1), e.g. 0.5. Received: prune_sparsity={prune_sparsity}.")
     model_path, run_dir = locate_run(source)
@@ -138,8 +139,8 @@ def export_run(source, quants=("float32", "int8"), calibration: int = 500, out: 
                                                                dataset.labels)}
 
     for quant in quants:
-        calibrated = quant in ("int8", "int8-io")
-        _log(f"{quant}: converting ({QUANT_PRESETS[quant]})")
+        calibrated = PRESETS[quant].calibrated
+        _log(f"{quant}: converting ({PRESETS[quant].description})")
         add(quant, f"{name}_{quant}", convert(model, quant, calibration_images if calibrated else None), quant,
             calibrated)
     if qat_epochs or prune_sparsity:
