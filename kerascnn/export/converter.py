@@ -11,6 +11,7 @@ import numpy as np
 
 from kerascnn.export.presets import PRESETS, QuantizationPreset, get
 
+
 class ConversionError(ValueError):
     """The model needs an op TFLite has no builtin for; the message names the op and the layer."""
 
