@@ -4,6 +4,9 @@
 Needs only NumPy, Pillow and ai-edge-litert (pip install ai-edge-litert numpy pillow) — never TensorFlow
 or Keras. Everything about the model's input comes from the manifest JSON written beside the .tflite by
 `python -m kerascnn.export`: labels, input size and colour, normalization, int8 scale and zero point.
+Images of any size and mode work: 16-bit PNGs are scaled to 8 bits (not clipped), transparent pixels are
+composited on white (`--background black` for black), then converted to grey or RGB as the model takes.
+An image that cannot be read is reported and the others are still classified (exit code 2 at the end).
 
     python predict.py --model fashion_mnist/vgg_int8.tflite shirt.png boot.jpg
     python predict.py --model fashion_mnist/vgg_int8.tflite --json *.png
@@ -27,7 +30,22 @@ class PredictError(Exception):
     """A problem with the user's files; the message says which file and what to do."""
 
 
+def _numbers(values, channels: int, what: str, positive: bool = False) -> list[float]:
+    if (not isinstance(values, list) or len(values) not in (1, channels)
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values)):
+        raise ValueError(f"input.normalization.{what} must be a list of 1 or {channels} numbers, got {values!r:.80}")
+    if positive and min(values) <= 0:
+        raise ValueError(f"input.normalization.{what} must be > 0 (it divides), got {values!r}")
+    return [float(v) for v in values]
+
+
 def load_manifest(model_path: Path, manifest_path: Path | None) -> dict:
+    """The manifest beside `model_path` (or `manifest_path`), checked: labels a list of strings, input shape
+    [1, H, W, C] with C 1 or 3, mean and std lists of 1 or C finite numbers, std > 0.
+
+    Raises:
+        PredictError: the model or manifest is missing, or the manifest is malformed (says what and where).
+    """
     if not model_path.is_file():
         raise PredictError(f"Model file {model_path} does not exist.")
     manifest_path = manifest_path or model_path.with_suffix(".json")
@@ -36,18 +54,56 @@ def load_manifest(model_path: Path, manifest_path: Path | None) -> dict:
                            "`python -m kerascnn.export`, which writes it, or pass --manifest.")
     try:
         manifest = json.loads(manifest_path.read_text())
-        normalization, shape = manifest["input"]["normalization"], manifest["input"]["shape"]
-        if not manifest["labels"] or len(shape) != 4 or not normalization["mean"] or not normalization["std"]:
-            raise ValueError("labels, a 4-D input shape, and mean and std are required")
+        labels, shape = manifest["labels"], manifest["input"]["shape"]
+        normalization = manifest["input"]["normalization"]
+        if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
+            raise ValueError(f"labels must be a list of names, got {labels!r:.80}")
+        if (not isinstance(shape, list) or len(shape) != 4 or shape[0] != 1
+                or not all(isinstance(n, int) and n > 0 for n in shape) or shape[-1] not in (1, 3)):
+            raise ValueError(f"input.shape must be [1, height, width, channels] with 1 or 3 channels, got {shape!r}")
+        _numbers(normalization["mean"], shape[-1], "mean")
+        _numbers(normalization["std"], shape[-1], "std", positive=True)
     except (ValueError, KeyError, TypeError) as error:
-        raise PredictError(f"{manifest_path} is not a kerascnn manifest ({error}).") from error
+        detail = f"missing {error}" if isinstance(error, KeyError) else str(error)
+        raise PredictError(f"{manifest_path} is not a kerascnn manifest ({detail}).") from error
     return manifest
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
+    """q = clip(round(x / scale) + zero_point) in `dtype`'s range: how a float input enters an integer model."""
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
+
+
+BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}
+
+
+def to_8bit(image):
+    """A Pillow image as 8-bit grey or RGB(A): 16-bit and 32-bit integer grey ("I;16", "I") is scaled by 255/65535
+    (not clipped at 255), so a 16-bit PNG reads like its 8-bit version."""
+    from PIL import Image
+
+    if image.mode.startswith("I;16") or image.mode == "I":
+        pixels = np.asarray(image, np.float64)
+        return Image.fromarray(np.clip(np.round(pixels * (255 / 65535)), 0, 255).astype(np.uint8), "L")
+    return image
+
+
+def composite(image, background: str = "white"):
+    """Transparent pixels over a solid `background` ("white" or "black"); images without alpha unchanged."""
+    from PIL import Image
+
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        base = Image.new("RGBA", rgba.size, (*BACKGROUNDS[background], 255))
+        return Image.alpha_composite(base, rgba).convert("RGB")
+    return image
 
 
 class Classifier:
     """Runs the model as its manifest says: resize, convert, normalize, quantize, invoke, dequantize."""
 
-    def __init__(self, model_path: Path, manifest: dict, num_threads: int | None = None):
+    def __init__(self, model_path: Path, manifest: dict, num_threads: int | None = None, background: str = "white"):
         from ai_edge_litert.interpreter import Interpreter
 
         try:  # load_manifest has checked that model_path exists
@@ -59,35 +115,47 @@ class Classifier:
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         expected = manifest["input"]["shape"][1:]
-        if list(self.input["shape"][1:]) != expected or int(self.output["shape"][-1]) != len(manifest["labels"]):
+        takes = [int(n) for n in self.input["shape"][1:]]  # plain ints: numpy's print as np.int32(28)
+        if takes != expected or int(self.output["shape"][-1]) != len(manifest["labels"]):
             raise PredictError(
-                f"The manifest does not match {model_path}: the model takes {list(self.input['shape'][1:])} and gives "
+                f"The manifest does not match {model_path}: the model takes {takes} and gives "
                 f"{int(self.output['shape'][-1])} scores, the manifest says {expected} and {len(manifest['labels'])} "
                 "labels. Use the manifest exported with this model.")
         self.height, self.width, self.channels = expected
         self.mean = np.float32(manifest["input"]["normalization"]["mean"])
         self.std = np.float32(manifest["input"]["normalization"]["std"])
+        self.background = background
+
+    def preprocess_image(self, image) -> np.ndarray:
+        """A Pillow image as the model's normalized input: 8 bits, alpha over the background, grey or RGB,
+        resized (bilinear), (pixel - mean) / std per channel."""
+        from PIL import Image
+
+        image = composite(to_8bit(image), self.background).convert("L" if self.channels == 1 else "RGB")
+        image = image.resize((self.width, self.height), Image.BILINEAR)
+        pixels = np.asarray(image, np.float32).reshape(self.height, self.width, self.channels)
+        return (pixels - self.mean) / self.std
 
     def preprocess(self, path: Path) -> np.ndarray:
         from PIL import Image, UnidentifiedImageError
 
         try:
             with Image.open(path) as image:
-                image = image.convert("L" if self.channels == 1 else "RGB")
-                image = image.resize((self.width, self.height), Image.BILINEAR)
+                return self.preprocess_image(image)
         except FileNotFoundError as error:
             raise PredictError(f"Image {path} does not exist.") from error
-        except (UnidentifiedImageError, OSError) as error:
+        except Image.DecompressionBombError as error:
+            raise PredictError(f"{path} is too large for Pillow's decompression-bomb limit ({error}); downscale it "
+                               "first (the model needs only "
+                               f"{self.width}x{self.height} pixels).") from error
+        except (UnidentifiedImageError, OSError, ValueError) as error:
             raise PredictError(f"{path} is not an image Pillow can read ({error}).") from error
-        pixels = np.asarray(image, np.float32).reshape(self.height, self.width, self.channels)
-        return (pixels - self.mean) / self.std
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         x = x[None]
         scale, zero_point = self.input["quantization"]
         if self.input["dtype"] != np.float32:  # q = round(x / scale) + zero_point
-            info = np.iinfo(self.input["dtype"])
-            x = np.clip(np.round(x / scale) + zero_point, info.min, info.max)
+            x = quantize(x, scale, zero_point, self.input["dtype"])
         self.interpreter.set_tensor(self.input["index"], x.astype(self.input["dtype"]))
         self.interpreter.invoke()
         out = self.interpreter.get_tensor(self.output["index"])[0]
@@ -122,8 +190,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=Path, help=".tflite file")
     parser.add_argument("--manifest", type=Path, help="manifest JSON (default: beside the model, same name)")
-    parser.add_argument("--top-k", type=int, default=3, help="how many classes to print (>= 1)")
-    parser.add_argument("--threads", type=int, help="interpreter threads (default: the runtime's choice)")
+    parser.add_argument("--top-k", type=int, default=3, help="how many classes to print (>= 1; default 3)")
+    parser.add_argument("--threads", type=int, help="interpreter threads, >= 1 (default: the runtime's choice)")
+    parser.add_argument("--background", choices=list(BACKGROUNDS), default="white",
+                        help="colour under transparent pixels of RGBA/LA/P images (default white)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image")
     parser.add_argument("--benchmark", action="store_true", help="latency for 1..N threads, as JSON")
     parser.add_argument("--benchmark-out", type=Path, help="also write the benchmark JSON to this file")
@@ -131,6 +201,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.top_k < 1:
         parser.error(f"--top-k must be at least 1, got {args.top_k}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1 (or left out for the runtime's choice), got {args.threads}")
+    if not args.benchmark and not args.images:
+        parser.error("give one or more image files (or --benchmark)")
+    if args.benchmark_out and not (args.benchmark_out.parent.is_dir() and os.access(args.benchmark_out.parent,
+                                                                                     os.W_OK)):
+        parser.error(f"--benchmark-out {args.benchmark_out}: the folder {args.benchmark_out.parent} does not exist "
+                     "or is not writable")
+    failed = 0
     try:
         manifest = load_manifest(args.model, args.manifest)
         if args.benchmark:
@@ -138,20 +217,30 @@ def main(argv=None) -> int:
             text = json.dumps(result, indent=1)
             print(text)
             if args.benchmark_out:
-                args.benchmark_out.write_text(text + "\n")
+                try:
+                    args.benchmark_out.write_text(text + "\n")
+                except OSError as error:
+                    raise PredictError(f"Cannot write --benchmark-out {args.benchmark_out} ({error.strerror}).") \
+                        from error
             return 0
-        if not args.images:
-            parser.error("give one or more image files (or --benchmark)")
-        classifier = Classifier(args.model, manifest, args.threads)
+        classifier = Classifier(args.model, manifest, args.threads, args.background)
         for path in args.images:
-            top = classifier.top(path, args.top_k)
+            try:
+                top = classifier.top(path, args.top_k)
+            except PredictError as error:  # report it, classify the others, fail at the end
+                print(f"error: {error}", file=sys.stderr)
+                failed += 1
+                continue
             if args.json:
                 print(json.dumps({"file": str(path), "top": top}))
             else:
                 print(f"{path}: " + ", ".join(f"{label} {100 * p:.1f} %" for label, p in top))
     except PredictError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return 2
+    if failed:
+        print(f"error: {failed} of {len(args.images)} images could not be classified (see above).", file=sys.stderr)
+        return 2
     return 0
 
 

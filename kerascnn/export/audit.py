@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kerascnn.export import presets
+
 EDGE_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
 
@@ -39,18 +41,33 @@ def op_counts(tflite_model: bytes) -> dict[str, int]:
     return counts
 
 
-def audit(tflite_model: bytes, quant: str) -> list[dict]:
+def audit(tflite_model: bytes, quant) -> list[dict]:
     """Checks the rules and returns the op details.
 
+    Args:
+        tflite_model: the .tflite bytes.
+        quant: the preset it was converted under (a name of `presets.PRESETS` or the preset).
+
     Raises:
-        AuditError: a Flex or custom op; or, for int8 presets, a float op other than QUANTIZE/DEQUANTIZE at
-            the edges of a float-I/O model.
+        AuditError: a Flex or custom op; for full-integer presets, a float32 tensor (input or output) of an op
+            other than QUANTIZE/DEQUANTIZE, and, for integer-I/O presets, any float32 tensor at all; or a model
+            input/output dtype other than the preset's.
     """
+    preset = quant if isinstance(quant, presets.QuantizationPreset) else presets.get(quant)
     ops = op_details(tflite_model)
     for index, op in enumerate(ops):
         if op["op"].startswith("Flex") or op["op"] in ("CUSTOM", "DELEGATE"):
             raise AuditError(f"Op {index} ({op['op']}) is not a TFLite builtin: edge runtimes cannot run it.")
-        if quant in ("int8", "int8-io") and op["op"] not in EDGE_OPS and "float32" in op["inputs"] + op["outputs"]:
-            raise AuditError(f"The {quant} model computes op {index} ({op['op']}) in float32: "
-                             "full-integer models keep float only in QUANTIZE/DEQUANTIZE at the edges.")
+        allowed_float = not preset.integer_io and op["op"] in EDGE_OPS
+        if preset.calibrated and not allowed_float and "float32" in op["inputs"] + op["outputs"]:
+            where = "at the edges" if preset.integer_io else "inside"
+            raise AuditError(f"The {preset.name} model computes op {index} ({op['op']}) in float32: full-integer "
+                             f"models keep no float {where}"
+                             + ("." if preset.integer_io else " (only QUANTIZE/DEQUANTIZE may take or give float)."))
+    interpreter = _interpreter(tflite_model)
+    given = np.dtype(interpreter.get_input_details()[0]["dtype"]).name
+    returned = np.dtype(interpreter.get_output_details()[0]["dtype"]).name
+    if (given, returned) != (preset.input_dtype, preset.output_dtype):
+        raise AuditError(f"The {preset.name} model takes {given} and gives {returned}; the preset says "
+                         f"{preset.input_dtype} and {preset.output_dtype}.")
     return ops

@@ -9,14 +9,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-# name -> what the preset does (MediaPipe Model Maker's presets, as loose flags never are)
-QUANT_PRESETS = {
-    "float32": "no quantization",
-    "float16": "weights stored as float16, computed in float32",
-    "dynamic": "int8 weights, activations quantized on the fly (dynamic range)",
-    "int8": "full integer: int8 weights and activations, float32 input and output",
-    "int8-io": "full integer with int8 input and output (no float at the edges)",
-}
+from kerascnn.export.presets import PRESETS, QuantizationPreset, get
 
 
 class ConversionError(ValueError):
@@ -49,7 +42,7 @@ def convert(model, quant: str = "float32", representative_images: np.ndarray | N
 
     Args:
         model: a Keras 3 model, or a tf_keras model from kerascnn.optimize.
-        quant: one of QUANT_PRESETS.
+        quant: a preset name of `kerascnn.export.presets.PRESETS`, or the preset itself.
         representative_images: normalized float32 images (N, H, W, C) for int8 calibration.
         quantization_aware: `model` was trained with fake quantization (tfmot QAT), which carries the int8
             ranges: int8 presets then need no calibration images.
@@ -60,25 +53,25 @@ def convert(model, quant: str = "float32", representative_images: np.ndarray | N
     """
     import tensorflow as tf
 
-    if quant not in QUANT_PRESETS:
-        raise ValueError(f"Unknown quantization {quant!r}. Valid: {', '.join(QUANT_PRESETS)}.")
+    preset = quant if isinstance(quant, QuantizationPreset) else get(quant)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quant != "float32":
+    if preset.optimize:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quant == "float16":
+    if preset.float16_weights:
         converter.target_spec.supported_types = [tf.float16]
-    if quantization_aware and quant not in ("int8", "int8-io"):
-        raise ValueError(f"A quantization-aware model exports as int8 or int8-io. Received: quant={quant!r}.")
-    if quant in ("int8", "int8-io") and not quantization_aware:
+    if quantization_aware and not preset.calibrated:
+        raise ValueError(f"A quantization-aware model exports under a full-integer preset "
+                         f"({', '.join(p.name for p in PRESETS.values() if p.calibrated)}). "
+                         f"Received: quant={preset.name!r}.")
+    if preset.calibrated and not quantization_aware:
         if representative_images is None or not len(representative_images):
-            raise ValueError(f"--quant {quant} needs calibration images (representative_images).")
+            raise ValueError(f"--quant {preset.name} needs calibration images (representative_images).")
         images = np.asarray(representative_images, np.float32)
         converter.representative_dataset = lambda: ([image[None]] for image in images)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if quant == "int8-io":
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+    converter.inference_input_type = tf.as_dtype(preset.input_dtype)
+    converter.inference_output_type = tf.as_dtype(preset.output_dtype)
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # Keras's export lists every captured variable
             return converter.convert()

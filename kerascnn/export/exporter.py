@@ -13,7 +13,8 @@ import numpy as np
 from kerascnn.export import manifest as manifests
 from kerascnn.export import report as reports
 from kerascnn.export.audit import audit
-from kerascnn.export.converter import QUANT_PRESETS, convert
+from kerascnn.export.converter import convert
+from kerascnn.export.presets import PRESETS
 from kerascnn.rundir import atomic_write
 
 
@@ -59,10 +60,20 @@ def check_same_data(now: dict, at_training: dict, run_dir: Path) -> None:
 
 
 def load_keras_model(model_path: Path):
+    import zipfile
+
     import keras
 
     import kerascnn  # noqa: F401  (registers the layers)
 
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError) as error:
+        raise ValueError(f"{model_path} is truncated or damaged: not a complete .keras (zip) archive ({error}). "
+                         "Copy it again, or export another checkpoint of the run.") from error
+    if damaged:
+        raise ValueError(f"{model_path} is damaged ({damaged} fails its checksum): copy it again.")
     try:
         return keras.saving.load_model(model_path)
     except Exception as error:  # zip, h5, json and registration errors all land here
@@ -78,81 +89,197 @@ def _epochs(count: int) -> str:
     return f"{count} epoch{'s' if count != 1 else ''}"
 
 
+def _check_out(out: Path) -> None:
+    """Creates the output folder, or raises naming it: a file in the way, or a folder that cannot be written."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder: give a folder for the .tflite files and the report.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"Cannot create the output folder {out} ({error.strerror}): give a writable --out.") from error
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"The output folder {out} is not writable: give a writable --out.")
+
+
+def _integer_input_offset(tflite_model: bytes, mean, std) -> int | None:
+    """For an integer input, the offset k with q = pixel + k for every pixel value 0..255 (0 for uint8, -128 for
+    int8 when the calibration spans black to white); None for a float input.
+
+    Raises:
+        ValueError: the input quantization does not map whole pixels to whole steps (q - pixel varies).
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    given = Interpreter(model_content=tflite_model).get_input_details()[0]
+    if given["dtype"] == np.float32:
+        return None
+    scale, zero_point = given["quantization"]
+    pixels = np.arange(256, dtype=np.float32)
+    offsets = {int(k) for c in range(len(mean))
+               for k in np.round((pixels - np.float32(mean[c])) / np.float32(std[c]) / np.float32(scale))
+               + zero_point - pixels}
+    if len(offsets) != 1:
+        raise ValueError(f"The {np.dtype(given['dtype']).name} input's quantization (scale {scale:.6g}, zero point "
+                         f"{zero_point}) does not map pixels 0..255 to whole steps: runtimes that feed raw pixels "
+                         "would see other values than predict.py.")
+    return offsets.pop()
+
+
 def export_run(source, quants=("float32", "int8"), calibration: int = 500, out: str | os.PathLike | None = None,
                limit: int | None = None, latency_rounds: int = 7, qat_epochs: int = 0,
-               prune_sparsity: float = 0.0, prune_epochs: int = 2, finetune_images: int | None = None) -> dict:
+               prune_sparsity: float = 0.0, prune_epochs: int = 2, finetune_images: int | None = None,
+               input_color: str = "rgb", mediapipe: bool = True) -> dict:
     """Exports `source` under each preset in `quants` into `out` and returns the report (also written
     as report.json and report.md).
+
+    Every .tflite carries TFLite metadata (kerascnn.export.metadata: labels, normalization, input colour), so
+    MediaPipe Tasks and the TFLite Task Library run it with no extra code. With `input_color="rgb"` a model trained
+    on grey images is exported with an RGB input, the luminance folded into its first convolution
+    (kerascnn.export.rgb); "native" keeps the trained channels. int8 calibration uses `calibration` seeded random
+    training images plus an all-black and an all-white one, so integer inputs cover the whole 0..255 pixel range
+    (a uint8 input then takes the raw pixels: q = pixel).
 
     With `qat_epochs` > 0 the report adds "int8 (QAT)": quantization-aware fine-tuning of the model's tf_keras
     twin (kerascnn.optimize). With `prune_sparsity` S > 0 it adds "pruned S" (magnitude pruning over
     `prune_epochs`, then int8 with calibration) and, with `qat_epochs` too, "pruned S + QAT"
-    (pruning-preserving QAT). Fine-tuning uses a seeded random `finetune_images` of the training images (all by
-    default).
+    (pruning-preserving QAT); these rows keep the trained channels. Fine-tuning uses a seeded random
+    `finetune_images` of the training images (all by default).
+
+    With `mediapipe` and a `.venv-edge` at the repository root (export/requirements.txt), each variant is also
+    run through MediaPipe Tasks' ImageClassifier (export/check_mediapipe.py) for the report's MediaPipe columns.
+
+    Raises:
+        ValueError: a bad argument, source, output folder, or run files (labels or normalization missing, a label
+            count other than the model's outputs); NotFoldableError (a ValueError) for an RGB export of a model
+            whose input does not feed one foldable convolution.
+        FileNotFoundError: no model or run files at `source`.
     """
     from kerascnn.data import load_dataset
+    from kerascnn.export import metadata as metadata_writer
+    from kerascnn.export.rgb import grey_to_rgb
 
-    unknown = [q for q in quants if q not in QUANT_PRESETS]
+    unknown = [q for q in quants if q not in PRESETS]
     if unknown:
-        raise ValueError(f"Unknown quantization {', '.join(unknown)}. Valid: {', '.join(QUANT_PRESETS)}, all.")
+        raise ValueError(f"Unknown quantization {', '.join(unknown)}. Valid: {', '.join(PRESETS)}, all.")
     if not 0.0 <= prune_sparsity < 1.0:
         raise ValueError(f"prune_sparsity must be in [0, 1), e.g. 0.5. Received: prune_sparsity={prune_sparsity}.")
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be at least 1 test image (or left out for all). Received: {limit}.")
+    if calibration < 1:
+        raise ValueError(f"--calibration must be at least 1 image (500 is a good default). Received: {calibration}.")
+    if finetune_images is not None and finetune_images < 1:
+        raise ValueError(f"--finetune-images must be at least 1 (or left out for all). Received: {finetune_images}.")
+    if input_color not in ("rgb", "native"):
+        raise ValueError(f"input_color must be 'rgb' or 'native'. Received: {input_color!r}.")
+    _check_backend()
     model_path, run_dir = locate_run(source)
-    model = load_keras_model(model_path)
     dataset_meta, config = read_run_files(run_dir)
+    model = load_keras_model(model_path)
+    channels = int(model.inputs[0].shape[-1])
+    metadata_writer.check_labels(dataset_meta["labels"], int(model.outputs[0].shape[-1]))
+    metadata_writer.input_normalization(dataset_meta["normalization"]["mean"], dataset_meta["normalization"]["std"],
+                                        channels, "float32")
+    out = Path(out or Path("export") / run_dir.name)
+    _check_out(out)
     dataset = load_dataset(config["dataset"], config.get("data_dir"), config["validation_fraction"], config["seed"])
     check_same_data(dataset.metadata(), dataset_meta, run_dir)
     x_test, y_test = (a[:limit] for a in dataset.splits["test"])
     x_test = dataset.normalize(x_test)
     train_images, train_labels = dataset.splits["train"]
-    if calibration < 1:
-        raise ValueError(f"--calibration must be at least 1 image (500 is a good default). Received: {calibration}.")
     rng = np.random.default_rng(config["seed"])
     picked = rng.choice(len(train_images), min(calibration, len(train_images)), replace=False)
-    calibration_images = dataset.normalize(train_images[np.sort(picked)])
+    extremes = np.stack([np.zeros(train_images.shape[1:], train_images.dtype),
+                         np.full(train_images.shape[1:], 255, train_images.dtype)])
+    calibration_images = dataset.normalize(np.concatenate([train_images[np.sort(picked)], extremes]))
     tuning = np.sort(rng.permutation(len(train_images))[:finetune_images])  # all classes, even for sorted folders
 
     name = model.name
-    out = Path(out or Path("export") / run_dir.name)
-    out.mkdir(parents=True, exist_ok=True)
+    fold = input_color == "rgb" and channels == 1
+    export_model = grey_to_rgb(model) if fold else model
+    color = "rgb" if fold or channels == 3 else "grey"
+
+    def model_space(images: np.ndarray, rgb: bool) -> np.ndarray:
+        """Normalized grey images as the exported model takes them: R = G = B for the folded RGB input."""
+        return np.repeat(images, 3, axis=-1) if rgb and images.shape[-1] == 1 else images
+
+    mean, std = dataset_meta["normalization"]["mean"], dataset_meta["normalization"]["std"]
     keras_predicted = model.predict(x_test, batch_size=512, verbose=0).argmax(axis=1)
     report = {"model": name, "parameters": int(model.count_params()), "dataset": dataset.name,
               "source": str(model_path), "test_images": int(len(x_test)),
+              "input": _input_description(dataset_meta["input_shape"], color, fold),
               "keras": {"accuracy": round(100 * float((keras_predicted == y_test).mean()), 2)},
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "variants": {}}
-    variants = {}
+    variants, inputs = {}, {}
 
-    def add(row_name: str, stem: str, tflite_model: bytes, quant: str, calibrated: bool, **extra):
-        audit(tflite_model, quant)
+    def add(row_name: str, stem: str, tflite_model: bytes, quant: str, calibrated: bool, rgb: bool = fold, **extra):
+        preset = PRESETS[quant]
+        audit(tflite_model, preset)
+        row_color = "rgb" if rgb or channels == 3 else "grey"
+        offset = _integer_input_offset(tflite_model, *metadata_writer.input_normalization(
+            mean, std, 3 if row_color == "rgb" else 1, "float32"))
+        tflite_model = metadata_writer.add_classifier_metadata(
+            tflite_model, name=name, labels=dataset_meta["labels"], mean=mean, std=std, color=row_color,
+            version=f"kerascnn {kerascnn_version()}, {preset.name}",
+            description=f"{name} ({model.count_params():,} parameters) trained by kerascnn on {dataset.name}; "
+                        f"{preset.name}: {preset.description}. "
+                        + _input_description(dataset_meta["input_shape"], row_color, rgb))
         manifest = manifests.build_manifest(
             tflite_model, name=name, parameters=model.count_params(), dataset=dataset_meta, quant=quant,
-            seed=config["seed"], calibration=calibration_images if calibrated else None)
+            seed=config["seed"], calibration=calibration_images if calibrated else None, color=row_color,
+            luminance_fold=rgb, pixel_offset=offset)
         manifest["converter"].update(extra)
         atomic_write(out / f"{stem}.tflite", tflite_model)
         atomic_write(out / f"{stem}.json", manifests.to_json(manifest))
         _log(f"{row_name}: wrote {out / stem}.tflite ({len(tflite_model) / 1000:.1f} KB); evaluating on "
              f"{len(x_test):,} test images")
-        variants[row_name] = tflite_model
-        report["variants"][row_name] = {"file": f"{stem}.tflite", **extra,
-                                        **reports.accuracy_row(tflite_model, x_test, y_test, keras_predicted,
-                                                               dataset.labels)}
+        variants[row_name], inputs[row_name] = tflite_model, model_space(x_test[:1], rgb)
+        report["variants"][row_name] = {"file": f"{stem}.tflite", "input": manifest["input"]["description"], **extra,
+                                        **reports.accuracy_row(tflite_model, model_space(x_test, rgb), y_test,
+                                                               keras_predicted, dataset.labels)}
 
     for quant in quants:
-        calibrated = quant in ("int8", "int8-io")
-        _log(f"{quant}: converting ({QUANT_PRESETS[quant]})")
-        add(quant, f"{name}_{quant}", convert(model, quant, calibration_images if calibrated else None), quant,
-            calibrated)
+        preset = PRESETS[quant]
+        _log(f"{quant}: converting ({preset.description})")
+        add(quant, f"{name}_{quant}", convert(export_model, preset, model_space(calibration_images, fold)
+                                              if preset.calibrated else None), quant, preset.calibrated)
     if qat_epochs or prune_sparsity:
-        _optimized_rows(add, model, dataset, train_images[tuning], train_labels[tuning],
-                        calibration_images, x_test[:64], name, qat_epochs, prune_sparsity, prune_epochs)
+        _optimized_rows(lambda *a, **k: add(*a, rgb=False, **k), model, dataset, train_images[tuning],
+                        train_labels[tuning], calibration_images, x_test[:64], name, qat_epochs, prune_sparsity,
+                        prune_epochs)
 
     _log(f"timing {len(variants)} variants at batch 1 ({latency_rounds} interleaved rounds)")
-    latencies = reports.median_latency_ms(variants, x_test[:1], rounds=latency_rounds)
+    latencies = reports.median_latency_ms(variants, inputs, rounds=latency_rounds)
     for row_name, row in report["variants"].items():
         row["latency_ms"] = latencies[row_name]
+    if mediapipe:
+        reports.add_mediapipe(report, out, dataset.splits["test"][0][:limit], y_test, log=_log)
     atomic_write(out / "report.json", reports.to_json(report))
     atomic_write(out / "report.md", reports.markdown(report))
     return report
+
+
+def kerascnn_version() -> str:
+    import kerascnn
+
+    return kerascnn.__version__
+
+
+def _input_description(input_shape, color: str, fold: bool) -> str:
+    height, width = input_shape[:2]
+    if fold:
+        return (f"Input: {height}x{width} RGB image; the model was trained on grey images and the luminance "
+                "(0.299 R + 0.587 G + 0.114 B) is folded into its first convolution.")
+    return f"Input: {height}x{width} {'RGB' if color == 'rgb' else 'grey'} image."
+
+
+def _check_backend() -> None:
+    """Raises unless Keras runs on TensorFlow: the TFLite converter traces TensorFlow graphs."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(f"The export runs on the TensorFlow backend (the TFLite converter traces TensorFlow graphs), "
+                         f"but Keras is on {keras.backend.backend()!r}: run it with KERAS_BACKEND=tensorflow. "
+                         "Models trained on any backend export.")
 
 
 def _optimized_rows(add, model, dataset, images, labels, calibration_images, check_images, name, qat_epochs,

@@ -16,8 +16,20 @@ def calibration_hash(images: np.ndarray | None) -> str | None:
 
 
 def build_manifest(tflite_model: bytes, *, name: str, parameters: int, dataset: dict, quant: str,
-                   seed: int, calibration: np.ndarray | None) -> dict:
-    """labels, input (shape, dtype, normalization, quantization), output, model, versions, converter."""
+                   seed: int, calibration: np.ndarray | None, color: str | None = None, luminance_fold: bool = False,
+                   pixel_offset: int | None = None) -> dict:
+    """labels, input (shape, dtype, colour, normalization, quantization), output, model, versions, converter.
+
+    Args:
+        tflite_model: the exported model (its input and output tensors give shapes, dtypes and quantization).
+        name, parameters, seed: the Keras model's name, parameter count and training seed.
+        dataset: the run's dataset.json (labels, input_shape, normalization).
+        quant: the preset name.
+        calibration: the int8 calibration images, or None.
+        color: "rgb" or "grey" (default: from the dataset's channels).
+        luminance_fold: the RGB input of a grey-trained model (kerascnn.export.rgb).
+        pixel_offset: for an integer input, k in q = pixel + k (0 for uint8, -128 for int8), checked by the exporter.
+    """
     import ai_edge_litert
     import keras
     import tensorflow as tf
@@ -25,24 +37,44 @@ def build_manifest(tflite_model: bytes, *, name: str, parameters: int, dataset: 
 
     interpreter = Interpreter(model_content=tflite_model)
     given, returned = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    shape = [int(n) for n in given["shape"]]
+    color = color or ("grey" if dataset["input_shape"][-1] == 1 else "rgb")
+    channels = shape[-1]
 
     def quantization(details):
         scale, zero_point = details["quantization"]
         return {"scale": float(scale), "zero_point": int(zero_point)} if scale else None
 
+    def per_channel(values):
+        values = list(values)
+        return values * channels if len(values) == 1 else values
+
+    description = f"{shape[1]}x{shape[2]} {'RGB' if color == 'rgb' else 'grey'} image"
+    if luminance_fold:
+        description += (", trained on grey images: the luminance 0.299 R + 0.587 G + 0.114 B is folded into the first "
+                        "convolution (exact for R = G = B)")
+    if pixel_offset is not None:
+        description += f"; {np.dtype(given['dtype']).name} input q = pixel" + (f" - {-pixel_offset}" if pixel_offset
+                                                                              else "")
     return {
         "format": "kerascnn-tflite-manifest/1",
         "labels": dataset["labels"],
         "input": {
-            "shape": [1, *dataset["input_shape"]],
+            "shape": shape,
             "dtype": np.dtype(given["dtype"]).name,
-            "normalization": {"mean": dataset["normalization"]["mean"], "std": dataset["normalization"]["std"],
+            "description": description,
+            "normalization": {"mean": per_channel(dataset["normalization"]["mean"]),
+                              "std": per_channel(dataset["normalization"]["std"]),
                               "formula": "(pixel - mean) / std, pixel values 0..255, per channel"},
             "quantization": quantization(given),
-            "color": "grey" if dataset["input_shape"][-1] == 1 else "rgb",
+            "color": color,
+            "luminance_fold": luminance_fold,
+            "pixel_offset": pixel_offset,
         },
         "output": {"dtype": np.dtype(returned["dtype"]).name, "quantization": quantization(returned),
                    "meaning": "class probabilities (softmax), in label order"},
+        "metadata": {"tflite_metadata": "TFLITE_METADATA (name, description, version, license, image input with "
+                                        "NormalizationOptions, output labels)", "associated_files": ["labels.txt"]},
         "model": {"name": name, "parameters": int(parameters), "dataset": dataset.get("dataset"), "seed": seed},
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
                      "ai_edge_litert": getattr(ai_edge_litert, "__version__", "unknown")},

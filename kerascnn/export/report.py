@@ -7,7 +7,10 @@ import gzip
 import json
 import os
 import statistics
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -32,15 +35,22 @@ def weight_sparsity(tflite_model: bytes) -> float | None:
     return round(zeros / total, 4) if total else None
 
 
-def accuracy_row(tflite_model: bytes, x_test, y_test, keras_predicted, labels) -> dict:
-    """Accuracy, top-1 agreement with the Keras model and per-class accuracy change, on the test images."""
-    predicted = TFLiteClassifier(tflite_model).predict(x_test).argmax(axis=1)
+def per_class_change(predicted, keras_predicted, y_test, labels) -> dict[str, float]:
+    """Per class: the exported model's accuracy minus the Keras model's, in points (negative = the export is worse),
+    over the test images of that class."""
     per_class = {}
     for index, label in enumerate(labels):
         mask = y_test == index
         if mask.any():
             ours, theirs = (predicted[mask] == index).mean(), (keras_predicted[mask] == index).mean()
             per_class[label] = round(100 * float(ours - theirs), 2)
+    return per_class
+
+
+def accuracy_row(tflite_model: bytes, x_test, y_test, keras_predicted, labels) -> dict:
+    """Accuracy, top-1 agreement with the Keras model and per-class accuracy change, on the test images."""
+    predicted = TFLiteClassifier(tflite_model).predict(x_test).argmax(axis=1)
+    per_class = per_class_change(predicted, keras_predicted, y_test, labels)
     return {
         "size_bytes": len(tflite_model),
         "gzip_bytes": len(gzip.compress(tflite_model, 9)),
@@ -52,14 +62,17 @@ def accuracy_row(tflite_model: bytes, x_test, y_test, keras_predicted, labels) -
     }
 
 
-def median_latency_ms(variants: dict[str, bytes], image: np.ndarray, rounds: int = 7, runs: int = 30,
-                      threads: tuple[int, ...] | None = None) -> dict[str, dict[str, float]]:
+def median_latency_ms(variants: dict[str, bytes], images: np.ndarray | dict[str, np.ndarray], rounds: int = 7,
+                      runs: int = 30, threads: tuple[int, ...] | None = None) -> dict[str, dict[str, float]]:
     """Median milliseconds per image at batch 1, per variant and thread count, over interleaved rounds
-    (every round times every variant once, in rotating order, so machine noise hits all alike)."""
+    (every round times every variant once, in rotating order, so machine noise hits all alike).
+
+    `images`: one (1, H, W, C) image for all variants, or one per variant name (inputs of other shapes)."""
     threads = threads or tuple(sorted({1, os.cpu_count() or 1}))
+    image_of = images if isinstance(images, dict) else {name: images for name in variants}
     runners = {(name, t): TFLiteClassifier(model, num_threads=t) for name, model in variants.items() for t in threads}
-    for runner in runners.values():
-        runner(image)  # allocate and warm up
+    for (name, _), runner in runners.items():
+        runner(image_of[name])  # allocate and warm up
     samples = {key: [] for key in runners}
     keys = list(runners)
     for round_index in range(rounds):
@@ -67,31 +80,85 @@ def median_latency_ms(variants: dict[str, bytes], image: np.ndarray, rounds: int
         for key in keys[shift:] + keys[:shift]:
             start = time.perf_counter()
             for _ in range(runs):
-                runners[key](image)
+                runners[key](image_of[key[0]])
             samples[key].append(1000 * (time.perf_counter() - start) / runs)
     return {name: {f"{t}_thread{'s' if t > 1 else ''}": round(statistics.median(samples[(name, t)]), 4)
                    for t in threads} for name in variants}
+
+
+ROOT = Path(__file__).resolve().parents[2]
+EDGE_PYTHON = ROOT / ".venv-edge" / "bin" / "python"
+CHECK_MEDIAPIPE = ROOT / "export" / "check_mediapipe.py"
+NOT_MEASURED = "not measured (no .venv-edge: python export/edge_venv.py builds it)"
+
+
+def add_mediapipe(report: dict, out: Path, images: np.ndarray, labels: np.ndarray, log=print,
+                  python: Path = EDGE_PYTHON, timeout: int = 1800) -> None:
+    """Runs export/check_mediapipe.py in the edge environment on every variant in `out` and adds a "mediapipe"
+    entry to each row (accuracy and ms per image, or why MediaPipe refused it); with no edge environment,
+    report["mediapipe"] says so and the rows are left as they are.
+
+    Args:
+        images: the test images as uint8 pixels (N, H, W, C), the same ones the rows were evaluated on.
+        labels: their class indices.
+    """
+    if not (Path(python).exists() and CHECK_MEDIAPIPE.exists()):
+        report["mediapipe"] = NOT_MEASURED
+        return
+    files = {name: Path(out) / row["file"] for name, row in report["variants"].items()}
+    log(f"MediaPipe Tasks ImageClassifier on {len(files)} variants, {len(images):,} images ({python})")
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez(Path(tmp) / "test.npz", images=images, labels=labels)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        done = subprocess.run([str(python), str(CHECK_MEDIAPIPE), "--data", str(Path(tmp) / "test.npz"),
+                               *map(str, files.values())], capture_output=True, text=True, timeout=timeout, env=env)
+    if done.returncode:
+        last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
+        report["mediapipe"] = f"failed: {last}"
+        return
+    result = json.loads(done.stdout)
+    report["mediapipe"] = f"mediapipe {result['mediapipe']}"
+    for name, checked in zip(files, result["results"]):
+        report["variants"][name]["mediapipe"] = {**checked["mediapipe"],
+                                                 "ai_edge_litert_accuracy": checked["ai_edge_litert"]["accuracy"],
+                                                 **({"top1_agreement": checked["top1_agreement"]}
+                                                    if "top1_agreement" in checked else {})}
+
+
+def _mediapipe_cells(row: dict) -> list[str]:
+    checked = row.get("mediapipe")
+    if checked is None:
+        return ["-", "-"]
+    if not checked["supported"]:
+        return ["refused", "-"]
+    return [f"{checked['accuracy']:.2f}", f"{checked['ms_per_image']:.3f}"]
 
 
 def markdown(report: dict) -> str:
     keras_row = report["keras"]
     threads = list(next(iter(report["variants"].values()))["latency_ms"])
     lines = [f"# Quantization report: {report['model']} on {report['dataset']} ({report['test_images']:,} test images)",
-             "", f"Keras model: {keras_row['accuracy']:.2f} % test accuracy.", "",
+             "", f"Keras model: {keras_row['accuracy']:.2f} % test accuracy. {report.get('input', '')}", "",
              "| variant | size (KB) | gzip (KB) | zero weights (%) | accuracy (%) | change (points) | "
              "top-1 agreement (%) | worst class change | "
-             + " | ".join(f"latency {t.replace('_', ' ')} (ms)" for t in threads) + " |",
-             "|---" * (8 + len(threads)) + "|"]
+             + " | ".join(f"latency {t.replace('_', ' ')} (ms)" for t in threads)
+             + " | MediaPipe accuracy (%) | MediaPipe latency (ms) |",
+             "|---" * (10 + len(threads)) + "|"]
     for name, row in report["variants"].items():
         worst = min(row["per_class_accuracy_change_points"].items(), key=lambda kv: kv[1])
         zeros = "-" if row.get("weight_sparsity") is None else f"{100 * row['weight_sparsity']:.1f}"
         lines.append(f"| {name} | {row['size_bytes'] / 1000:.1f} | {row['gzip_bytes'] / 1000:.1f} | {zeros} | "
                      f"{row['accuracy']:.2f} | {row['accuracy'] - keras_row['accuracy']:+.2f} | "
                      f"{row['agreement_with_keras']:.2f} | {worst[0]} {worst[1]:+.2f} | "
-                     + " | ".join(f"{row['latency_ms'][t]:.3f}" for t in threads) + " |")
+                     + " | ".join(f"{row['latency_ms'][t]:.3f}" for t in threads) + " | "
+                     + " | ".join(_mediapipe_cells(row)) + " |")
     lines += ["", "Latency: median per image at batch 1 over interleaved rounds, ai-edge-litert with its default "
               f"XNNPACK delegate, on {report['machine']}. Zero weights: share of exact zeros in the CONV_2D and "
-              "FULLY_CONNECTED filters (what pruning zeroes; gzip shows what it saves on disk).", ""]
+              "FULLY_CONNECTED filters (what pruning zeroes; gzip shows what it saves on disk).", "",
+              "MediaPipe: MediaPipe Tasks' Python ImageClassifier on the same test images given as 8-bit RGB, "
+              "labels and normalization from the model's metadata (export/check_mediapipe.py in .venv-edge); "
+              "latency: median classify() call with its own pre-processing. "
+              + _mediapipe_note(report), ""]
     pruned = {name: row for name, row in report["variants"].items() if row.get("sparsity_per_layer")}
     for name, row in pruned.items():
         lines += [f"## Sparsity per layer ({name}, target {row['target_sparsity']:.0%})", "",
@@ -100,6 +167,15 @@ def markdown(report: dict) -> str:
     for name, row in report["variants"].items():
         lines.append(f"- {name}: " + ", ".join(f"{op} x{n}" for op, n in row["ops"].items()))
     return "\n".join(lines) + "\n"
+
+
+def _mediapipe_note(report: dict) -> str:
+    status = report.get("mediapipe", NOT_MEASURED)
+    if not status.startswith("mediapipe "):
+        return f"MediaPipe: {status}."
+    refused = {row["mediapipe"]["error"] for row in report["variants"].values()
+               if "mediapipe" in row and not row["mediapipe"]["supported"]}
+    return f"Measured with {status}." + "".join(f" Refused: {error}" for error in sorted(refused))
 
 
 def to_json(report: dict) -> str:

@@ -5,6 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
+    """q = clip(round(x / scale) + zero_point) in `dtype`'s range (round half to even, as TFLite's QUANTIZE)."""
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
+
+
 class TFLiteClassifier:
     """probabilities = TFLiteClassifier(model_bytes, num_threads)(normalized float32 images)."""
 
@@ -27,9 +33,8 @@ class TFLiteClassifier:
     def __call__(self, images: np.ndarray) -> np.ndarray:
         self._resize(len(images))
         scale, zero_point = self.input["quantization"]
-        if self.input["dtype"] != np.float32:  # int8 input: q = round(x / scale) + zero_point
-            info = np.iinfo(self.input["dtype"])
-            images = np.clip(np.round(images / scale) + zero_point, info.min, info.max)
+        if self.input["dtype"] != np.float32:  # integer input: q = round(x / scale) + zero_point
+            images = quantize(images, scale, zero_point, self.input["dtype"])
         self.interpreter.set_tensor(self.input["index"], images.astype(self.input["dtype"]))
         self.interpreter.invoke()
         out = self.interpreter.get_tensor(self.output["index"])

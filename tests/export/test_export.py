@@ -12,8 +12,7 @@ import pytest
 from PIL import Image
 
 from kerascnn import layers, models
-from kerascnn.export import AuditError, ConversionError, TFLiteClassifier, audit, convert, export_run
-from kerascnn.train import resolve, train
+from kerascnn.export import AuditError, ConversionError, TFLiteClassifier, audit, convert, export_run, metadata
 from kerascnn.rundir import atomic_write
 from tests.helpers import random_images
 
@@ -37,20 +36,15 @@ def test_every_zoo_model_exports_float32_and_int8_with_builtin_ops(name):
     assert len(int8_model) < len(float_model) / 2.5
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A briefly trained vgg, exported as float32, int8 and int8-io."""
-    root = tmp_path_factory.mktemp("export")
-    train(resolve(dict(model="vgg", limit=2048, epochs=4, batch_size=32, lr=3e-3, tensorboard=False,
-                       model_options=dict(widths=(16, 32, 64)), out=str(root / "run"))))
-    report = export_run(root / "run", ["float32", "int8", "int8-io"], calibration=200, out=root / "out",
-                        limit=500, latency_rounds=1)
-    return root, report
+def rgb(normalized_grey: np.ndarray) -> np.ndarray:
+    """Normalized grey images as the RGB export takes them (R = G = B)."""
+    return np.repeat(normalized_grey, 3, axis=-1)
 
 
 def test_report_rows(exported):
     root, report = exported
-    assert set(report["variants"]) == {"float32", "int8", "int8-io"}
+    assert set(report["variants"]) == {"float32", "int8", "int8-io", "uint8"}
+    assert "RGB image" in report["input"] and "luminance" in report["input"]
     float_row, int8_row = report["variants"]["float32"], report["variants"]["int8"]
     assert float_row["agreement_with_keras"] == 100.0
     assert int8_row["agreement_with_keras"] >= 97.0
@@ -59,16 +53,23 @@ def test_report_rows(exported):
     assert len(int8_row["per_class_accuracy_change_points"]) == 10
     saved = json.loads((root / "out" / "report.json").read_text())
     assert saved["variants"]["int8"]["accuracy"] == int8_row["accuracy"]
-    assert "| int8 |" in (root / "out" / "report.md").read_text()
+    markdown = (root / "out" / "report.md").read_text()
+    assert "| int8 |" in markdown and "| uint8 |" in markdown and "MediaPipe accuracy (%)" in markdown
+    assert "not measured (no .venv-edge" in markdown
 
 
 def test_manifest_describes_the_model(exported):
     root, _ = exported
     manifest = json.loads((root / "out" / "vgg_int8-io.json").read_text())
     assert manifest["labels"][9] == "Ankle boot"
-    assert manifest["input"]["shape"] == [1, 28, 28, 1] and manifest["input"]["dtype"] == "int8"
+    assert manifest["input"]["shape"] == [1, 28, 28, 3] and manifest["input"]["dtype"] == "int8"
+    assert manifest["input"]["color"] == "rgb" and manifest["input"]["luminance_fold"] is True
+    assert manifest["input"]["pixel_offset"] == -128 and "luminance" in manifest["input"]["description"]
+    assert len(manifest["input"]["normalization"]["mean"]) == 3
+    uint8 = json.loads((root / "out" / "vgg_uint8.json").read_text())
+    assert uint8["input"]["dtype"] == uint8["output"]["dtype"] == "uint8" and uint8["input"]["pixel_offset"] == 0
     assert manifest["input"]["quantization"]["scale"] > 0 and manifest["output"]["dtype"] == "int8"
-    assert manifest["converter"]["calibration_images"] == 200 and len(manifest["converter"]["calibration_sha256"]) == 64
+    assert manifest["converter"]["calibration_images"] == 202 and len(manifest["converter"]["calibration_sha256"]) == 64
     assert {"tensorflow", "keras", "ai_edge_litert"} <= set(manifest["versions"])
     float_manifest = json.loads((root / "out" / "vgg_float32.json").read_text())
     assert float_manifest["input"]["quantization"] is None and float_manifest["converter"]["calibration_sha256"] is None
@@ -91,7 +92,7 @@ def run_predict(*args):
     return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("variant", ["int8", "int8-io", "float32"])
+@pytest.mark.parametrize("variant", ["int8", "int8-io", "uint8", "float32"])
 def test_predict_py_without_tensorflow_classifies_png_files(exported, variant, tmp_path):
     root, _ = exported
     from kerascnn.data import load_dataset
@@ -109,7 +110,7 @@ def test_predict_py_without_tensorflow_classifies_png_files(exported, variant, t
     assert done.returncode == 0, done.stderr
     results = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["file"] for r in results] == [str(f) for f in [*files, rgb_big]]
-    expected = TFLiteClassifier((root / "out" / f"vgg_{variant}.tflite").read_bytes())(dataset.normalize(images))
+    expected = TFLiteClassifier((root / "out" / f"vgg_{variant}.tflite").read_bytes())(rgb(dataset.normalize(images)))
     assert [r["top"][0][0] for r in results[:-1]] == [dataset.labels[i] for i in expected.argmax(axis=1)]
     for result, probabilities in zip(results, expected):
         assert abs(result["top"][0][1] - probabilities.max()) < 0.02
@@ -117,7 +118,7 @@ def test_predict_py_without_tensorflow_classifies_png_files(exported, variant, t
     assert results[-1]["top"][0][0] == results[0]["top"][0][0]  # the big colour copy of image 0, converted back
 
 
-@pytest.mark.parametrize("variant", ["int8", "int8-io"])
+@pytest.mark.parametrize("variant", ["int8", "int8-io", "uint8"])
 def test_shipped_model_classifies_fashion_mnist_with_predict_py(variant, tmp_path):
     """export/fashion_mnist (what the README main command writes, committed) is consistent and accurate."""
     from kerascnn.data import load_dataset
@@ -135,6 +136,10 @@ def test_shipped_model_classifies_fashion_mnist_with_predict_py(variant, tmp_pat
     top = [json.loads(line)["top"][0][0] for line in done.stdout.splitlines()]
     assert np.mean([t == dataset.labels[y] for t, y in zip(top, labels)]) >= 0.88
     assert report["variants"][variant]["accuracy"] >= 92.5 and report["test_images"] == 10_000
+    manifest = json.loads((shipped / f"vgg_{variant}.json").read_text())
+    assert manifest["input"]["shape"] == [1, 28, 28, 3] and manifest["input"]["luminance_fold"] is True
+    assert metadata.associated_files((shipped / f"vgg_{variant}.tflite").read_bytes())["labels.txt"].decode() \
+        == "\n".join(dataset.labels) + "\n"
 
 
 def test_predict_py_benchmark(exported, tmp_path):
@@ -151,30 +156,30 @@ def test_predict_py_errors(exported, tmp_path):
     lonely = tmp_path / "lonely.tflite"
     lonely.write_bytes(model.read_bytes())
     done = run_predict("--model", lonely, tmp_path / "x.png")
-    assert done.returncode == 1 and "No manifest for" in done.stderr
+    assert done.returncode == 2 and "No manifest for" in done.stderr
 
     not_image = tmp_path / "notes.png"
     not_image.write_text("hello")
     done = run_predict("--model", model, not_image)
-    assert done.returncode == 1 and "is not an image" in done.stderr and "notes.png" in done.stderr
+    assert done.returncode == 2 and "is not an image" in done.stderr and "notes.png" in done.stderr
 
     done = run_predict("--model", model, tmp_path / "missing.png")
-    assert done.returncode == 1 and "does not exist" in done.stderr
+    assert done.returncode == 2 and "does not exist" in done.stderr
 
     done = run_predict("--model", tmp_path / "typo.tflite", not_image)
-    assert done.returncode == 1 and "Model file" in done.stderr and "typo.tflite does not exist" in done.stderr
+    assert done.returncode == 2 and "Model file" in done.stderr and "typo.tflite does not exist" in done.stderr
 
     broken = json.loads((root / "out" / "vgg_int8.json").read_text())
     del broken["input"]["normalization"]["std"]
     (tmp_path / "broken.json").write_text(json.dumps(broken))
     done = run_predict("--model", model, "--manifest", tmp_path / "broken.json", not_image)
-    assert done.returncode == 1 and "is not a kerascnn manifest" in done.stderr
+    assert done.returncode == 2 and "is not a kerascnn manifest" in done.stderr
 
     other = json.loads((root / "out" / "vgg_int8.json").read_text())
     other["labels"] = other["labels"][:5]
     (tmp_path / "other.json").write_text(json.dumps(other))
     done = run_predict("--model", model, "--manifest", tmp_path / "other.json", not_image)
-    assert done.returncode == 1 and "does not match" in done.stderr
+    assert done.returncode == 2 and "does not match" in done.stderr and "takes [28, 28, 3]" in done.stderr
 
 
 class Cumprod(keras.layers.Layer):
@@ -231,15 +236,20 @@ def test_a_keras_file_outside_a_run_directory_is_explained(exported, tmp_path):
         export_run(tmp_path / "model.keras")
 
 
-def test_bad_sources(tmp_path):
+def test_bad_sources(exported, tmp_path):
+    import shutil
+
+    root, _ = exported
     with pytest.raises(FileNotFoundError, match="No model at"):
         export_run(tmp_path / "nowhere")
-    (tmp_path / "run").mkdir()
+    shutil.copytree(root / "run", tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint", "tb"))
+    model = (tmp_path / "run" / "best.keras").read_bytes()
+    (tmp_path / "run" / "best.keras").write_bytes(model[: len(model) // 2])  # an interrupted copy
+    with pytest.raises(ValueError, match="best.keras is truncated or damaged: not a complete .keras"):
+        export_run(tmp_path / "run", out=tmp_path / "out")
     (tmp_path / "run" / "best.keras").write_bytes(b"PK\x03\x04 not a zip really")
-    (tmp_path / "run" / "dataset.json").write_text("{}")
-    (tmp_path / "run" / "config.yaml").write_text("dataset: fashion_mnist\n")
-    with pytest.raises(ValueError, match="Cannot load .*best.keras as a Keras model"):
-        export_run(tmp_path / "run")
+    with pytest.raises(ValueError, match="best.keras is truncated or damaged"):
+        export_run(tmp_path / "run", out=tmp_path / "out")
     with pytest.raises(ValueError, match="Unknown quantization int4"):
         export_run(tmp_path / "run", ["int4"])
 

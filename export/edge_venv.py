@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Create (or reuse) the edge-side virtual environment `.venv-edge` at the repository root from
+export/requirements.txt, and print its Python. Standard library only.
+
+    python export/edge_venv.py            # .venv-edge/bin/python, built on first use
+    python export/edge_venv.py --venv /tmp/edge
+
+The environment is reused while export/requirements.txt is unchanged (its sha256 is stored in the environment);
+otherwise pip brings it up to date (its cache makes that cheap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUIREMENTS = ROOT / "export" / "requirements.txt"
+STAMP = "kerascnn-edge-requirements.sha256"
+
+
+def python_of(env: Path) -> Path:
+    return env / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+
+
+def ensure(env: Path = ROOT / ".venv-edge", quiet: bool = True) -> Path:
+    """The edge environment's Python, creating or updating the environment when needed.
+
+    Raises:
+        subprocess.CalledProcessError: pip could not install the requirements (its output says why).
+    """
+    wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    stamp = env / STAMP
+    python = python_of(env)
+    if python.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
+        return python
+    if not python.exists():
+        venv.EnvBuilder(with_pip=True, clear=True).create(env)
+    subprocess.run([str(python), "-m", "pip", "install", *(["-q"] if quiet else []), "--disable-pip-version-check",
+                    "-r", str(REQUIREMENTS)], check=True)
+    stamp.write_text(wanted + "\n")
+    return python
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--venv", type=Path, default=ROOT / ".venv-edge", help="where (default .venv-edge)")
+    args = parser.parse_args(argv)
+    try:
+        print(ensure(args.venv, quiet=False))
+    except subprocess.CalledProcessError as error:
+        print(f"error: pip could not install {REQUIREMENTS} into {args.venv} (exit {error.returncode}).",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
