@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kerascnn.optimize.standard import standard_twin
 from kerascnn.optimize.legacy import tf_keras_and_tfmot
+from kerascnn.optimize.standard import standard_twin
 
 
 class TwinMismatch(ValueError):
