@@ -23,9 +23,10 @@ class ConvBNAct(keras.layers.Layer):
         BN(X * V)[c] = (X * (V[..., c] * scale[c]))[c] + (beta[c] - mean[c] * scale[c]),
 
     one convolution with a scaled kernel plus a shift. The TFLite converter turns the scaled kernel into
-    constant weights, so the exported block is one CONV_2D (DEPTHWISE_CONV_2D) with the activation fused,
-    dilated convolutions included (their SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND would otherwise keep BN's
-    multiplication out of the convolution).
+    constant weights, so the exported block is one CONV_2D (DEPTHWISE_CONV_2D) with the activation fused.
+    A dilated convolution converted with a dynamic batch size keeps SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND
+    around its CONV_2D: BN's scale is still in the weights, and its shift is one ADD with the activation
+    fused (folding BN only after the convolution would leave a MUL there).
 
     Args:
         filters, kernel_size, strides, padding, dilation_rate, groups: as in `kerascnn.layers.Conv2D`
