@@ -1,9 +1,11 @@
 """Train-step time of a small CNN built from kerascnn layers vs the same network from Keras built-ins.
 
-Both run side by side in one process on the TensorFlow backend (CPU), in interleaved rounds, with
-jit_compile off and on. Prints the median seconds per step and the ratio kerascnn / keras.
+Both run side by side in one process on the TensorFlow backend (CPU). Each timed pair is one train step
+(`train_on_batch`) of each model, back to back, alternating which goes first, so both see the same load
+on a shared machine. Prints the median seconds per step of each, and the median and interquartile range
+of the per-pair ratios kerascnn / keras: the ratio to read, since single steps vary with the load.
 
-    .venv/bin/python bench/layers.py [--rounds 5] [--steps 8] [--batch-size 128]
+    .venv/bin/python bench/layers.py [--steps 150] [--jit off|on|both] [--batch-size 128]
 """
 
 import argparse
@@ -52,23 +54,45 @@ def edge_net_keras(num_classes=10):
     return keras.Model(inputs, outputs, name="keras")
 
 
-def seconds_per_step(model, x, y, batch_size):
+def step_seconds(model, x, y):
+    """Wall time of one train step (forward, backward, optimizer update) on the batch (x, y)."""
     start = time.perf_counter()
-    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
-    return (time.perf_counter() - start) / (len(x) // batch_size)
+    model.train_on_batch(x, y)
+    return time.perf_counter() - start
+
+
+def quartiles(values):
+    """(first quartile, median, third quartile) of `values`."""
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def paired_steps(models, batches, steps):
+    """Times `steps` pairs of single train steps, the two models back to back, alternating which goes first.
+
+    Returns:
+        {model name: [seconds of step i]}; the two lists are paired by index.
+    """
+    times = {model.name: [] for model in models}
+    for step in range(steps):
+        x, y = batches[step % len(batches)]
+        for model in models if step % 2 == 0 else models[::-1]:
+            times[model.name].append(step_seconds(model, x, y))
+    return times
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=8, help="train steps per timed round")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--jit", choices=["off", "on", "both"], default="both")
+    parser.add_argument("--steps", type=int, default=150, help="paired train steps per jit setting (default 150)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed train steps per model first (default 5)")
+    parser.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
+    parser.add_argument("--jit", choices=["off", "on", "both"], default="off",
+                        help="jit_compile setting(s) to time (default off)")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
-    x = rng.random((args.steps * args.batch_size, 28, 28, 1), dtype=np.float32)
-    y = rng.integers(0, 10, len(x))
+    batches = [(rng.random((args.batch_size, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, args.batch_size))
+               for _ in range(4)]
     rows = []
     for jit in {"off": [False], "on": [True], "both": [False, True]}[args.jit]:
         models = []
@@ -76,28 +100,26 @@ def main():
             keras.utils.set_random_seed(0)
             model = build()
             model.compile("adam", "sparse_categorical_crossentropy", jit_compile=jit)
-            model.fit(x[: 2 * args.batch_size], y[: 2 * args.batch_size], batch_size=args.batch_size, verbose=0)
+            for step in range(args.warmup):
+                model.train_on_batch(*batches[step % len(batches)])
             models.append(model)
         assert models[0].count_params() == models[1].count_params()
-        times = {m.name: [] for m in models}
-        for round_index in range(args.rounds):
-            for model in models if round_index % 2 == 0 else models[::-1]:  # alternate who goes first
-                times[model.name].append(seconds_per_step(model, x, y, args.batch_size))
+        times = paired_steps(models, batches, args.steps)
         ours, theirs = (statistics.median(times[n]) for n in ("kerascnn", "keras"))
         ratios = [a / b for a, b in zip(times["kerascnn"], times["keras"])]
-        rows.append((jit, ours, theirs, statistics.median(ratios), min(ratios), max(ratios)))
+        rows.append((jit, ours, theirs, *quartiles(ratios)))
 
-    print(f"\nedge net, {models[0].count_params():,} parameters, batch {args.batch_size}, "
-          f"{args.rounds} interleaved rounds of {args.steps} steps, backend {keras.backend.backend()}, "
+    print(f"\nedge net, {models[0].count_params():,} parameters, batch {args.batch_size}, {args.steps} paired "
+          f"train steps (alternating which model goes first), backend {keras.backend.backend()}, "
           f"{os.cpu_count()} CPUs")
-    print("| jit_compile | kerascnn s/step | keras s/step | ratio (median) | ratio range |")
+    print("| jit_compile | kerascnn s/step (median) | keras s/step (median) | ratio kerascnn / keras "
+          "(median of paired steps) | ratio interquartile range |")
     print("|---|---|---|---|---|")
-    for jit, ours, theirs, ratio, low, high in rows:
-        print(f"| {jit} | {ours:.3f} | {theirs:.3f} | {ratio:.3f} | {low:.3f}-{high:.3f} |")
+    for jit, ours, theirs, q1, ratio, q3 in rows:
+        print(f"| {'on (XLA)' if jit else 'off'} | {ours:.4f} | {theirs:.4f} | {ratio:.3f} | {q1:.3f}-{q3:.3f} |")
     if len(rows) == 2:
-        faster = "off" if rows[0][2] < rows[1][2] else "on"
-        print(f"\nFaster setting here: jit_compile {faster} "
-              f"(keras built-ins: XLA/no-XLA = {rows[1][2] / rows[0][2]:.2f}x)")
+        print(f"\nkeras built-ins, XLA on / off: {rows[1][2] / rows[0][2]:.1f}x the time per step "
+              f"(kerascnn: {rows[1][1] / rows[0][1]:.1f}x)")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Both run side by side in one process, in interleaved rounds, on the backend given by KERAS_BACKEND
 (TensorFlow by default), with jit_compile off and on. The built-ins twin comes from
-`kerascnn.layers.standard.to_keras_builtins`, so it has the same layers and weights. Fashion-MNIST-sized
+`kerascnn.optimize.standard.to_keras_builtins`, so it has the same layers and weights. Fashion-MNIST-sized
 random data (28x28x1, 10 classes); the time per epoch is extrapolated to 60,000 images.
 
     .venv/bin/python bench/train.py --models mobilenet vgg --jit both
@@ -21,7 +21,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kerascnn import models  # noqa: E402
-from kerascnn.layers.standard import to_keras_builtins  # noqa: E402
+from kerascnn.optimize.standard import to_keras_builtins  # noqa: E402
 
 EPOCH_IMAGES = 60_000
 

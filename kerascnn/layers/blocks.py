@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+from keras import ops
 
 from kerascnn.layers.conv import Conv2D
 
@@ -14,8 +15,18 @@ class ConvBNAct(keras.layers.Layer):
     BN comes after the convolution and before the nonlinearity. For each channel c it normalises with
     the batch statistics in training (running averages in inference) and applies its own learnt scale
     and shift: y = gamma[c] * (h - mean[c]) / sqrt(var[c] + epsilon) + beta[c]. The shift beta plays the
-    role of the convolution's bias, which is why the convolution has none. At export time BN folds into
-    the convolution's weights.
+    role of the convolution's bias, which is why the convolution has none.
+
+    In inference (and whenever BN is frozen) the block computes the same function with BN folded into
+    the convolution: with scale[c] = gamma[c] / sqrt(var[c] + epsilon),
+
+        BN(X * V)[c] = (X * (V[..., c] * scale[c]))[c] + (beta[c] - mean[c] * scale[c]),
+
+    one convolution with a scaled kernel plus a shift. The TFLite converter turns the scaled kernel into
+    constant weights, so the exported block is one CONV_2D (DEPTHWISE_CONV_2D) with the activation fused.
+    A dilated convolution converted with a dynamic batch size keeps SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND
+    around its CONV_2D: BN's scale is still in the weights, and its shift is one ADD with the activation
+    fused (folding BN only after the convolution would leave a MUL there).
 
     Args:
         filters, kernel_size, strides, padding, dilation_rate, groups: as in `kerascnn.layers.Conv2D`
@@ -71,7 +82,18 @@ class ConvBNAct(keras.layers.Layer):
         self.bn.build(self.conv.compute_output_shape(input_shape))
 
     def call(self, inputs, training=None):
-        return self.activation(self.bn(self.conv(inputs), training=training))
+        if training and self.bn.trainable:  # batch statistics, and the running averages are updated
+            return self.activation(self.bn(self.conv(inputs), training=True))
+        return self.activation(self.folded_conv(inputs))
+
+    def folded_conv(self, inputs):
+        """BN(X * V) with the running statistics, as one convolution: X * (V * scale) + (beta - mean * scale)."""
+        bn = self.bn
+        scale = ops.cast(bn.gamma, "float32") * ops.rsqrt(ops.cast(bn.moving_variance, "float32") + bn.epsilon)
+        shift = ops.cast(bn.beta, "float32") - ops.cast(bn.moving_mean, "float32") * scale
+        kernel = ops.cast(self.conv.kernel, "float32") * scale  # scale broadcasts over the filters axis
+        outputs = self.conv.convolve(inputs, ops.cast(kernel, self.compute_dtype))
+        return ops.add(outputs, ops.cast(shift, self.compute_dtype))
 
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape)

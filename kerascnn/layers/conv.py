@@ -122,7 +122,11 @@ class Conv2D(keras.layers.Layer):
         """True when every input channel is its own group (groups == input channels > 1)."""
         return self.groups > 1 and self.kernel.shape[2] == 1
 
-    def call(self, inputs):
+    def convolve(self, inputs, kernel):
+        """X * kernel with this layer's padding, strides, dilation and groups; no bias, no activation.
+
+        `call` passes its own kernel; `ConvBNAct` passes the kernel with batch norm folded in.
+        """
         mode, pads = resolve_padding(
             self.padding, tuple(inputs.shape[1:3]), self.kernel_size, self.strides, self.dilation_rate
         )
@@ -130,10 +134,12 @@ class Conv2D(keras.layers.Layer):
             inputs = ops.pad(inputs, ((0, 0), pads[0], pads[1], (0, 0)))
         if self.is_depthwise:
             # (kh, kw, 1, C*m) -> (kh, kw, C, m): output channel c*m + j belongs to input channel c.
-            kernel = ops.reshape(self.kernel, (*self.kernel_size, self.groups, self.filters // self.groups))
-            outputs = ops.depthwise_conv(inputs, kernel, self.strides, mode, dilation_rate=self.dilation_rate)
-        else:
-            outputs = ops.conv(inputs, self.kernel, self.strides, mode, dilation_rate=self.dilation_rate)
+            kernel = ops.reshape(kernel, (*self.kernel_size, self.groups, self.filters // self.groups))
+            return ops.depthwise_conv(inputs, kernel, self.strides, mode, dilation_rate=self.dilation_rate)
+        return ops.conv(inputs, kernel, self.strides, mode, dilation_rate=self.dilation_rate)
+
+    def call(self, inputs):
+        outputs = self.convolve(inputs, self.kernel)
         if self.use_bias:
             outputs = ops.add(outputs, self.bias)
         return self.activation(outputs)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from kerascnn.layers.padding import (
     check_image_shape,
+    conv_output_size,
     explicit_padding,
     normalize_padding,
     normalize_tuple,
@@ -83,7 +85,9 @@ class AvgPool2D(_Pool2D):
 
     Output size per axis: floor((n + p - k) / s) + 1 (`conv_output_size` with d = 1). Padded cells are
     excluded from the average: a window that overlaps the padding divides by the number of real cells
-    it covers, with "same" as with explicit padding. Lowers to TFLite's AVERAGE_POOL_2D.
+    it covers, with "same" as with explicit padding. Lowers to TFLite's AVERAGE_POOL_2D; explicit padding
+    that is neither "same"- nor "valid"-equivalent adds a PAD before it and a MUL by the constant
+    (cells per window / real cells per window) after it.
 
     Args:
         pool_size: int or (kh, kw), each >= 1.
@@ -93,17 +97,34 @@ class AvgPool2D(_Pool2D):
 
     def _pool(self, inputs, mode):
         if mode == "same" and keras.backend.backend() == "torch":
-            # Keras's PyTorch backend averages the zeros it pads in "same" mode; pad explicitly instead.
+            # Keras 3.15's PyTorch backend pads uneven "same" padding by repeating the edge values and averages
+            # those repeats; pad explicitly instead, so that padded cells are excluded as on TensorFlow.
             pads = explicit_padding("same", tuple(inputs.shape[1:3]), self.pool_size, self.strides)
             return self._pool_padded(inputs, ((0, 0), *pads, (0, 0)))
         return ops.average_pool(inputs, self.pool_size, self.strides, mode)
 
     def _pool_padded(self, inputs, pad_width):
-        # mean over the zero-padded window / fraction of the window that is real = mean of real cells
+        # mean over the zero-padded window * (cells in the window / real cells in it) = mean of the real cells
         window_mean = ops.average_pool(ops.pad(inputs, pad_width), self.pool_size, self.strides, "valid")
-        real = ops.pad(ops.ones_like(inputs[:1, :, :, :1]), pad_width)
-        real_fraction = ops.average_pool(real, self.pool_size, self.strides, "valid")
-        return window_mean / real_fraction
+        spatial = tuple(inputs.shape[1:3])
+        if None not in spatial:  # a constant: TFLite gets PAD, AVERAGE_POOL_2D, MUL
+            counts = [real_cells(n, k, s, pads) for n, k, s, pads in zip(spatial, self.pool_size, self.strides,
+                                                                          pad_width[1:3])]
+            correction = (self.pool_size[0] * self.pool_size[1]) / np.outer(*counts)
+            return window_mean * ops.convert_to_tensor(correction[None, :, :, None], dtype=self.compute_dtype)
+        real = ops.pad(ops.ones_like(inputs[:1, :, :, :1]), pad_width)  # sizes known only when called
+        return window_mean / ops.average_pool(real, self.pool_size, self.strides, "valid")
+
+
+def real_cells(n: int, k: int, s: int, pads: tuple[int, int]) -> np.ndarray:
+    """Input cells (not padding) under each window along one axis of n cells padded with pads = (before, after).
+
+    Window i covers padded positions [i*s, i*s + k), which are input cells [i*s - before, i*s - before + k)
+    clipped to [0, n).
+    """
+    before, after = pads
+    starts = np.arange(conv_output_size(n, k, before + after, s)) * s - before
+    return np.minimum(starts + k, n) - np.maximum(starts, 0)
 
 
 class _GlobalPool2D(keras.layers.Layer):

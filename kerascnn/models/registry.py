@@ -55,15 +55,3 @@ def create(name: str, input_shape=(28, 28, 1), num_classes: int = 10, **options)
     except ValueError as error:
         raise ValueError(f"Cannot build model {name!r} for input_shape={input_shape}: {error}") from error
 
-
-def head_features(model: keras.Model):
-    """The GAP head of `model` and a model from the input to the features the head receives.
-
-    `head.class_maps(features_model(x))` gives the per-class maps (class activation maps).
-    """
-    from kerascnn.layers import GAPHead
-
-    heads = [layer for layer in model.layers if isinstance(layer, GAPHead)]
-    if len(heads) != 1:
-        raise ValueError(f"Model {model.name!r} has {len(heads)} GAPHead layers; class maps need exactly one.")
-    return heads[0], keras.Model(model.input, heads[0].input, name=f"{model.name}_features")

@@ -1,6 +1,6 @@
 """The tf_keras twin of a kerascnn model: the same function, from standard Keras 2 layers, for tfmot.
 
-Each kerascnn layer declares its standard equivalent (`kerascnn.layers.standard.standard_equivalent`):
+Each kerascnn layer declares its standard equivalent (`kerascnn.optimize.standard.standard_equivalent`):
 explicit padding becomes ZeroPadding2D + a "valid" Conv2D, ConvBNAct becomes Conv2D + BatchNormalization
 + Activation, GAPHead becomes Dropout + 1x1 Conv2D + GlobalAveragePooling2D + Activation. The twin is one
 flat functional model (tfmot rejects nested models), rebuilt by `standard_twin` from the original's
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kerascnn.layers.standard import standard_twin
 from kerascnn.optimize.legacy import tf_keras_and_tfmot
+from kerascnn.optimize.standard import standard_twin
 
 
 class TwinMismatch(ValueError):

@@ -4,6 +4,7 @@ import pytest
 
 from kerascnn import layers
 from tests.helpers import assert_close, random_images
+from tests.oracle import corr2d
 
 pytestmark = pytest.mark.backend_portable
 
@@ -16,7 +17,8 @@ def reference_block(x_shape, filters, **conv_kwargs):
 
 
 @pytest.mark.parametrize("conv_kwargs", [dict(padding="same"), dict(padding="valid", strides=2),
-                                         dict(padding="same", groups=4)])
+                                         dict(padding="same", groups=4), dict(padding="same", dilation_rate=2),
+                                         dict(padding="valid", dilation_rate=2, groups=4)])
 def test_matches_conv_bn_relu_in_training_and_inference(conv_kwargs):
     x = random_images((4, 8, 8, 4))
     block = layers.ConvBNAct(8, 3, bn_momentum=0.9, **conv_kwargs)
@@ -36,6 +38,53 @@ def test_matches_conv_bn_relu_in_training_and_inference(conv_kwargs):
     for ours, theirs in zip(block.get_weights(), reference.get_weights()):
         assert_close(ours, theirs, atol=1e-5)
     assert not np.allclose(keras.ops.convert_to_numpy(block.bn.moving_mean), 0.0)
+
+
+def with_bn_state(block, seed=3):
+    rng = np.random.default_rng(seed)
+    filters = block.conv.filters
+    block.bn.gamma.assign(rng.uniform(0.5, 2, filters).astype("float32"))
+    block.bn.beta.assign(rng.standard_normal(filters).astype("float32"))
+    block.bn.moving_mean.assign(rng.standard_normal(filters).astype("float32"))
+    block.bn.moving_variance.assign(rng.uniform(0.5, 2, filters).astype("float32"))
+    return block
+
+
+def test_inference_is_bn_folded_into_the_convolution():
+    x = random_images((2, 7, 7, 3))
+    block = layers.ConvBNAct(5, 3, activation=None)
+    block.build(x.shape)
+    with_bn_state(block)
+    kernel, gamma, beta, mean, variance = block.get_weights()
+    scale = gamma / np.sqrt(variance + block.bn_epsilon)
+    expected = corr2d(x, kernel * scale, beta - mean * scale, pads=((1, 1), (1, 1)))
+    assert_close(block(x), expected, atol=1e-5)
+    assert_close(block.folded_conv(x), expected, atol=1e-5)
+
+
+def test_frozen_bn_uses_the_running_statistics_in_training():
+    x = random_images((4, 6, 6, 2))
+    block = layers.ConvBNAct(3, 3)
+    block.build(x.shape)
+    with_bn_state(block)
+    block.bn.trainable = False
+    before = block.get_weights()
+    assert_close(block(x, training=True), block(x, training=False), atol=1e-6)
+    for ours, theirs in zip(block.get_weights(), before):
+        assert_close(ours, theirs, atol=0)
+
+
+def test_mixed_precision_inference_follows_float32():
+    x = random_images((2, 8, 8, 3))
+    block = layers.ConvBNAct(4, 3, dilation_rate=2)
+    block.build(x.shape)
+    with_bn_state(block)
+    mixed = layers.ConvBNAct(4, 3, dilation_rate=2, dtype="mixed_bfloat16")
+    mixed.build(x.shape)
+    mixed.set_weights(block.get_weights())
+    y = mixed(x)
+    assert keras.backend.standardize_dtype(y.dtype) == "bfloat16"
+    assert_close(keras.ops.cast(y, "float32"), block(x), atol=0.1)
 
 
 def test_conv_has_no_bias_and_bn_owns_scale_and_shift():

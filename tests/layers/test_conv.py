@@ -34,6 +34,8 @@ def conv_pair(in_shape, **kwargs):
     ("same", 1, 1, 2, 3),
     ("valid", 2, 1, 4, 3),
     ("same", 1, 1, 1, 1),
+    ("same", 1, 2, 4, 3),  # depthwise (groups == C) with dilation
+    ("valid", 1, (3, 2), 4, 3),
 ])
 def test_matches_keras_conv2d(padding, strides, dilation, groups, kernel):
     x = random_images((2, 11, 10, 4))
@@ -66,6 +68,7 @@ def test_depthwise_matches_keras_depthwise_conv2d(multiplier, strides, padding):
     (((1, 1), (3, 3)), 1, 3, 1),
     (((1, 1), (1, 1)), 1, 1, 1),  # "same"-equivalent: runs as "same"
     (((0, 1), (0, 1)), 2, 1, 1),  # TensorFlow's "same" for stride 2 on an even size
+    (((2, 0), (1, 2)), 1, 2, 4),  # depthwise with dilation and asymmetric padding
 ])
 def test_explicit_padding_matches_the_loop_oracle(padding, strides, dilation, groups):
     x = random_images((2, 8, 8, 4))
@@ -74,6 +77,27 @@ def test_explicit_padding_matches_the_loop_oracle(padding, strides, dilation, gr
     kernel, bias = conv.get_weights()
     expected = corr2d(x, kernel, bias, conv.strides, conv.padding, conv.dilation_rate, groups)
     assert_close(y, expected, atol=1e-5)
+
+
+def test_bias_is_added_before_the_activation():
+    x = random_images((2, 6, 6, 3))
+    conv = layers.Conv2D(4, 3, padding=1, activation="relu", bias_initializer=keras.initializers.Constant(-0.5))
+    y = conv(x)
+    kernel, bias = conv.get_weights()
+    expected = np.maximum(corr2d(x, kernel, bias, pads=((1, 1), (1, 1))), 0.0)  # relu(X * V + u)
+    assert_close(y, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels,filters,groups,depthwise", [
+    (1, 8, 1, False),  # one input channel: kernel (3, 3, 1, 8) but groups == 1, an ordinary convolution
+    (4, 8, 2, False),  # grouped, 2 channels per group
+    (4, 8, 4, True),
+    (4, 4, 4, True),
+])
+def test_is_depthwise_means_one_channel_per_group(channels, filters, groups, depthwise):
+    conv = layers.Conv2D(filters, 3, groups=groups)
+    conv.build((1, 8, 8, channels))
+    assert conv.is_depthwise is depthwise
 
 
 def test_one_by_one_kernel_mixes_channels_per_pixel():
@@ -100,6 +124,18 @@ def test_output_shape_is_the_formula_symbolic_and_eager(n, k, p, s, d):
     assert tuple(symbolic.shape) == (None, expected, conv_output_size(n + 1, k, 2 * p, s, d), 3)
     assert tuple(eager.shape) == (1, *symbolic.shape[1:])
     assert conv.compute_output_shape((1, n, n + 1, 2)) == tuple(eager.shape)
+
+
+@pytest.mark.parametrize("padding,strides,dilation", [
+    (((0, 2), (1, 0)), 1, 1), (((3, 0), (0, 1)), 2, 1), (((1, 2), (2, 0)), 1, 2),
+])
+def test_asymmetric_padding_output_shape_symbolic_and_eager(padding, strides, dilation):
+    (top, bottom), (left, right) = padding
+    conv = layers.Conv2D(3, 3, strides=strides, padding=padding, dilation_rate=dilation)
+    expected = (conv_output_size(9, 3, top + bottom, strides, dilation),
+                conv_output_size(8, 3, left + right, strides, dilation))
+    assert tuple(conv(keras.Input((9, 8, 2))).shape) == (None, *expected, 3)
+    assert tuple(conv(random_images((1, 9, 8, 2))).shape) == (1, *expected, 3)
 
 
 @pytest.mark.parametrize("n,s", [(7, 1), (8, 2), (9, 2), (10, 3)])

@@ -3,7 +3,7 @@ import itertools
 import pytest
 
 from kerascnn.layers import conv_output_size
-from kerascnn.layers.padding import normalize_padding, resolve_padding, same_padding
+from kerascnn.layers.padding import normalize_padding, output_spatial_shape, resolve_padding, same_padding
 
 pytestmark = pytest.mark.backend_portable
 
@@ -78,3 +78,9 @@ def test_explicit_padding_resolves_to_a_mode_when_equivalent():
     assert resolve_padding(((1, 1), (1, 1)), (8, 8), (3, 3), (2, 2)) == ("valid", ((1, 1), (1, 1)))
     assert resolve_padding(((0, 1), (0, 1)), (8, 8), (3, 3), (2, 2)) == ("same", None)
     assert resolve_padding(((0, 1), (0, 1)), (None, 8), (3, 3), (2, 2)) == ("valid", ((0, 1), (0, 1)))
+
+
+def test_output_shape_adds_both_sides_of_asymmetric_padding():
+    # rows: 8 + (0 + 2) - 3 + 1 = 8; columns: 8 + (3 + 1) - 3 + 1 = 10
+    assert output_spatial_shape(((0, 2), (3, 1)), (8, 8), (3, 3), (1, 1)) == (8, 10)
+    assert output_spatial_shape(((2, 0), (1, 3)), (8, 8), (3, 3), (2, 2)) == (4, 5)

@@ -7,6 +7,7 @@ import pytest
 from kerascnn import layers
 from kerascnn.layers import conv_output_size
 from kerascnn.layers.padding import explicit_padding
+from kerascnn.layers.pooling import real_cells
 from tests.helpers import assert_close, random_images
 from tests.oracle import pool2d
 
@@ -24,7 +25,7 @@ def test_matches_keras_pooling(mode, pool_size, strides, padding):
     x = random_images((2, 9, 8, 3))
     pool = ours(pool_size, strides, padding)
     if mode == "avg" and padding == "same" and keras.backend.backend() == "torch":
-        # Keras's PyTorch backend counts the padded zeros here; compare with TensorFlow's rule instead.
+        # Keras's PyTorch backend averages repeated edge values for uneven padding; use TensorFlow's rule.
         pads = explicit_padding("same", x.shape[1:3], pool.pool_size, pool.strides)
         expected = pool2d(x, pool.pool_size, pool.strides, pads, mode)
     else:
@@ -46,10 +47,15 @@ def test_padded_cells_never_win_and_are_not_averaged(mode, pool_size, strides, p
 
 
 @pytest.mark.parametrize("mode", POOLS)
-def test_same_padding_excludes_padded_cells(mode):
+@pytest.mark.parametrize("pool_size,strides,pads", [
+    (3, 2, ((0, 1), (0, 1))),  # TensorFlow's "same" for these shapes: the odd cell after
+    (4, 1, ((1, 2), (1, 2))),
+    (3, 1, ((1, 1), (1, 1))),
+])
+def test_same_padding_excludes_padded_cells(mode, pool_size, strides, pads):
     x = -np.abs(random_images((1, 8, 8, 2))) - 1.0
-    expected = pool2d(x, (3, 3), (2, 2), ((0, 1), (0, 1)), mode)  # TensorFlow's "same" for this shape
-    assert_close(POOLS[mode][0](3, 2, "same")(x), expected, atol=1e-5)
+    expected = pool2d(x, (pool_size,) * 2, (strides,) * 2, pads, mode)
+    assert_close(POOLS[mode][0](pool_size, strides, "same")(x), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("mode", POOLS)
@@ -102,3 +108,22 @@ def test_config_round_trip():
     for pool in (layers.MaxPool2D(3, 2, ((0, 1), (2, 1))), layers.AvgPool2D(2, padding="same"),
                  layers.GlobalMaxPool2D(keepdims=True)):
         assert type(pool).from_config(pool.get_config()).get_config() == pool.get_config()
+
+
+@pytest.mark.parametrize("n,k,s,pads", [(7, 3, 2, (1, 1)), (8, 3, 1, (0, 2)), (5, 4, 3, (3, 2)), (6, 2, 2, (0, 0))])
+def test_real_cells_counts_each_window(n, k, s, pads):
+    padded = np.pad(np.ones(n), pads)
+    expected = [padded[start:start + k].sum() for start in range(0, len(padded) - k + 1, s)]
+    np.testing.assert_array_equal(real_cells(n, k, s, pads), expected)
+
+
+def test_explicit_padding_with_unknown_sizes_still_excludes_padded_cells():
+    # traced with unknown height and width, the real-cell counts are computed in the graph, not as a constant
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("traces a tf.function with unknown spatial sizes")
+    import tensorflow as tf
+
+    pool = layers.AvgPool2D(3, 2, padding=1)
+    traced = tf.function(pool, input_signature=[tf.TensorSpec((None, None, None, 2), tf.float32)])
+    x = -np.abs(random_images((1, 7, 8, 2))) - 1.0
+    assert_close(traced(x), pool2d(x, (3, 3), (2, 2), ((1, 1), (1, 1)), "avg"), atol=1e-5)

@@ -1,4 +1,4 @@
-"""kerascnn.layers.standard: every zoo model has a Keras 3 twin of built-in layers computing the same function
+"""kerascnn.optimize.standard: every zoo model has a Keras 3 twin of built-in layers computing the same function
 (bench/train.py times the pair; kerascnn.optimize builds the tf_keras twin with the same code)."""
 
 import keras
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kerascnn import models
-from kerascnn.layers.standard import to_keras_builtins
+from kerascnn.optimize.standard import to_keras_builtins
 from tests.helpers import random_images
 
 

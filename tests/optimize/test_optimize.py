@@ -12,8 +12,7 @@ import pytest
 
 from kerascnn import layers, models
 from kerascnn.export import audit, convert, export_run
-from kerascnn.layers.standard import NoStandardEquivalent
-from kerascnn.optimize import TwinMismatch, check_twin, prune, sparsity_per_layer, to_tf_keras
+from kerascnn.optimize import NoStandardEquivalent, TwinMismatch, check_twin, prune, sparsity_per_layer, to_tf_keras
 from kerascnn.train import resolve, train
 from tests.helpers import random_images
 
