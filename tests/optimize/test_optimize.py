@@ -167,4 +167,4 @@ def test_cli_flags_reach_the_report(optimized, tmp_path):
     assert list(report["variants"]) == ["float32", "int8 (QAT)"] and report["variants"]["int8 (QAT)"]["qat_epochs"] == 1
     assert "int8 (QAT): 1 epoch of quantization-aware training on 64 images" in done.stderr
     done = cli("--prune-sparsity", "1.5")
-    assert done.returncode == 1 and "prune_sparsity must be in [0, 1)" in done.stderr
+    assert done.returncode == 2 and "prune_sparsity must be in [0, 1)" in done.stderr
