@@ -31,12 +31,13 @@ import sys
 import tempfile
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 PREDICT = REPO / "export" / "predict.py"
+MEDIAPIPE_TOP1 = HERE / "mediapipe_top1.py"
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 ARM64_SOURCES = (f"deb [signed-by={KEYRING}] http://deb.debian.org/debian bookworm main\n"
@@ -46,6 +47,8 @@ TRIXIE_SOURCES = f"deb [signed-by={KEYRING}] http://deb.debian.org/debian trixie
 ARM64_DEBS = ("libc6 libgcc-s1 libstdc++6 zlib1g libexpat1 libffi8 libssl3 libbz2-1.0 liblzma5 libuuid1 libcrypt1 "
               "libncursesw6 libtinfo6 libsqlite3-0 libreadline8 "
               "python3.11-minimal libpython3.11-minimal libpython3.11-stdlib").split()
+# What MediaPipe's C++ core loads beyond that (Raspberry Pi OS has them): EGL/GLES through libglvnd.
+MEDIAPIPE_DEBS = "libegl1 libgles2 libglvnd0".split()
 WHEEL_PLATFORMS = {"aarch64": ("manylinux_2_27_aarch64", "manylinux_2_28_aarch64", "manylinux_2_17_aarch64",
                                "manylinux2014_aarch64"),
                    "x86_64": ("manylinux_2_27_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64",
@@ -71,6 +74,7 @@ class Row:
     litert: str
     pi_cpuinfo: bool = False  # qemu < 8.2 passes the host's x86 /proc/cpuinfo through; this overlays a Pi 4's
     note: str = ""
+    client: str = "predict.py"  # or "mediapipe": export/pi/mediapipe_top1.py (MediaPipe Tasks ImageClassifier)
 
 
 ROWS = [
@@ -84,8 +88,12 @@ ROWS = [
     Row("bookworm-2.3-picpuinfo-nosme", "bookworm", "max,sme=off", "2.3.0", True, "qemu 7.2 -cpu max without SME"),
     Row("trixie-max", "trixie", "max", "2.3.0", note="qemu 10 -cpu max: has SME"),
     Row("trixie-1.4-a72", "trixie", "cortex-a72", "1.4.0"),
+    Row("pi4-mediapipe", "trixie", "cortex-a72", "2.3.0", note="Raspberry Pi 4 CPU", client="mediapipe"),
+    Row("pi5-mediapipe", "trixie", "cortex-a76", "2.3.0", note="Raspberry Pi 5 CPU", client="mediapipe"),
 ]
 PI_ROWS = ("pi4", "pi5")
+MEDIAPIPE_ROWS = ("pi4-mediapipe", "pi5-mediapipe")
+SIGNALS = {4: "SIGILL", 6: "SIGABRT", 11: "SIGSEGV"}
 
 
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -158,6 +166,19 @@ def build_pi_cpuinfo_sysroot(cache: Path, sysroot: Path) -> Path:
     return built(cache / "sysroot-pi4-cpuinfo", build) / "root"
 
 
+def build_mediapipe_sysroot(cache: Path, sysroot: Path) -> Path:
+    """The sysroot plus the EGL/GLES libraries MediaPipe's C++ core links to (hard links for the rest)."""
+    def build(tmp: Path) -> None:
+        root, debs = tmp / "root", tmp / "debs"
+        shutil.copytree(sysroot, root, symlinks=True, copy_function=os.link)
+        debs.mkdir()
+        download_debs(cache, "bookworm-arm64", "arm64", ARM64_SOURCES, MEDIAPIPE_DEBS, debs)
+        for deb in sorted(debs.glob("*.deb")):
+            run(["dpkg-deb", "-x", str(deb), str(root)])
+        shutil.rmtree(debs)
+    return built(cache / "sysroot-mediapipe", build) / "root"
+
+
 def build_trixie_qemu(cache: Path) -> Path:
     """Debian trixie's qemu-aarch64 (statically linked, so it runs here as extracted)."""
     def build(tmp: Path) -> None:
@@ -171,9 +192,10 @@ def build_trixie_qemu(cache: Path) -> Path:
     return built(cache / "qemu-trixie", build) / "qemu-aarch64"
 
 
-def build_site(cache: Path, litert: str, machine: str) -> Path:
-    """numpy, Pillow and ai-edge-litert==`litert` wheels for CPython 3.11 (aarch64) or this interpreter (x86_64),
-    installed into one folder for PYTHONPATH."""
+def build_site(cache: Path, litert: str, machine: str, mediapipe: bool = False) -> Path:
+    """numpy, Pillow and ai-edge-litert==`litert` wheels (and mediapipe with its dependencies, OpenCV as its headless
+    build, as on a Pi without a desktop) for CPython 3.11 (aarch64) or this interpreter (x86_64), installed into one
+    folder for PYTHONPATH."""
     version = "3.11" if machine == "aarch64" else f"{sys.version_info.major}.{sys.version_info.minor}"
     platforms = [arg for platform in WHEEL_PLATFORMS[machine] for arg in ("--platform", platform)]
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
@@ -181,12 +203,18 @@ def build_site(cache: Path, litert: str, machine: str) -> Path:
 
     def build(tmp: Path) -> None:
         wheels = tmp / "wheels"
-        run([*pip, "download", *binary, "-d", str(wheels), f"ai-edge-litert=={litert}", "numpy", "pillow"])
+        extra = ["mediapipe"] if mediapipe else []
+        run([*pip, "download", *binary, "-d", str(wheels), f"ai-edge-litert=={litert}", "numpy", "pillow", *extra])
+        if mediapipe:  # opencv-contrib-python needs X11/GL libraries; the headless build is the same cv2
+            for wheel in wheels.glob("opencv_contrib_python-*.whl"):
+                wheel.unlink()
+            run([*pip, "download", "--no-deps", *binary, "-d", str(wheels), "opencv-contrib-python-headless"])
         run([*pip, "install", "--no-deps", "--no-compile", *binary, "--target", str(tmp / "site"),
              *map(str, sorted(wheels.glob("*.whl")))])
         (tmp / "site" / "wheels.txt").write_text("\n".join(w.name for w in sorted(wheels.glob("*.whl"))) + "\n")
         shutil.rmtree(wheels)
-    return built(cache / f"site-{machine}-litert-{litert}", build) / "site"
+    name = f"site-{machine}-litert-{litert}" + ("-mediapipe" if mediapipe else "")
+    return built(cache / name, build) / "site"
 
 
 def png(pixels: bytes, width: int, height: int) -> bytes:
@@ -217,22 +245,26 @@ def build_images(cache: Path, count: int) -> tuple[list[Path], list[int]]:
 
 
 def classify(command: list[str], env: dict, images: list[Path], labels: list[str], timeout: int) -> dict:
-    """Runs predict.py; returns status, top-1 class index per image (or None) and the wall time."""
+    """Runs predict.py (or mediapipe_top1.py, same output) as `command`; returns status, top-1 class index per image
+    (or None) and the wall time."""
     start = time.perf_counter()
+    options = ["--json", "--top-k", "1"] if command[-1] == str(PREDICT) else []
     try:
-        result = subprocess.run([*command, str(PREDICT), "--model", env["MODEL"], "--json", "--top-k", "1",
-                                 *map(str, images)], capture_output=True, text=True, timeout=timeout,
-                                env={**os.environ, **env})
+        result = subprocess.run([*command, "--model", env["MODEL"], *options, *map(str, images)],
+                                capture_output=True, text=True, timeout=timeout, env={**os.environ, **env})
     except subprocess.TimeoutExpired:
         return {"status": f"timeout after {timeout} s", "top1": None, "seconds": timeout}
     seconds = round(time.perf_counter() - start, 1)
-    if result.returncode < 0 or result.returncode in (128 + 11, 128 + 6):  # qemu re-raises the guest's signal
+    if result.returncode < 0 or result.returncode - 128 in SIGNALS:  # qemu re-raises the guest's signal
         code = -result.returncode if result.returncode < 0 else result.returncode - 128
-        name = {11: "SIGSEGV", 6: "SIGABRT"}.get(code, f"signal {code}")
-        return {"status": f"crash: {name}", "top1": None, "seconds": seconds}
+        fatal = [line.split(" (")[0] for line in result.stderr.splitlines() if line.startswith("FATAL")]
+        status = f"crash: {SIGNALS.get(code, f'signal {code}')}" + (f" ({fatal[0]})" if fatal else "")
+        return {"status": status, "top1": None, "seconds": seconds}
     if result.returncode != 0:
-        return {"status": f"error: {result.stderr.strip().splitlines()[-1:]}", "top1": None, "seconds": seconds}
-    top1 = [labels.index(json.loads(line)["top"][0][0]) for line in result.stdout.splitlines()]
+        last = (result.stderr.strip().splitlines() or ["no message"])[-1].removeprefix("error: ")
+        return {"status": f"error: {last}", "top1": None, "seconds": seconds}
+    names = [json.loads(line)["top"][0][0] for line in result.stdout.splitlines()]
+    top1 = [labels.index(name) if name in labels else int(name) for name in names]  # an index: labels not in metadata
     return {"status": "ok", "top1": top1, "seconds": seconds}
 
 
@@ -248,10 +280,11 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=int, default=600, help="seconds per predict.py run (default: %(default)s)")
     parser.add_argument("--json-out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
-    names = {"pi": PI_ROWS, "all": [row.name for row in ROWS]}.get(args.rows, args.rows.split(","))
+    names = {"pi": PI_ROWS, "mediapipe": MEDIAPIPE_ROWS, "all": [row.name for row in ROWS]}.get(
+        args.rows, args.rows.split(","))
     unknown = sorted(set(names) - {row.name for row in ROWS})
     if unknown:
-        parser.error(f"unknown rows {unknown}; valid: {', '.join(row.name for row in ROWS)}, pi, all")
+        parser.error(f"unknown rows {unknown}; valid: {', '.join(row.name for row in ROWS)}, pi, mediapipe, all")
     rows = [row for row in ROWS if row.name in names]
     args.model = args.model.resolve()
     manifest_path = args.model.with_suffix(".json")
@@ -272,8 +305,12 @@ def main(argv=None) -> int:
         if any(row.qemu == "trixie" for row in rows):
             qemu["trixie"] = str(build_trixie_qemu(args.cache))
         pi_sysroot = build_pi_cpuinfo_sysroot(args.cache, sysroot) if any(r.pi_cpuinfo for r in rows) else None
+        mediapipe_sysroot = build_mediapipe_sysroot(args.cache, sysroot) if any(
+            r.client == "mediapipe" for r in rows) else None
         litert_versions = sorted({row.litert for row in rows})
         sites = {(v, m): build_site(args.cache, v, m) for v in litert_versions for m in ("aarch64", "x86_64")}
+        sites.update({(r.litert, "mediapipe"): build_site(args.cache, r.litert, "aarch64", mediapipe=True)
+                      for r in rows if r.client == "mediapipe"})
         timings["build"] = time.perf_counter() - start
     except CheckError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -284,30 +321,36 @@ def main(argv=None) -> int:
     results = []
     for version in litert_versions:
         env = {**model_env, "PYTHONPATH": str(sites[version, "x86_64"])}
-        outcome = classify([sys.executable], env, images, manifest["labels"], args.timeout)
-        results.append({"row": f"x86-{version}", "machine": "x86_64 (this host)", "qemu": "-", "cpu": "-",
-                        "litert": version, "cpuinfo": "host", "note": "reference", **outcome})
+        outcome = classify([sys.executable, str(PREDICT)], env, images, manifest["labels"], args.timeout)
+        results.append({"row": f"x86-{version}", "client": "predict.py", "machine": "x86_64 (this host)",
+                        "qemu": "-", "cpu": "-", "litert": version, "cpuinfo": "host", "note": "reference", **outcome})
     reference = {r["litert"]: r["top1"] for r in results}
     for row in rows:
-        root = pi_sysroot if row.pi_cpuinfo else sysroot
-        command = [qemu[row.qemu], "-L", str(root), "-cpu", row.cpu, str(root / "usr" / "bin" / "python3.11")]
-        env = {**model_env, "PYTHONPATH": str(sites[row.litert, "aarch64"])}
+        mediapipe = row.client == "mediapipe"
+        root = pi_sysroot if row.pi_cpuinfo else mediapipe_sysroot if mediapipe else sysroot
+        command = [qemu[row.qemu], "-L", str(root), "-cpu", row.cpu, str(root / "usr" / "bin" / "python3.11"),
+                   str(MEDIAPIPE_TOP1 if mediapipe else PREDICT)]
+        env = {**model_env, "PYTHONPATH": str(sites[row.litert, "mediapipe" if mediapipe else "aarch64"])}
         outcome = classify(command, env, images, manifest["labels"], args.timeout)
-        results.append({"row": row.name, "machine": "aarch64 (emulated)", "qemu": qemu_versions[row.qemu],
+        if mediapipe:
+            wheels = (sites[row.litert, "mediapipe"] / "wheels.txt").read_text().split()
+            row = replace(row, note=" ".join([row.note, *(w.split("-py")[0] for w in wheels if "mediapipe" in w)]))
+        results.append({"row": row.name, "client": row.client, "machine": "aarch64 (emulated)",
+                        "qemu": qemu_versions[row.qemu],
                         "cpu": row.cpu, "litert": row.litert, "cpuinfo": "Pi 4" if row.pi_cpuinfo else "qemu's",
                         "note": row.note, **outcome})
     for result in results:
         top1, ref = result.pop("top1"), reference.get(result["litert"])
         result["accuracy"] = round(100 * sum(p == t for p, t in zip(top1, truth)) / len(truth), 2) if top1 else None
         result["differ_from_x86"] = sum(p != r for p, r in zip(top1, ref)) if top1 and ref else None
-    header = ["row", "qemu", "-cpu", "/proc/cpuinfo", "ai-edge-litert", "status", f"top-1 % ({args.images})",
-              "top-1 differs from x86", "wall s", "note"]
+    header = ["row", "client", "qemu", "-cpu", "/proc/cpuinfo", "ai-edge-litert", "status", f"top-1 % ({args.images})",
+              "top-1 differs from x86 predict.py", "wall s", "note"]
     print(f"model {args.model.name} ({manifest['input'].get('color', '?')} input "
           f"{manifest['input']['shape']}), {args.images} Fashion-MNIST test images, export/predict.py --top-k 1\n")
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for r in results:
-        cells = [r["row"], r["qemu"].replace("qemu-aarch64 version ", ""), r["cpu"], r["cpuinfo"], r["litert"],
-                 r["status"], r["accuracy"] if r["accuracy"] is not None else "-",
+        cells = [r["row"], r["client"], r["qemu"].replace("qemu-aarch64 version ", ""), r["cpu"], r["cpuinfo"],
+                 r["litert"], r["status"], r["accuracy"] if r["accuracy"] is not None else "-",
                  r["differ_from_x86"] if r["differ_from_x86"] is not None else "-", r["seconds"], r["note"]]
         print("| " + " | ".join(map(str, cells)) + " |")
     print(f"\nbuild/cache {timings['build']:.0f} s; total {time.perf_counter() - start:.0f} s")
