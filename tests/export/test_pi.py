@@ -1,8 +1,9 @@
 """export/pi/arm64_check.py: export/predict.py on arm64 (Raspberry Pi OS = Debian bookworm) under qemu-user agrees
 with x86, and the qemu 7.2 crash of ai-edge-litert 2.3.0 is the emulator's /proc/cpuinfo, not the wheel on a Pi.
 
-The emulated runs download about 150 MB (Debian arm64 packages, trixie's qemu-user, arm64 and x86 wheels) into
-export/pi/.cache on first use; they skip only where qemu-aarch64, apt-get/dpkg-deb or the registries are missing."""
+The emulated runs download about 150 MB (Debian arm64 packages, trixie's qemu-user, arm64 and x86 wheels; 150 MB more
+for the slow test's MediaPipe rows) into export/pi/.cache on first use; they skip only where qemu-aarch64,
+apt-get/dpkg-deb or the registries are missing."""
 
 import importlib.util
 import json
@@ -74,7 +75,7 @@ def test_raspberry_pi_4_and_5_cpus_agree_with_x86(tmp_path):
 
 @pytest.mark.slow
 def test_full_table_and_the_qemu_7_2_root_cause(tmp_path):
-    """The README's table: 500 images, every row. Run with `pytest -m slow tests/export/test_pi.py` (~9 minutes)."""
+    """export/pi/README.md's table: 500 images, every row. `pytest -m slow tests/export/test_pi.py` (~15 minutes)."""
     require_emulation()
     rows = check(tmp_path, "all", 500)
     for name in ("pi4", "pi5", "bookworm-1.4", "trixie-max", "trixie-1.4-a72", "bookworm-2.3-picpuinfo",
@@ -85,3 +86,10 @@ def test_full_table_and_the_qemu_7_2_root_cause(tmp_path):
     assert rows["bookworm-2.3"]["status"] == rows["bookworm-2.3-a72"]["status"] == "crash: SIGSEGV"
     # qemu 7.2's SME emulation gets XNNPACK's SME int8 kernel wrong; qemu 10 runs the same kernel right.
     assert rows["bookworm-2.3-picpuinfo-max"]["differ_from_x86"] > 100
+    # mediapipe's aarch64 wheel is built for Armv8.1 atomics (LSE): a Pi 4's Cortex-A72 (Armv8.0) cannot run it.
+    assert rows["pi4-mediapipe"]["status"].startswith("crash: SIGILL") and "lse" in rows["pi4-mediapipe"]["status"]
+    manifest = json.loads((ROOT / "export" / "fashion_mnist" / "vgg_int8.json").read_text())
+    if manifest["input"]["shape"][-1] == 3:  # MediaPipe takes RGB models with metadata only
+        assert rows["pi5-mediapipe"]["status"] == "ok" and rows["pi5-mediapipe"]["differ_from_x86"] <= 5
+    else:
+        assert rows["pi5-mediapipe"]["status"].startswith("error: MediaPipe refuses")
