@@ -112,7 +112,11 @@ def built(target: Path, build) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
         build(tmp)
-        tmp.rename(target)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not target.exists():  # else a concurrent run built it first: keep theirs
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
