@@ -277,8 +277,9 @@ def main(argv=None) -> int:
     parser.add_argument("--model", type=Path, default=REPO / "export" / "fashion_mnist" / "vgg_int8.tflite",
                         help="the .tflite to run, with its manifest JSON beside it (default: %(default)s)")
     parser.add_argument("--images", type=int, default=500, help="Fashion-MNIST test images (default: %(default)s)")
-    parser.add_argument("--rows", default="pi", help="comma-separated row names, 'pi' (the Pi 4 and Pi 5 rows) or "
-                        f"'all' (default: %(default)s); rows: {', '.join(row.name for row in ROWS)}")
+    parser.add_argument("--rows", default="pi", help="comma-separated row names, 'pi' (the Pi 4 and Pi 5 rows), "
+                        "'mediapipe' (their MediaPipe twins) or 'all' (default: %(default)s); rows: "
+                        + ", ".join(row.name for row in ROWS))
     parser.add_argument("--cache", type=Path, default=HERE / ".cache",
                         help="download/build folder (default: %(default)s)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per predict.py run (default: %(default)s)")
@@ -295,10 +296,14 @@ def main(argv=None) -> int:
     if not args.model.is_file() or not manifest_path.is_file():
         parser.error(f"need {args.model} and its manifest {manifest_path}")
     try:
+        manifest = json.loads(manifest_path.read_text())
+        manifest["labels"], manifest["input"]["shape"]
+    except (ValueError, KeyError, TypeError) as error:
+        parser.error(f"{manifest_path} is not a kerascnn manifest ({error!r}); export the model with kerascnn.export")
+    try:
         for tool, package in (("qemu-aarch64", "qemu-user"), ("apt-get", "apt"), ("dpkg-deb", "dpkg")):
             if not shutil.which(tool):
                 raise CheckError(f"{tool} is missing: apt-get install {package}")
-        manifest = json.loads(manifest_path.read_text())
         args.cache.mkdir(parents=True, exist_ok=True)
         timings = {}
         start = time.perf_counter()

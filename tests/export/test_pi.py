@@ -42,6 +42,15 @@ def test_unknown_row_is_refused_with_the_valid_names():
     assert result.returncode == 2 and "unknown rows ['pi9']" in result.stderr and "pi4" in result.stderr
 
 
+def test_a_file_that_is_not_a_manifest_is_refused_in_one_line(tmp_path):
+    (tmp_path / "m.tflite").write_bytes(b"")
+    (tmp_path / "m.json").write_text('{"labels": ["a"]}')
+    result = subprocess.run([sys.executable, str(SCRIPT), "--model", str(tmp_path / "m.tflite")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "is not a kerascnn manifest" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def require_emulation():
     for tool, package in (("qemu-aarch64", "qemu-user"), ("apt-get", "apt"), ("dpkg-deb", "dpkg")):
         if not shutil.which(tool):
