@@ -1,8 +1,8 @@
 """export/pi/arm64_check.py: export/predict.py on arm64 (Raspberry Pi OS = Debian bookworm) under qemu-user agrees
 with x86, and the qemu 7.2 crash of ai-edge-litert 2.3.0 is the emulator's /proc/cpuinfo, not the wheel on a Pi.
 
-The emulated runs download about 150 MB (Debian arm64 packages, trixie's qemu-user, arm64 and x86 wheels; 150 MB more
-for the slow test's MediaPipe rows) into export/pi/.cache on first use; they skip only where qemu-aarch64,
+The emulated runs download about 170 MB (Debian arm64 packages, trixie's qemu-user, arm64 and x86 wheels; 230 MB more
+for the slow test's other rows) into export/pi/.cache on first use; they skip only where qemu-aarch64,
 apt-get/dpkg-deb or the registries are missing."""
 
 import importlib.util
