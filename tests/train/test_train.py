@@ -113,7 +113,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_p
                 "--warmup-epochs", "0", "--no-tensorboard", "--out", str(out)])
     assert code == 1
     err = capsys.readouterr().err
-    assert "The loss became nan" in err and "Lower --lr" in err
+    assert "the loss became nan" in err and "Lower --lr" in err
     assert not (out / "last.keras").exists()
 
 
