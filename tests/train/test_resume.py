@@ -145,3 +145,23 @@ def test_resume_never_loads_or_deletes_another_runs_checkpoint(tmp_path, capsys)
                 "--out", str(run), "--resume"])
     assert code != 0 and "not a file name inside" in capsys.readouterr().err
     assert (other / rundir.CHECKPOINT_DIR / "epoch-0000.keras").exists()
+
+
+def test_empty_validation_split_trains_and_keeps_the_last_epoch_as_best(tmp_path):
+    out = tmp_path / "run"
+    metrics = train(resolve(dict(TINY, epochs=2, validation_fraction=0, tensorboard=True, early_stopping=1,
+                                 out=str(out))))
+    assert metrics["epochs"] == 2 and metrics["best_epoch"] == 2 and "test_accuracy" in metrics
+    assert (out / rundir.BEST_MODEL).exists()
+
+
+def test_four_image_folder_has_no_validation_or_test_images(tmp_path):
+    from PIL import Image
+
+    for name in ("a", "b"):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for index in range(2):
+            Image.fromarray(np.full((28, 28), 60 * index, np.uint8)).save(tmp_path / "images" / name / f"{index}.png")
+    metrics = train(resolve(dict(model="lenet5", epochs=1, batch_size=2, data_dir=str(tmp_path / "images"),
+                                 model_options=dict(), out=str(tmp_path / "run"))))
+    assert metrics["epochs"] == 1 and "test_accuracy" not in metrics
