@@ -4,7 +4,8 @@ Examples:
     python -m kerascnn.train --preset quick
     python -m kerascnn.train --model resnet --epochs 30 --out runs/resnet
     python -m kerascnn.train --data-dir ~/my_photos --model mobilenet --epochs 20
-    python -m kerascnn.train --out runs/resnet --resume          # continue a killed run
+    python -m kerascnn.train --out runs/resnet --resume          # continue a killed run with its own settings
+    python -m kerascnn.train --out runs/resnet --resume --epochs 40   # ... and train it longer
 Watch runs with: tensorboard --logdir runs
 """
 
@@ -14,6 +15,7 @@ import argparse
 import json
 import sys
 
+from kerascnn import rundir
 from kerascnn.train.config import PRESETS, read_config_file, resolve
 
 
@@ -59,17 +61,42 @@ def parser() -> argparse.ArgumentParser:
                    help="data-parallel over all local devices (MirroredStrategy / keras DataParallel)")
     g = p.add_argument_group("output")
     g.add_argument("--out", help="run directory (default runs/<preset or model>)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last epoch, with the settings in its config.yaml "
+                        "(flags change only what they name: --epochs, --early-stopping, --no-tensorboard)")
     g.add_argument("--no-tensorboard", action="store_false", dest="tensorboard")
     return p
 
 
+def resume_values(values: dict) -> dict:
+    """`values` over the settings saved in the run's config.yaml: `--out runs/x --resume` alone continues the
+    run as it was started, and flags change only what they name (the trainer refuses changes that would make
+    the checkpoint meaningless).
+
+    Raises:
+        ValueError: the run directory does not exist or holds no config.yaml.
+    """
+    run_dir = resolve(values).run_dir
+    config_file = run_dir / rundir.CONFIG
+    if not run_dir.is_dir():
+        raise ValueError(f"--resume: {run_dir} does not exist. Give the --out of the run to continue, or drop "
+                         "--resume to start a new run.")
+    if not config_file.exists():
+        raise ValueError(f"--resume: {run_dir} holds no run ({rundir.CONFIG} is missing). Give the --out of the run "
+                         "to continue, or drop --resume to start a new run.")
+    saved = read_config_file(config_file)
+    saved.pop("resume", None)
+    return {**saved, "out": str(run_dir), **values}
+
+
 def main(argv=None) -> int:
     args = vars(parser().parse_args(argv))
-    values = read_config_file(args.pop("config")) if "config" in args else {}
     resume = args.pop("resume", False)
-    values.update(args)
     try:
+        values = read_config_file(args.pop("config")) if "config" in args else {}
+        values.update(args)
+        if resume:
+            values = resume_values(values)
         config = resolve(values)
         config.resume = resume
         from kerascnn.train.trainer import TrainingError, train  # imports Keras: after the arguments are checked

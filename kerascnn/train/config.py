@@ -42,6 +42,11 @@ class TrainConfig:
     preset: str | None = None
     resume: bool = dataclasses.field(default=False, metadata={"saved": False})
 
+    @property
+    def run_dir(self) -> Path:
+        """--out, or runs/<preset or model>."""
+        return Path(self.out or f"runs/{self.preset or self.model}")
+
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"--epochs and --batch-size must be >= 1 (got {self.epochs}, {self.batch_size}).")

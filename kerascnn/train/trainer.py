@@ -129,30 +129,42 @@ def _check_resume(run_dir: Path, config: TrainConfig) -> None:
                             f"{details}. Resume with the original command, or use a new --out.")
 
 
-def prepare_run_dir(config: TrainConfig) -> tuple[Path, dict | None]:
-    """(the run directory, its checkpoint state when resuming). Writes config.yaml."""
-    run_dir = Path(config.out or f"runs/{config.preset or config.model}")
+def check_run_dir(config: TrainConfig) -> tuple[Path, dict | None]:
+    """(the run directory, its checkpoint state when resuming), checked before anything is written.
+
+    Raises:
+        TrainingError: --resume of a directory that does not exist or with other settings, or a new run
+            into a directory that already holds one.
+    """
+    run_dir = config.run_dir
+    if config.resume and not run_dir.is_dir():
+        raise TrainingError(f"--resume: {run_dir} does not exist. Give the --out of the run to continue, or drop "
+                            "--resume to start a new run.")
     state = ResumableCheckpoint.load_state(run_dir) if config.resume else None
     if not config.resume and (run_dir / rundir.CHECKPOINT_DIR / rundir.STATE).exists():
         raise TrainingError(f"{run_dir} already holds a run. Continue it with --resume, or choose a new --out.")
     if state is not None:
         _check_resume(run_dir, config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / rundir.CONFIG, to_yaml(config))
     return run_dir, state
 
 
-def load_data(config: TrainConfig, run_dir: Path) -> Data:
-    """Loads and normalizes the splits; writes dataset.json and labels.txt."""
+def load_data(config: TrainConfig) -> Data:
+    """Loads the splits, limited to --limit, and normalizes them."""
     dataset = load_dataset(config.dataset, config.data_dir, config.validation_fraction, config.seed)
     (x_train, y_train), (raw_val, y_val), (raw_test, y_test) = (
         (images[: config.limit], labels[: config.limit]) for images, labels in
         (dataset.splits[split] for split in ("train", "validation", "test"))
     )
-    atomic_write(run_dir / rundir.DATASET, json.dumps(dataset.metadata(), indent=1))
-    atomic_write(run_dir / rundir.LABELS, "\n".join(dataset.labels) + "\n")
     return Data(dataset, dataset.normalize(x_train), y_train, dataset.normalize(raw_val), y_val, raw_val,
                 dataset.normalize(raw_test), y_test)
+
+
+def write_run_files(run_dir: Path, config: TrainConfig, data: Data) -> None:
+    """Creates the run directory with config.yaml, dataset.json and labels.txt."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(run_dir / rundir.CONFIG, to_yaml(config))
+    atomic_write(run_dir / rundir.DATASET, json.dumps(data.dataset.metadata(), indent=1))
+    atomic_write(run_dir / rundir.LABELS, "\n".join(data.dataset.labels) + "\n")
 
 
 def build_model(config: TrainConfig, data: Data, steps_per_epoch: int) -> tuple[keras.Model, keras.Model]:
@@ -270,11 +282,11 @@ def train(config: TrainConfig) -> dict:
 
 
 def _train(config: TrainConfig) -> dict:
-    run_dir, state = prepare_run_dir(config)
+    run_dir, state = check_run_dir(config)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    data = load_data(config, run_dir)
+    data = load_data(config)
     steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
 
     scope, replicas = _distribution_scope(config)
@@ -289,6 +301,7 @@ def _train(config: TrainConfig) -> dict:
             train_model, network = build_model(config, data, steps_per_epoch)
             initial_epoch = 0
         train_model.jit_compile = resolve_jit_compile(config.jit_compile)
+    write_run_files(run_dir, config, data)  # only now: a run that fails its checks leaves nothing behind
 
     print(f"{config.model}: {network.count_params():,} parameters; {data.dataset.name}: {len(data.x_train):,} train / "
           f"{len(data.x_val):,} validation / {len(data.x_test):,} test images; backend {keras.backend.backend()}, "
