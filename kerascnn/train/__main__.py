@@ -99,12 +99,17 @@ def main(argv=None) -> int:
             values = resume_values(values)
         config = resolve(values)
         config.resume = resume
-        from kerascnn.train.trainer import TrainingError, train  # imports Keras: after the arguments are checked
+        # imports Keras: after the arguments are checked
+        from kerascnn.train.checkpoint import CheckpointError
+        from kerascnn.train.trainer import RunDirError, TrainingError, train
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
         metrics = train(config)
+    except (RunDirError, CheckpointError) as error:  # --out or its checkpoint: the user's input
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except (TrainingError, ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

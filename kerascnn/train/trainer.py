@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from kerascnn.data import RandomCropFlip, load_dataset
 from kerascnn.data.datasets import ImageDataset
 from kerascnn.train.batches import EpochBatches, EpochSeeds
 from kerascnn.train.checkpoint import (
+    CheckpointError,
     LearningRateLogger,
     NaNGuard,
     ResumableCheckpoint,
@@ -34,6 +36,10 @@ RESUME_MAY_CHANGE = {"epochs", "early_stopping", "tensorboard", "out", "preset",
 
 class TrainingError(RuntimeError):
     """A run that cannot go on; the message says why and what to do."""
+
+
+class RunDirError(TrainingError):
+    """--out cannot hold this run (not a writable folder, already a run, or not the run to resume)."""
 
 
 def resolve_jit_compile(setting: str) -> bool:
@@ -125,24 +131,34 @@ def _check_resume(run_dir: Path, config: TrainConfig) -> None:
     changed = sorted(k for k in current if k not in RESUME_MAY_CHANGE and saved.get(k) != current[k])
     if changed:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
-        raise TrainingError(f"--resume must use the run's own settings; these differ from {run_dir / rundir.CONFIG}: "
+        raise RunDirError(f"--resume must use the run's own settings; these differ from {run_dir / rundir.CONFIG}: "
                             f"{details}. Resume with the original command, or use a new --out.")
+
+
+def _check_writable(run_dir: Path) -> None:
+    existing = next(p for p in (run_dir, *run_dir.parents) if p.exists() or p == Path(p.anchor) or p == Path("."))
+    if not existing.is_dir():
+        raise RunDirError(f"--out {run_dir}: {existing} is a file, not a folder. Choose another --out.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunDirError(f"--out {run_dir}: {existing} is not writable. Choose another --out.")
 
 
 def check_run_dir(config: TrainConfig) -> tuple[Path, dict | None]:
     """(the run directory, its checkpoint state when resuming), checked before anything is written.
 
     Raises:
-        TrainingError: --resume of a directory that does not exist or with other settings, or a new run
-            into a directory that already holds one.
+        RunDirError: --out is not a writable folder; --resume of a directory that does not exist or with
+            other settings; a new run into a directory that already holds one.
+        CheckpointError: --resume of a run whose state.json is damaged.
     """
     run_dir = config.run_dir
+    _check_writable(run_dir)
     if config.resume and not run_dir.is_dir():
-        raise TrainingError(f"--resume: {run_dir} does not exist. Give the --out of the run to continue, or drop "
+        raise RunDirError(f"--resume: {run_dir} does not exist. Give the --out of the run to continue, or drop "
                             "--resume to start a new run.")
     state = ResumableCheckpoint.load_state(run_dir) if config.resume else None
     if not config.resume and (run_dir / rundir.CHECKPOINT_DIR / rundir.STATE).exists():
-        raise TrainingError(f"{run_dir} already holds a run. Continue it with --resume, or choose a new --out.")
+        raise RunDirError(f"{run_dir} already holds a run. Continue it with --resume, or choose a new --out.")
     if state is not None:
         _check_resume(run_dir, config)
     return run_dir, state
@@ -191,7 +207,13 @@ def resume_model(config: TrainConfig, data: Data, run_dir: Path, state: dict, st
     learning-rate schedule come from `config`, so a resumed run given more epochs decays over the new total."""
     train_model, network = build_model(config, data, steps_per_epoch)
     train_model.optimizer.build(train_model.trainable_variables)
-    train_model.load_weights(run_dir / rundir.CHECKPOINT_DIR / state["file"])
+    path = run_dir / rundir.CHECKPOINT_DIR / state["file"]
+    try:
+        train_model.load_weights(path)
+    except Exception as error:  # zipfile, h5py and Keras raise many kinds for a damaged file
+        raise CheckpointError(f"Checkpoint {path} is damaged (truncated or not a .keras file: "
+                              f"{type(error).__name__}). Resume is not possible from it; start a new run (a new "
+                              "--out).") from error
     return train_model, network
 
 
