@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -337,7 +338,7 @@ def _train(config: TrainConfig) -> dict:
                                initial_epoch)
         validation = (data.x_val, _one_hot(data.y_val, data.num_classes)) if len(data.x_val) else None
         train_model.fit(batches, epochs=config.epochs, initial_epoch=initial_epoch, validation_data=validation,
-                        callbacks=callbacks, shuffle=False, verbose=2 if config.limit else "auto")
+                        callbacks=callbacks, shuffle=False, verbose="auto" if sys.stdout.isatty() else 2)
     seconds = time.perf_counter() - started
 
     if nan_guard.triggered:
