@@ -150,6 +150,7 @@ def resolve(values: dict) -> TrainConfig:
 
 
 def to_yaml(config: TrainConfig) -> str:
-    values = dataclasses.asdict(config)
+    """config.yaml's text: every field but those marked `saved: False` (resume)."""
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.metadata.get("saved", True)}
     values["model_options"] = json.loads(json.dumps(values["model_options"]))  # tuples -> lists
     return yaml.safe_dump(values, sort_keys=False)

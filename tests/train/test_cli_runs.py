@@ -107,3 +107,13 @@ def test_truncated_checkpoint_is_reported_as_damaged(tmp_path, capsys):
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
     err = _error(capsys, ["--out", str(out), "--resume", "--epochs", "2"])
     assert "is damaged" in err and checkpoint.name in err and "not found" not in err.lower()
+
+
+def test_config_yaml_repeats_the_run_in_a_new_directory(tmp_path):
+    """notebooks/02 and README: `--config <run>/config.yaml --out <new>` repeats a run."""
+    first, again = tmp_path / "run", tmp_path / "again"
+    assert cli([*TINY, "--epochs", "1", "--out", str(first)]) == 0
+    assert "resume" not in yaml.safe_load((first / rundir.CONFIG).read_text())
+    assert cli(["--config", str(first / rundir.CONFIG), "--out", str(again)]) == 0
+    history = [yaml.safe_load((run / rundir.METRICS).read_text())["history"] for run in (first, again)]
+    assert history[0] == history[1]
