@@ -165,3 +165,34 @@ def test_four_image_folder_has_no_validation_or_test_images(tmp_path):
     metrics = train(resolve(dict(model="lenet5", epochs=1, batch_size=2, data_dir=str(tmp_path / "images"),
                                  model_options=dict(), out=str(tmp_path / "run"))))
     assert metrics["epochs"] == 1 and "test_accuracy" not in metrics
+
+
+def test_atomic_save_model_never_leaves_a_half_written_file(tmp_path):
+    from kerascnn.train.checkpoint import atomic_save_model
+
+    class Crashes:
+        def save(self, path):
+            Path(path).write_bytes(b"half a zip")
+            raise OSError("disk full")
+
+    target = tmp_path / "best.keras"
+    target.write_bytes(b"the previous model")
+    with pytest.raises(OSError, match="disk full"):
+        atomic_save_model(Crashes(), target)
+    assert target.read_bytes() == b"the previous model" and list(tmp_path.iterdir()) == [target]
+
+
+def test_previous_checkpoint_is_kept_until_state_names_the_new_one(tmp_path, monkeypatch):
+    from kerascnn.train import checkpoint as module
+
+    _, _, checkpoint = _tiny_checkpoint(tmp_path)
+    checkpoint.on_epoch_end(0, {"loss": 1.0})
+
+    def crash(*args, **kwargs):
+        raise OSError("killed while writing state.json")
+
+    monkeypatch.setattr(module, "atomic_write", crash)
+    with pytest.raises(OSError):
+        checkpoint.on_epoch_end(1, {"loss": 0.5})
+    state = ResumableCheckpoint.load_state(tmp_path)  # still names an existing file
+    assert state["file"] == "epoch-0000.keras" and (tmp_path / rundir.CHECKPOINT_DIR / state["file"]).exists()
