@@ -4,6 +4,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SETUP = "scripts/setup-data && "
+SETUP_TESTS = "scripts/setup-tests && "
 
 
 def readme_commands():
@@ -23,6 +24,10 @@ def test_ci_runs_the_readme_test_command():
 
 def test_both_readme_commands_set_up_the_machine_first():
     commands = readme_commands()
-    assert len(commands) == 2 and all(command.startswith(SETUP) for command in commands), commands
-    assert any("kerascnn.train --preset quick" in command for command in commands)
-    assert (ROOT / "scripts" / "setup-data").stat().st_mode & 0o111
+    main = [command for command in commands if "kerascnn.train --preset quick" in command]
+    tests = [command for command in commands if command.endswith("-m pytest")]
+    assert len(commands) == 2 and len(main) == len(tests) == 1, commands
+    assert main[0].startswith(SETUP) and tests[0].startswith(SETUP_TESTS), commands
+    for script in ("setup-data", "setup-tests"):
+        assert (ROOT / "scripts" / script).stat().st_mode & 0o111
+    assert "scripts/setup-data" in (ROOT / "scripts" / "setup-tests").read_text(), "the tests need the data too"
