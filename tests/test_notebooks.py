@@ -31,7 +31,7 @@ def test_notebook_is_committed_without_outputs(path):
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, (
                 f"{path.name} cell {index} has outputs: clear them before committing "
-                "(e.g. jupyter nbconvert --clear-output --inplace)")
+                "(python notebooks/clear_outputs.py)")
     assert notebook.metadata.get("kernelspec", {}).get("name") == "python3"
 
 

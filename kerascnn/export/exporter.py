@@ -64,7 +64,9 @@ def load_keras_model(model_path: Path):
 
     import keras
 
-    import kerascnn  # noqa: F401  (registers the layers)
+    from kerascnn.saving import register_serializables
+
+    register_serializables()
 
     try:
         with zipfile.ZipFile(model_path) as archive:
