@@ -1,6 +1,7 @@
 """Functional CNNs built from `kerascnn.layers`, created by name: `create("resnet", (28, 28, 1), 10)`."""
 
 from kerascnn.models import lenet, mobilenet, nin, resnet, vgg  # noqa: F401  (register the builders)
+from kerascnn.models.input_size import smallest_input_size
 from kerascnn.models.registry import create, head_features, names, register
 
-__all__ = ["create", "head_features", "names", "register"]
+__all__ = ["create", "head_features", "names", "register", "smallest_input_size"]
