@@ -8,8 +8,8 @@ turns one item into (uint8 image (H, W, C), int64 label). `StreamingDataset.batc
            -> [cache, small datasets only] -> batch -> normalize (x - mean) / std, one-hot labels -> prefetch
 
 Decoding is TensorFlow's (`tf.io.decode_image`: JPEG, PNG, GIF (first frame), BMP, WebP), run in parallel in the
-tf.data runtime. 16-bit PNGs come out as round(v / 257), scaled to 8 bits (not clipped); palette images are
-expanded to their colours, and an alpha channel is dropped (as Pillow's `convert("RGB")` does).
+tf.data runtime, and converts as `kerascnn.data.folder.to_8bit` does with Pillow: 16-bit PNGs scaled to 8 bits
+as round(v / 257) (not clipped), palette images expanded to their colours, transparency composited over white.
 
 Augmentation is not done here: the trainer's `kerascnn.data.RandomCropFlip` layer crops and flips the batches on
 the accelerator, written with keras.ops so it jit-compiles, and it is the same code for the in-memory path.
@@ -34,7 +34,7 @@ from kerascnn.data.folder import IMAGE_SUFFIXES
 
 # A train split whose decoded pixels fit in this many bytes is decoded once and cached in memory: later epochs
 # skip decoding. Larger ones are decoded on every epoch, so memory stays flat.
-DEFAULT_CACHE_BYTES = 1 << 30
+DEFAULT_CACHE_BYTES = 128 << 20
 # The normalization statistics come from a seeded sample of this many training images (all when fewer).
 DEFAULT_STATS_IMAGES = 5000
 GREYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N"}
@@ -246,11 +246,14 @@ def decode_file_fn(image_size: tuple[int, int], channels: int) -> Callable:
 
 
 def decode_image_bytes(contents, channels: int):
-    """Encoded JPEG/PNG/GIF/BMP/WebP bytes -> uint8 (H, W, channels), in the tf graph.
+    """Encoded JPEG/PNG/GIF/BMP/WebP bytes -> uint8 (H, W, channels), in the tf graph, converted as
+    `kerascnn.data.folder.to_8bit` converts with Pillow.
 
     A 16-bit PNG (bit depth byte 24 of the file is 16) is decoded as uint16 and scaled to 8 bits as
-    round(v / 257), which maps 0..65535 onto 0..255 exactly at both ends; everything else is decoded to uint8
-    by `tf.io.decode_image` (palette expanded, alpha dropped, first GIF frame).
+    round(v * 255 / 65535) = round(v / 257), not clipped. Transparency (grey or colour with alpha, palettes
+    with a transparent colour) is composited over white: p = a * p + (1 - a) * 255 with a = alpha / 255.
+    Greyscale becomes RGB by repeating it; RGB becomes greyscale as Pillow's "L", 0.299 R + 0.587 G + 0.114 B.
+    Images that already have `channels` channels and no alpha are returned as decoded.
     """
     import tensorflow as tf
 
@@ -258,15 +261,34 @@ def decode_image_bytes(contents, channels: int):
                               tf.strings.substr(contents, 24, 1) == b"\x10")
 
     def sixteen_bit():
-        wide = tf.cast(tf.io.decode_png(contents, channels=channels, dtype=tf.uint16), tf.float32)
+        wide = tf.cast(tf.io.decode_png(contents, channels=0, dtype=tf.uint16), tf.float32)
         return tf.cast(tf.round(wide / 257.0), tf.uint8)
 
     def eight_bit():
-        image = tf.io.decode_image(contents, channels=channels, expand_animations=False)
-        image.set_shape((None, None, channels))
-        return image
+        return tf.io.decode_image(contents, channels=0, expand_animations=False)
 
-    return tf.cond(deep_png, sixteen_bit, eight_bit)
+    image = tf.cond(deep_png, sixteen_bit, eight_bit)
+    image.set_shape((None, None, None))
+    return tf.cond(tf.shape(image)[-1] == channels, lambda: image, lambda: _convert_channels(image, channels))
+
+
+def _convert_channels(image, channels: int):
+    """uint8 (H, W, 1..4) -> uint8 (H, W, channels): alpha composited over white, then grey <-> RGB."""
+    import tensorflow as tf
+
+    x = tf.cast(image, tf.float32)
+
+    def composite():
+        alpha = x[..., -1:] / 255.0
+        return x[..., :-1] * alpha + 255.0 * (1.0 - alpha)
+
+    x = tf.cond(tf.shape(x)[-1] % 2 == 0, composite, lambda: x)  # 2: grey + alpha, 4: RGB + alpha
+    if channels == 3:
+        x = tf.cond(tf.shape(x)[-1] == 1, lambda: tf.tile(x, (1, 1, 3)), lambda: x)
+    else:
+        x = tf.cond(tf.shape(x)[-1] == 3, lambda: tf.reduce_sum(x * (0.299, 0.587, 0.114), -1, keepdims=True),
+                    lambda: x)
+    return tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8)
 
 
 def resize_fn(image_size: tuple[int, int], channels: int) -> Callable:

@@ -94,22 +94,38 @@ def test_16_bit_palette_and_rgba_images_are_converted(tmp_path):
     palette.putpalette([200, 10, 30] * 256)
     palette.save(tmp_path / "a" / "palette.png")
     rgba = np.zeros((8, 8, 4), np.uint8)
-    rgba[..., :3], rgba[..., 3] = (10, 20, 30), 0
+    rgba[..., :3], rgba[:4, :, 3], rgba[4:, :, 3] = (10, 20, 30), 0, 255
+    rgba[0, 0, 3] = 51  # a = 0.2: 0.2 * (10, 20, 30) + 0.8 * 255
     Image.fromarray(rgba, "RGBA").save(tmp_path / "b" / "alpha.png")
+    palette_alpha = Image.new("P", (8, 8))
+    palette_alpha.putpalette([0, 0, 0] * 256)
+    palette_alpha.save(tmp_path / "b" / "palette_alpha.png", transparency=0)
     data = stream.open_image_folder(tmp_path, validation_fraction=0.0, test_fraction=0.0)
     assert data.input_shape == (8, 8, 3)
     images = dict(zip((f.rsplit("/", 1)[1] for f in data.splits["train"].files), decoded(data, "train")[0]))
     expected = np.round(ramp / 257).astype(np.uint8)  # scaled to 8 bits, not clipped at 255
     for channel in range(3):
         np.testing.assert_array_equal(images["deep.png"][..., channel], expected)
-    assert (images["palette.png"] == (200, 10, 30)).all() and (images["alpha.png"] == (10, 20, 30)).all()
+    assert (images["palette.png"] == (200, 10, 30)).all()
+    alpha = images["alpha.png"]  # transparency composited over white, as kerascnn.data.folder.to_8bit does
+    assert (alpha[4:] == (10, 20, 30)).all() and (alpha[1:4] == 255).all() and (alpha[0, 1:] == 255).all()
+    np.testing.assert_array_equal(alpha[0, 0], np.round(0.2 * np.array([10, 20, 30]) + 0.8 * 255))
+    assert (images["palette_alpha.png"] == 255).all()
 
 
-def test_greyscale_folders_get_one_channel(tmp_path):
+def test_greyscale_folders_get_one_channel_and_colour_converts_like_pillow(tmp_path):
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         Image.fromarray(np.full((5, 6), 7, np.uint8)).save(tmp_path / name / "x.png")
     assert stream.open_image_folder(tmp_path, validation_fraction=0.0, test_fraction=0.0).input_shape == (5, 6, 1)
+    colour = np.random.default_rng(0).integers(0, 256, (5, 6, 3)).astype(np.uint8)
+    Image.fromarray(colour).save(tmp_path / "a" / "y.png")
+    data = stream.open_image_folder(tmp_path, color_mode="grayscale", validation_fraction=0.0, test_fraction=0.0)
+    images = dict(zip((f.rsplit("/", 1)[1] for f in data.splits["train"].files), decoded(data, "train")[0]))
+    pillow = np.asarray(Image.fromarray(colour).convert("L"))
+    assert np.abs(images["y.png"][..., 0].astype(int) - pillow).max() <= 1
+    rgb = stream.open_image_folder(tmp_path, color_mode="rgb", validation_fraction=0.0, test_fraction=0.0)
+    assert (decoded(rgb, "train")[0][0] == 7).all()  # grey repeated into 3 channels
 
 
 def test_statistics_are_one_streaming_pass_or_a_seeded_sample(tmp_path):
