@@ -175,8 +175,9 @@ def list_image_folder(root: str | os.PathLike, classes: list[str] | None = None)
 
 
 def check_image_file(path: str) -> tuple[str | None, tuple[int, int] | None, str | None]:
-    """Checks one file's header without decoding its pixels: (problem or None, (height, width), Pillow mode).
+    """Checks one file's header without decoding its pixels: (problem or None, (height, width), mode).
 
+    `mode` is Pillow's mode, with "+t" appended when a palette or greyscale image has a transparent colour.
     Pillow's `verify` reads the header (and checks every PNG chunk's CRC); a JPEG must also end with the
     end-of-image marker FF D9 within its last 64 bytes, which a truncated file lacks.
     """
@@ -185,6 +186,7 @@ def check_image_file(path: str) -> tuple[str | None, tuple[int, int] | None, str
     try:
         with Image.open(path) as image:
             size, mode, kind = (image.height, image.width), image.mode, image.format
+            mode += "+t" if "transparency" in image.info else ""
             image.verify()
         if kind == "JPEG":
             with open(path, "rb") as f:
@@ -198,19 +200,37 @@ def check_image_file(path: str) -> tuple[str | None, tuple[int, int] | None, str
     return None, size, mode
 
 
-def check_image_files(paths: list[str], skip_bad: bool) -> tuple[np.ndarray, list[str], tuple[int, int], bool]:
-    """Checks every file's header (`check_image_file`) before training starts.
+@dataclasses.dataclass
+class FolderSummary:
+    """What the header check learned: which files are good, the bad ones, the first good image's size, whether
+    every good image has that size, and how many images of each mode there are."""
 
-    Returns:
-        (boolean mask of the good files, the bad paths, the first good image's (height, width), whether every
-        good image is greyscale).
+    good: np.ndarray
+    bad: list[str]
+    first_size: tuple[int, int]
+    same_size: bool
+    modes: dict[str, int]
+
+    def greyscale(self) -> bool:
+        return all(mode.split("+")[0] in GREYSCALE_MODES for mode in self.modes)
+
+    def decodes_directly(self, channels: int) -> bool:
+        """True when `tf.io.decode_image(..., channels)` alone gives what `decode_image_bytes` gives for every
+        image: 8-bit, no transparency, and colour (or palette) or greyscale going to 3 channels, greyscale to 1."""
+        direct = {"RGB", "L", "P", "1"} if channels == 3 else {"L", "1"}
+        return set(self.modes) <= direct
+
+
+def check_image_files(paths: list[str], skip_bad: bool) -> FolderSummary:
+    """Checks every file's header (`check_image_file`) before training starts.
 
     Raises:
         ValueError: a bad file and `skip_bad` is False (the message names up to 5 of them and the count), or
             no good file at all.
     """
     good = np.ones(len(paths), bool)
-    problems, first_size, greyscale = [], None, True
+    problems, sizes, modes = [], set(), {}
+    first_size = None
     for index, path in enumerate(paths):
         problem, size, mode = check_image_file(path)
         if problem:
@@ -218,29 +238,42 @@ def check_image_files(paths: list[str], skip_bad: bool) -> tuple[np.ndarray, lis
             problems.append(f"{path} ({problem})")
             continue
         first_size = first_size or size
-        greyscale = greyscale and mode in GREYSCALE_MODES
+        sizes.add(size)
+        modes[mode] = modes.get(mode, 0) + 1
     if problems and not skip_bad:
         more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
         raise ValueError(f"{len(problems)} image file(s) cannot be decoded: {'; '.join(problems[:5])}{more}. "
                          "Remove or replace them, or pass --skip-bad-images to train without them.")
     if not good.any():
         raise ValueError(f"None of the {len(paths)} image files can be decoded (first: {problems[0]}).")
-    return good, [p.split(" (")[0] for p in problems], first_size, greyscale
+    return FolderSummary(good, [p.split(" (")[0] for p in problems], first_size, len(sizes) == 1, modes)
 
 
-def decode_file_fn(image_size: tuple[int, int], channels: int) -> Callable:
-    """The tf.data map (path, label) -> (uint8 image resized to `image_size`, label).
+def decode_file_fn(image_size: tuple[int, int], channels: int, direct: bool = False, resize: bool = True) -> Callable:
+    """The tf.data map (path, label) -> (uint8 image of `image_size` and `channels`, label).
 
-    Images already of that size are not resized; others are resized bilinearly (as
-    `keras.utils.image_dataset_from_directory` does) and rounded back to uint8, which keeps a cache 4x smaller
-    than float32.
+    Args:
+        image_size: (height, width) of the output.
+        channels: 1 or 3.
+        direct: every file decodes correctly with `tf.io.decode_image(..., channels)` alone (see
+            `FolderSummary.decodes_directly`): skip the 16-bit and transparency handling of `decode_image_bytes`.
+        resize: some file is not of `image_size`: resize bilinearly (as
+            `keras.utils.image_dataset_from_directory` does) and round back to uint8, which keeps a cache 4x
+            smaller than float32. Without it the images are only checked to be of that size.
     """
     import tensorflow as tf
 
-    resize = resize_fn(image_size, channels)
+    to_size = resize_fn(image_size, channels) if resize else None
 
     def decode(path, label):
-        return resize(decode_image_bytes(tf.io.read_file(path), channels)), label
+        contents = tf.io.read_file(path)
+        if direct:
+            image = tf.io.decode_image(contents, channels=channels, expand_animations=False)
+        else:
+            image = decode_image_bytes(contents, channels)
+        if to_size is not None:
+            return to_size(image), label
+        return tf.ensure_shape(image, (*image_size, channels)), label
 
     return decode
 
@@ -292,17 +325,15 @@ def _convert_channels(image, channels: int):
 
 
 def resize_fn(image_size: tuple[int, int], channels: int) -> Callable:
-    """uint8 image of any size -> uint8 (height, width, channels): bilinear resize, rounded, unless already that
-    size."""
+    """uint8 image of any size -> uint8 (height, width, channels): bilinear resize, rounded (an image already of
+    that size comes back unchanged)."""
     import tensorflow as tf
 
     height, width = image_size
 
     def resize(image):
         image.set_shape((None, None, channels))
-        same = tf.logical_and(tf.shape(image)[0] == height, tf.shape(image)[1] == width)
-        image = tf.cond(same, lambda: image, lambda: tf.cast(tf.clip_by_value(tf.round(
-            tf.image.resize(image, (height, width))), 0, 255), tf.uint8))
+        image = tf.cast(tf.clip_by_value(tf.round(tf.image.resize(image, (height, width))), 0, 255), tf.uint8)
         image.set_shape((height, width, channels))
         return image
 
@@ -367,11 +398,12 @@ def open_image_folder(root: str | os.PathLike, *, test_dir: str | os.PathLike | 
     if test_dir is not None:
         test_paths, test_labels, _ = list_image_folder(test_dir, classes)
     everything = paths + test_paths
-    good, skipped, first_size, greyscale = check_image_files(everything, skip_bad)
-    image_size = tuple(image_size or first_size)
+    summary = check_image_files(everything, skip_bad)
+    good, skipped = summary.good, summary.bad
+    image_size = tuple(image_size or summary.first_size)
     if len(image_size) != 2 or not all(isinstance(v, int) and v > 0 for v in image_size):
         raise ValueError(f"`image_size` must be (height, width), positive ints. Received: {image_size!r}")
-    channels = COLOR_MODES[color_mode] if color_mode else (1 if greyscale else 3)
+    channels = COLOR_MODES[color_mode] if color_mode else (1 if summary.greyscale() else 3)
     paths_arr = np.array(everything, dtype=object)
     all_labels = np.concatenate([labels, test_labels])
     train_good = good[: len(paths)]
@@ -385,7 +417,8 @@ def open_image_folder(root: str | os.PathLike, *, test_dir: str | os.PathLike | 
         chosen = {"train": kept[train], "validation": kept[validation],
                   "test": len(paths) + np.flatnonzero(good[len(paths):])}
         test_source = f"the test folder {test_dir}"
-    decode = decode_file_fn(image_size, channels)
+    decode = decode_file_fn(image_size, channels, direct=summary.decodes_directly(channels),
+                            resize=not summary.same_size or image_size != summary.first_size)
     splits = {name: _file_split([paths_arr[i] for i in index], all_labels[index], decode)
               for name, index in chosen.items()}
     if splits["train"].count == 0:
@@ -491,7 +524,7 @@ def open_idx(images_files: dict[str, Path], labels_files: dict[str, Path], label
         split_data[split] = (images_path, labels_path, count, height, width)
     height, width = split_data["train"][3:]
     image_size = tuple(image_size or (height, width))
-    resize = resize_fn(image_size, 1)
+    resize = resize_fn(image_size, 1) if image_size != (height, width) else (lambda image: image)
 
     def make(split):
         images_path, labels_path, count, h, w = split_data[split]
@@ -546,11 +579,16 @@ def open_tfds(name: str, *, image_size: tuple[int, int] | None = None, validatio
         raise ValueError(f"tfds dataset {name!r} is not an image-classification dataset "
                          "(it needs 'image' and 'label' features).")
     height, width, channels = features["image"].shape
-    if image_size is None and (height is None or width is None):
+    own_size = None if height is None or width is None else (height, width)
+    if image_size is None and own_size is None:
         first = next(iter(builder.as_dataset(split="train", as_supervised=True).take(1)))[0]
-        height, width = (int(v) for v in first.shape[:2])
-    image_size = tuple(image_size or (height, width))
+        image_size = tuple(int(v) for v in first.shape[:2])
+    image_size = tuple(image_size or own_size)
     resize = resize_fn(image_size, channels)
+    if image_size == own_size:  # every image already has it
+
+        def resize(image):
+            return image
 
     def make(split):
         def source():
@@ -583,13 +621,13 @@ def open_tfds(name: str, *, image_size: tuple[int, int] | None = None, validatio
 
 
 def image_statistics(dataset: StreamingDataset, sample: int | None = DEFAULT_STATS_IMAGES, seed: int = 0,
-                     batch_size: int = 256) -> tuple[list[float], list[float]]:
+                     batch_size: int = 64) -> tuple[list[float], list[float]]:
     """Per-channel mean and std (pixel units) of the training images, in one streaming pass.
 
     Over a seeded sample of `sample` training images (all of them when fewer, or when `sample` is None):
-    mean = S1 / n, std = sqrt(S2 / n - mean^2) with S1, S2 the sums of the pixels and of their squares in
-    float64, accumulated batch by batch, so memory does not grow with the number of images. A std below 1e-3
-    is raised to 1e-3.
+    mean = S1 / n, std = sqrt(S2 / n - mean^2) with S1, S2 the sums of the pixels and of their squares, summed
+    per batch in the tf.data runtime and accumulated across batches, in float64, so memory does not grow
+    with the number of images. A std below 1e-3 is raised to 1e-3.
     """
     import tensorflow as tf
 
@@ -603,12 +641,16 @@ def image_statistics(dataset: StreamingDataset, sample: int | None = DEFAULT_STA
     if dataset.skip_bad:
         images = images.ignore_errors()
     channels = dataset.input_shape[-1]
+
+    def sums(x, _):  # per batch: pixel count, sum and sum of squares per channel
+        x = tf.reshape(tf.cast(x, tf.float64), (-1, channels))
+        return tf.cast(tf.shape(x)[0], tf.float64), tf.reduce_sum(x, 0), tf.reduce_sum(tf.square(x), 0)
+
     s1, s2, n = np.zeros(channels), np.zeros(channels), 0
-    for batch, _ in images.batch(batch_size).prefetch(2).as_numpy_iterator():
-        pixels = batch.reshape(-1, channels).astype(np.float64)
-        s1 += pixels.sum(axis=0)
-        s2 += np.square(pixels).sum(axis=0)
-        n += len(pixels)
+    for count, total, squares in images.batch(batch_size).map(sums).prefetch(2).as_numpy_iterator():
+        s1 += total
+        s2 += squares
+        n += count
     mean = s1 / max(n, 1)
     std = np.sqrt(np.maximum(s2 / max(n, 1) - mean**2, 0.0))
     return [round(float(v), 4) for v in mean], [round(float(max(v, 1e-3)), 4) for v in std]

@@ -234,3 +234,13 @@ def test_tfds_datasets_stream_example_by_example():
         assert sum(data.count(s) for s in ("train", "validation", "test")) == 24
         x, y = next(iter(data.batches("train", 8)))
         assert x.shape == (8, 32, 32, 1) and y.shape == (8, 10)
+
+
+@pytest.mark.parametrize("modes,channels,direct", [
+    ({"RGB": 5, "L": 2, "P": 1}, 3, True), ({"L": 3}, 1, True), ({"RGB": 1}, 1, False),
+    ({"RGBA": 1, "RGB": 4}, 3, False),
+    ({"P+t": 1}, 3, False), ({"I;16": 1}, 1, False), ({"LA": 1}, 1, False),
+])
+def test_plain_8_bit_folders_skip_the_conversion_path(modes, channels, direct):
+    summary = stream.FolderSummary(np.ones(1, bool), [], (8, 8), True, modes)
+    assert summary.decodes_directly(channels) is direct
