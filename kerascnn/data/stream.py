@@ -121,6 +121,65 @@ class StreamingDataset:
             images = images.cache()
             if shuffle:
                 images = images.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+        prepare = self._prepare_fn(one_hot)
+        return images.batch(batch_size).map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    def train_batches(self, batch_size: int, seeds, *, num_shards: int = 1, shard_index: int = 0):
+        """Training batches of `len(seeds)` epochs back to back, for `fit(..., steps_per_epoch=...)`.
+
+        Epoch i visits this worker's training items in an order shuffled with `seeds[i]` alone (a full
+        shuffle of file names or records, then decoding), and its batches end with the epoch (the last may be
+        smaller). So an epoch's batches depend only on its seed, and a run resumed at epoch k, given the seeds
+        of epochs k, k+1, ..., sees the batches the uninterrupted run saw.
+
+        Args:
+            batch_size: images per batch (per worker).
+            seeds: one int seed per epoch.
+            num_shards, shard_index: as in `batches`.
+
+        Returns:
+            A tf.data.Dataset of (float32 normalized images, one-hot labels); each epoch has
+            ceil(count(split, num_shards) / batch_size) batches.
+        """
+        import tensorflow as tf
+
+        part = self.splits["train"]
+        count = max(part.count // num_shards, 1)
+        prepare = self._prepare_fn(one_hot=True)
+
+        def epoch(seed):
+            items = part.source()
+            if num_shards > 1:
+                items = items.shard(num_shards, shard_index).take(count)
+            images = items.shuffle(count, seed=seed, reshuffle_each_iteration=False).map(
+                part.decode, num_parallel_calls=tf.data.AUTOTUNE)
+            if self.skip_bad:
+                images = images.ignore_errors()
+            return images.batch(batch_size).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+
+        seeds = tf.data.Dataset.from_tensor_slices(tf.constant(list(seeds), tf.int64))
+        return seeds.flat_map(epoch).prefetch(tf.data.AUTOTUNE)
+
+    def arrays(self, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The decoded split as (uint8 images (N, H, W, C), int64 labels), filled into one preallocated array
+        (the in-memory path for small datasets: no second copy, no Pillow objects).
+
+        Args:
+            split: "train", "validation" or "test".
+            limit: only the first `limit` images.
+        """
+        count = self.count(split) if limit is None else min(limit, self.count(split))
+        images = np.empty((count, *self.input_shape), np.uint8)
+        labels = np.empty(count, np.int64)
+        filled = 0
+        for x, y in self.images(split).take(count).batch(256).as_numpy_iterator():
+            images[filled:filled + len(x)], labels[filled:filled + len(x)] = x, y
+            filled += len(x)
+        return images[:filled], labels[:filled]
+
+    def _prepare_fn(self, one_hot: bool):
+        import tensorflow as tf
+
         mean, std = tf.constant(self.mean, tf.float32), tf.constant(self.std, tf.float32)
         num_classes = len(self.labels)
 
@@ -128,7 +187,7 @@ class StreamingDataset:
             x = (tf.cast(x, tf.float32) - mean) / std
             return x, (tf.one_hot(y, num_classes) if one_hot else y)
 
-        return images.batch(batch_size).map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        return prepare
 
     def metadata(self) -> dict:
         """What inference needs: name, labels, input shape and the normalization, JSON-ready."""

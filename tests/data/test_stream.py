@@ -244,3 +244,31 @@ def test_tfds_datasets_stream_example_by_example():
 def test_plain_8_bit_folders_skip_the_conversion_path(modes, channels, direct):
     summary = stream.FolderSummary(np.ones(1, bool), [], (8, 8), True, modes)
     assert summary.decodes_directly(channels) is direct
+
+
+def test_train_batches_depend_only_on_each_epochs_seed_and_end_with_the_epoch(tmp_path):
+    write_images(tmp_path, per_class=4)  # 12 images, batches of 5: 5, 5, 2 per epoch
+    data = stream.open_image_folder(tmp_path, validation_fraction=0.0, test_fraction=0.0)
+
+    def epochs(seeds):
+        return [(x.numpy(), y.numpy()) for x, y in data.train_batches(5, seeds)]
+
+    both, first, second = epochs([11, 12]), epochs([11]), epochs([12])
+    assert [len(x) for x, _ in both] == [5, 5, 2, 5, 5, 2]
+    for (x, y), (x2, y2) in zip(both, first + second):  # a run resumed at epoch 2 sees the same batches
+        np.testing.assert_array_equal(x, x2)
+        np.testing.assert_array_equal(y, y2)
+    assert not np.array_equal(first[0][0], second[0][0])
+    all_images = np.concatenate([x for x, _ in first])
+    np.testing.assert_allclose(np.sort(all_images.reshape(12, -1), 0),
+                               np.sort(next(iter(data.batches("train", 12)))[0].numpy().reshape(12, -1), 0))
+
+
+def test_arrays_hold_the_decoded_split(tmp_path):
+    written = write_images(tmp_path)
+    data = stream.open_image_folder(tmp_path, validation_fraction=0.25, test_fraction=0.0)
+    images, labels = data.arrays("validation")
+    assert images.dtype == np.uint8 and len(images) == data.count("validation") == 6
+    for path, image in zip(data.splits["validation"].files, images):
+        np.testing.assert_array_equal(image, written[path])
+    assert len(data.arrays("train", limit=5)[0]) == 5
