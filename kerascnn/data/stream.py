@@ -24,6 +24,7 @@ to decode when met is dropped too (`tf.data.Dataset.ignore_errors`), without it 
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -564,8 +565,6 @@ def open_idx(images_files: dict[str, Path], labels_files: dict[str, Path], label
     Raises:
         ValueError: a file is not a 3-D uint8 image / 1-D uint8 label IDX file, or the counts differ.
     """
-    import gzip
-
     def header(path: Path, ndim: int) -> tuple[int, ...]:
         with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
             raw = f.read(4 + 4 * ndim)
@@ -713,3 +712,60 @@ def image_statistics(dataset: StreamingDataset, sample: int | None = DEFAULT_STA
     mean = s1 / max(n, 1)
     std = np.sqrt(np.maximum(s2 / max(n, 1) - mean**2, 0.0))
     return [round(float(v), 4) for v in mean], [round(float(max(v, 1e-3)), 4) for v in std]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# choosing
+
+
+def native_size_bytes(name: str) -> int | None:
+    """Decoded bytes of the training split of a tfds dataset or of Debian's Fashion-MNIST, from headers or
+    tfds's metadata without reading the images; None when unknown (images of varying size, not prepared)."""
+    from kerascnn.data import datasets
+
+    directory = datasets._debian_fashion_mnist_dir() if name == "fashion_mnist" else None
+    if directory is not None:
+        with gzip.open(directory / datasets._IDX_FILES["train"][0], "rb") as f:
+            header = f.read(16)
+        count, height, width = (int(v) for v in np.frombuffer(header, ">u4", count=3, offset=4))
+        return count * height * width
+    try:
+        import tensorflow_datasets as tfds
+
+        builder = tfds.builder(name)
+        shape = builder.info.features["image"].shape
+        count = builder.info.splits["train"].num_examples
+    except Exception:  # not installed, unknown, not prepared: tfds raises many kinds
+        return None
+    return None if None in shape else count * int(np.prod(shape))
+
+
+def open_dataset(name: str = "fashion_mnist", data_dir=None, *, test_dir=None, image_size=None, color_mode=None,
+                 validation_fraction: float = 1 / 12, test_fraction: float = 1 / 12, seed: int = 0,
+                 skip_bad: bool = False, cache_bytes: int | None = DEFAULT_CACHE_BYTES,
+                 stats_images: int | None = DEFAULT_STATS_IMAGES) -> StreamingDataset:
+    """An image folder (`data_dir`), Debian's Fashion-MNIST IDX files or a tfds dataset, streamed.
+
+    Args: as `open_image_folder` (folders), `open_idx` and `open_tfds`; `test_dir` and `color_mode` are for
+    folders only.
+
+    Raises:
+        ValueError: `test_dir` without `data_dir`; see the openers.
+    """
+    from kerascnn.data import datasets
+
+    if data_dir is not None:
+        return open_image_folder(data_dir, test_dir=test_dir, image_size=image_size, color_mode=color_mode,
+                                 validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed,
+                                 skip_bad=skip_bad, cache_bytes=cache_bytes, stats_images=stats_images)
+    if test_dir is not None:
+        raise ValueError("--test-dir is the test split of an image folder: give --data-dir too.")
+    directory = datasets._debian_fashion_mnist_dir() if name == "fashion_mnist" else None
+    if directory is not None:
+        files = {split: [directory / f for f in pair] for split, pair in datasets._IDX_FILES.items()}
+        return open_idx({s: f[0] for s, f in files.items()}, {s: f[1] for s, f in files.items()},
+                        datasets.FASHION_MNIST_LABELS, image_size=image_size,
+                        validation_fraction=validation_fraction, seed=seed, cache_bytes=cache_bytes,
+                        stats_images=stats_images)
+    return open_tfds(name, image_size=image_size, validation_fraction=validation_fraction,
+                     test_fraction=test_fraction, seed=seed, cache_bytes=cache_bytes, stats_images=stats_images)

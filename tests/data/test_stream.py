@@ -272,3 +272,11 @@ def test_arrays_hold_the_decoded_split(tmp_path):
     for path, image in zip(data.splits["validation"].files, images):
         np.testing.assert_array_equal(image, written[path])
     assert len(data.arrays("train", limit=5)[0]) == 5
+
+
+def test_open_dataset_picks_the_reader_and_sizes_come_from_headers(tmp_path):
+    assert stream.native_size_bytes("fashion_mnist") == 60_000 * 28 * 28  # Debian's IDX header, nothing decoded
+    write_images(tmp_path)
+    assert stream.open_dataset(data_dir=tmp_path).splits["train"].files is not None
+    with pytest.raises(ValueError, match="--test-dir is the test split of an image folder: give --data-dir"):
+        stream.open_dataset("fashion_mnist", test_dir=tmp_path)
