@@ -1,6 +1,28 @@
-"""kerascnn: the ideas of a convolutional network as Keras 3 layers, models, training and TFLite export."""
+"""kerascnn: the ideas of a convolutional network as Keras 3 layers, models, training and TFLite export.
 
-from kerascnn import layers
+Importing `kerascnn` is cheap: the subpackages (`layers`, `models`, `data`, `train`, `export`, `optimize`)
+load on first use, so `python -m kerascnn.train --help` answers before TensorFlow is imported.
+`from kerascnn import layers, models` works as usual. To read a kerascnn `.keras` file, use
+`kerascnn.load_model(path)`, or import `kerascnn.layers` first (training checkpoints also need
+`kerascnn.data`): `keras.saving.load_model` finds a custom class only once its module has been imported.
+When Keras is already imported, `import kerascnn` registers every class at once.
+"""
+
+import importlib
+import sys
 
 __version__ = "0.1.0"
-__all__ = ["layers"]
+__all__ = ["data", "export", "layers", "load_model", "models", "optimize", "register_serializables", "train"]
+_SUBPACKAGES = {"data", "export", "layers", "models", "optimize", "train"}
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"kerascnn.{name}")
+    if name in ("load_model", "register_serializables"):
+        return getattr(importlib.import_module("kerascnn.saving"), name)
+    raise AttributeError(f"module 'kerascnn' has no attribute {name!r}")
+
+
+if "keras" in sys.modules:  # Keras (and its backend) is loaded anyway: register now, as before
+    importlib.import_module("kerascnn.saving").register_serializables()

@@ -15,6 +15,7 @@ from kerascnn.data.idx import read_idx
 FASHION_MNIST_LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                         "Bag", "Ankle boot"]
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+TFDS_PROBE_HOST = "storage.googleapis.com"  # tfds reads dataset metadata and many datasets from Google Cloud Storage
 _IDX_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
               "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
 
@@ -100,6 +101,27 @@ def _read_fashion_mnist_idx(split: str):
     return images[..., None], labels.astype(np.int64)  # tfds's fashion_mnist: (28, 28, 1) uint8, int64
 
 
+def online(host: str = TFDS_PROBE_HOST, port: int = 443, timeout: float = 3.0) -> bool:
+    """True when a TCP connection to `host:port` opens within `timeout` seconds, the DNS lookup included (it
+    runs in a daemon thread, so a resolver that hangs offline cannot stall the caller)."""
+    import socket
+    import threading
+
+    result = []
+
+    def connect():
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result)
+
+
 def _load_tfds(name: str):
     try:
         import tensorflow_datasets as tfds
@@ -109,6 +131,9 @@ def _load_tfds(name: str):
     try:
         builder = tfds.builder(name)
         if not builder.is_prepared():
+            if not online():  # tfds would retry for minutes before failing
+                raise RuntimeError(f"this machine cannot reach {TFDS_PROBE_HOST}, and {name!r} is not in "
+                                   f"{builder.data_dir}")
             print(f"Downloading {name!r} with tensorflow-datasets into {builder.data_dir} (needs internet)"
                   + _fashion_mnist_hint(name), flush=True)
         builder.download_and_prepare()

@@ -4,17 +4,23 @@ Examples:
     python -m kerascnn.train --preset quick
     python -m kerascnn.train --model resnet --epochs 30 --out runs/resnet
     python -m kerascnn.train --data-dir ~/my_photos --model mobilenet --epochs 20
-    python -m kerascnn.train --out runs/resnet --resume          # continue a killed run
+    python -m kerascnn.train --out runs/resnet --resume          # continue a killed run with its own settings
+    python -m kerascnn.train --out runs/resnet --resume --epochs 40   # ... and train it longer
 Watch runs with: tensorboard --logdir runs
+
+The defaults shown are TrainConfig's: a --preset or --config file sets its own, and flags override both.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import sys
 
-from kerascnn.train.config import PRESETS, read_config_file, resolve
+from kerascnn import rundir
+from kerascnn.train.config import PRESETS, TrainConfig, read_config_file, resolve
 
 
 def _bool(text: str) -> bool:
@@ -25,59 +31,118 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _default(name: str) -> str:
+    """" (default: X)" from TrainConfig, for a flag's help."""
+    field = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    value = field.default_factory() if field.default is dataclasses.MISSING else field.default
+    if isinstance(value, float):
+        value = f"{value:.4g}"
+    return f" (default: {value})"
+
+
 def parser() -> argparse.ArgumentParser:
+    """The CLI's flags. Every default is None, meaning "not given": only given flags override the config
+    file, the preset and TrainConfig's defaults (which each help text shows)."""
     p = argparse.ArgumentParser(prog="python -m kerascnn.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                argument_default=argparse.SUPPRESS)
-    p.add_argument("--config", help="YAML or JSON file of options (flags override it)")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="a named schedule (README lists them)")
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML or JSON file of options, keys as the flags' names with _ for - "
+                                    "(flags override it)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a named schedule (README lists them; default: none)")
     g = p.add_argument_group("model")
-    g.add_argument("--model", help="registered model name (kerascnn.models.names())")
-    g.add_argument("--model-options", type=json.loads, dest="model_options",
-                   help='JSON object of builder options, e.g. \'{"width": 48}\'')
+    g.add_argument("--model", help="registered model name, one of kerascnn.models.names()" + _default("model"))
+    g.add_argument("--model-options", type=json.loads, dest="model_options", metavar="JSON",
+                   help='JSON object of builder options, e.g. \'{"width": 48}\'' + _default("model_options"))
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", help="tfds dataset name (default fashion_mnist)")
-    g.add_argument("--data-dir", dest="data_dir", help="folder with one sub-folder of images per class")
-    g.add_argument("--validation-fraction", type=float, dest="validation_fraction")
-    g.add_argument("--limit", type=int,
-                   help="use only the first N images of each split (smoke tests; accuracy is then meaningless)")
-    g.add_argument("--augment-padding", type=int, dest="augment_padding", help="random-crop padding (0: off)")
-    g.add_argument("--augment-flip", type=_bool, dest="augment_flip", help="random horizontal flips")
+    g.add_argument("--dataset", help="tfds dataset name" + _default("dataset"))
+    g.add_argument("--data-dir", dest="data_dir",
+                   help="folder with one sub-folder of images per class, instead of --dataset (default: none)")
+    g.add_argument("--validation-fraction", type=float, dest="validation_fraction",
+                   help="seeded share of the training images held out for validation, in [0, 0.5]"
+                        + _default("validation_fraction"))
+    g.add_argument("--limit", type=int, help="use only the first N images of each split (smoke tests; accuracy "
+                                             "is then meaningless; default: all)")
+    g.add_argument("--augment-padding", type=int, dest="augment_padding",
+                   help="random-crop padding in pixels, 0 turns cropping off" + _default("augment_padding"))
+    g.add_argument("--augment-flip", type=_bool, dest="augment_flip", metavar="{true,false}",
+                   help="random horizontal flips (default: on, off for digit and text datasets)")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int, dest="batch_size")
-    g.add_argument("--optimizer", choices=["adamw", "sgd"])
-    g.add_argument("--lr", type=float, help="peak learning rate (cosine decay after linear warm-up)")
-    g.add_argument("--warmup-epochs", type=float, dest="warmup_epochs")
-    g.add_argument("--weight-decay", type=float, dest="weight_decay")
-    g.add_argument("--label-smoothing", type=float, dest="label_smoothing")
-    g.add_argument("--mixed-precision", action="store_true", dest="mixed_precision", help="bfloat16 compute")
-    g.add_argument("--jit-compile", choices=["auto", "on", "off"], dest="jit_compile")
-    g.add_argument("--seed", type=int)
-    g.add_argument("--early-stopping", type=int, dest="early_stopping", metavar="PATIENCE")
-    g.add_argument("--distribute", action="store_true",
-                   help="data-parallel over all local devices (MirroredStrategy / keras DataParallel)")
+    g.add_argument("--epochs", type=int, help="epochs to train" + _default("epochs"))
+    g.add_argument("--batch-size", type=int, dest="batch_size", help="images per step" + _default("batch_size"))
+    g.add_argument("--optimizer", choices=["adamw", "sgd"], help="AdamW, or SGD with Nesterov momentum 0.9"
+                   + _default("optimizer"))
+    g.add_argument("--lr", type=float, help="peak learning rate (cosine decay after linear warm-up)"
+                   + _default("lr"))
+    g.add_argument("--warmup-epochs", type=float, dest="warmup_epochs",
+                   help="epochs of linear warm-up from 0 to --lr" + _default("warmup_epochs"))
+    g.add_argument("--weight-decay", type=float, dest="weight_decay",
+                   help="decoupled weight decay, not on biases and batch norm" + _default("weight_decay"))
+    g.add_argument("--label-smoothing", type=float, dest="label_smoothing",
+                   help="label smoothing of the cross-entropy, in [0, 1)" + _default("label_smoothing"))
+    g.add_argument("--mixed-precision", action="store_const", const=True, dest="mixed_precision",
+                   help="bfloat16 compute, float32 weights (default: off)")
+    g.add_argument("--jit-compile", choices=["auto", "on", "off"], dest="jit_compile",
+                   help="XLA; auto: on for JAX and for TensorFlow on a GPU, off for TensorFlow on a CPU and on "
+                        "PyTorch" + _default("jit_compile"))
+    g.add_argument("--seed", type=int, help="seed of the validation split, weights, batch order and augmentation"
+                   + _default("seed"))
+    g.add_argument("--early-stopping", type=int, dest="early_stopping", metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a better validation accuracy, 0 is off"
+                        + _default("early_stopping"))
+    g.add_argument("--distribute", action="store_const", const=True,
+                   help="data-parallel over all local devices (MirroredStrategy / keras DataParallel; default: off)")
     g = p.add_argument_group("output")
-    g.add_argument("--out", help="run directory (default runs/<preset or model>)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
-    g.add_argument("--no-tensorboard", action="store_false", dest="tensorboard")
+    g.add_argument("--out", help="run directory (default: runs/<preset or model>)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last epoch, with the settings in its config.yaml "
+                        "(flags change only what they name: --epochs, --early-stopping, --no-tensorboard)")
+    g.add_argument("--no-tensorboard", action="store_const", const=False, dest="tensorboard",
+                   help="write no TensorBoard logs (default: write them to <out>/tb)")
     return p
 
 
+def resume_values(values: dict) -> dict:
+    """`values` over the settings saved in the run's config.yaml: `--out runs/x --resume` alone continues the
+    run as it was started, and flags change only what they name (the trainer refuses changes that would make
+    the checkpoint meaningless).
+
+    Raises:
+        ValueError: the run directory does not exist or holds no config.yaml.
+    """
+    run_dir = resolve(values).run_dir
+    config_file = run_dir / rundir.CONFIG
+    if not run_dir.is_dir():
+        raise ValueError(f"--resume: {run_dir} does not exist. Give the --out of the run to continue, or drop "
+                         "--resume to start a new run.")
+    if not config_file.exists():
+        raise ValueError(f"--resume: {run_dir} holds no run ({rundir.CONFIG} is missing). Give the --out of the run "
+                         "to continue, or drop --resume to start a new run.")
+    saved = read_config_file(config_file)
+    saved.pop("resume", None)
+    return {**saved, "out": str(run_dir), **values}
+
+
 def main(argv=None) -> int:
-    args = vars(parser().parse_args(argv))
-    values = read_config_file(args.pop("config")) if "config" in args else {}
-    resume = args.pop("resume", False)
-    values.update(args)
+    args = {key: value for key, value in vars(parser().parse_args(argv)).items() if value is not None}
+    resume = args.pop("resume")
     try:
+        values = read_config_file(args.pop("config")) if "config" in args else {}
+        values.update(args)
+        if resume:
+            values = resume_values(values)
         config = resolve(values)
         config.resume = resume
-        from kerascnn.train.trainer import TrainingError, train  # imports Keras: after the arguments are checked
+        # imports Keras: after the arguments are checked, with TensorFlow's C++ INFO lines off (users may set it)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+        from kerascnn.train.checkpoint import CheckpointError
+        from kerascnn.train.trainer import RunDirError, TrainingError, train
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
         metrics = train(config)
+    except (RunDirError, CheckpointError) as error:  # --out or its checkpoint: the user's input
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except (TrainingError, ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

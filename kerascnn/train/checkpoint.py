@@ -8,8 +8,14 @@ import os
 from pathlib import Path
 
 import keras
+import numpy as np
 
+from kerascnn import rundir
 from kerascnn.rundir import atomic_write
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and what to do."""
 
 
 def atomic_save_model(model: keras.Model, path: Path) -> None:
@@ -22,58 +28,110 @@ def atomic_save_model(model: keras.Model, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def all_finite(model: keras.Model) -> bool:
+    """True when every variable of `model` (weights, batch-norm statistics; optimizer state excluded) is finite."""
+    return all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.weights
+               if "float" in str(v.dtype))
+
+
+def checkpoint_path(run_dir: Path, name: object, state_file: Path) -> Path:
+    """`run_dir/checkpoint/name`, refusing any `name` that is not a plain file name inside that folder
+    (a state.json edited to `"../../other/checkpoint/epoch-0003.keras"` must not load or delete another run's files).
+
+    Raises:
+        CheckpointError: `name` is not a string naming a file directly inside the checkpoint folder.
+    """
+    directory = Path(run_dir) / rundir.CHECKPOINT_DIR
+    if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name or "\\" in name:
+        raise CheckpointError(f"{state_file} names {name!r} as its checkpoint, which is not a file name inside "
+                              f"{directory}. Restore the file or start a new run (a new --out).")
+    path = directory / name
+    if path.resolve().parent != directory.resolve():
+        raise CheckpointError(f"{state_file} names {name!r}, which resolves outside {directory}.")
+    return path
+
+
 class ResumableCheckpoint(keras.callbacks.Callback):
     """After every epoch: saves the training model with its optimizer state as
     `checkpoint/epoch-NNNN.keras`, then `checkpoint/state.json` (last epoch, best validation accuracy,
-    history), then deletes the previous epoch's file. Saves `best.keras` (the network alone) when the
-    validation accuracy improves. State is written last, so it always names a complete file.
+    history, the network's layer name), then deletes the previous epoch's file. Saves `best.keras` (the
+    network alone) when the validation accuracy improves (every epoch when there are no validation images).
+    State is written last, so it always names a complete file. An epoch whose weights or losses are not
+    all finite is never saved: the NaN guard is triggered and training stops, leaving the last good
+    checkpoint in place.
     """
 
     def __init__(self, run_dir: Path, network: keras.Model, nan_guard: NaNGuard, state: dict | None = None):
         super().__init__()
         self.run_dir = Path(run_dir)
-        self.directory = self.run_dir / "checkpoint"
+        self.directory = self.run_dir / rundir.CHECKPOINT_DIR
         self.directory.mkdir(parents=True, exist_ok=True)
         self.network = network
         self.nan_guard = nan_guard
         self.state = state or {"epoch": -1, "best_val_accuracy": None, "history": []}
+        self.state["network"] = network.name
 
     @staticmethod
     def load_state(run_dir: Path) -> dict | None:
-        path = Path(run_dir) / "checkpoint" / "state.json"
+        """The run's state.json, checked; None when the run has none.
+
+        Raises:
+            CheckpointError: state.json is not a JSON object naming an existing checkpoint inside the run.
+        """
+        path = Path(run_dir) / rundir.CHECKPOINT_DIR / rundir.STATE
         if not path.exists():
             return None
-        state = json.loads(path.read_text())
-        if not (Path(run_dir) / "checkpoint" / state["file"]).exists():
-            raise FileNotFoundError(f"{path} names {state['file']}, which is missing: the checkpoint is incomplete.")
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise CheckpointError(f"{path} is not readable JSON ({error}): the run cannot be resumed. Start a new "
+                                  "run (a new --out).") from error
+        if not isinstance(state, dict) or not isinstance(state.get("epoch"), int) or "file" not in state:
+            raise CheckpointError(f"{path} must be a JSON object with \"epoch\" (an int) and \"file\" (the "
+                                  "checkpoint's name): the run cannot be resumed. Start a new run (a new --out).")
+        file = checkpoint_path(run_dir, state["file"], path)
+        if not file.exists():
+            raise CheckpointError(f"{path} names {state['file']}, which is missing: the checkpoint is incomplete.")
+        state.setdefault("history", [])
+        state.setdefault("best_val_accuracy", None)
         return state
 
     def on_epoch_end(self, epoch, logs=None):
         if self.nan_guard.triggered:
             return  # the weights are not finite any more: keep the last good checkpoint
         logs = {k: float(v) for k, v in (logs or {}).items()}
-        val_accuracy = logs.get("val_accuracy")
-        if val_accuracy is not None and (self.state["best_val_accuracy"] is None
-                                         or val_accuracy > self.state["best_val_accuracy"]):
-            atomic_save_model(self.network, self.run_dir / "best.keras")
+        bad = [k for k in ("loss", "val_loss") if k in logs and not math.isfinite(logs[k])]
+        if bad or not all_finite(self.model):
+            what = f"{bad[0]} became {logs[bad[0]]}" if bad else "weights became non-finite"
+            self.nan_guard.stop(self.model, epoch, None, what)
+            return
+        val_accuracy = logs.get("val_accuracy")  # None without validation images: the latest epoch is the best
+        if val_accuracy is None or self.state["best_val_accuracy"] is None or \
+                val_accuracy > self.state["best_val_accuracy"]:
+            atomic_save_model(self.network, self.run_dir / rundir.BEST_MODEL)
             self.state["best_val_accuracy"] = val_accuracy
             self.state["best_epoch"] = epoch
         name = f"epoch-{epoch:04d}.keras"
         atomic_save_model(self.model, self.directory / name)
         previous = self.state.get("file")
         self.state.update(epoch=epoch, file=name, history=[*self.state["history"], {"epoch": epoch, **logs}])
-        atomic_write(self.directory / "state.json", json.dumps(self.state, indent=1))
+        atomic_write(self.directory / rundir.STATE, json.dumps(self.state, indent=1))
         if previous and previous != name:
             (self.directory / previous).unlink(missing_ok=True)
 
 
 class NaNGuard(keras.callbacks.Callback):
-    """Stops training at the first batch whose loss is not finite and remembers where."""
+    """Stops training at the first batch whose loss is not finite (or when the checkpoint finds non-finite
+    weights at an epoch's end) and remembers where: `triggered` is {"epoch", "batch", "what"}."""
 
     def __init__(self):
         super().__init__()
         self.triggered = None
         self._epoch = 0
+
+    def stop(self, model, epoch: int, batch: int | None, what: str) -> None:
+        self.triggered = {"epoch": epoch, "batch": batch, "what": what}
+        model.stop_training = True
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -81,8 +139,7 @@ class NaNGuard(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.triggered = {"epoch": self._epoch, "batch": batch, "loss": float(loss)}
-            self.model.stop_training = True
+            self.stop(self.model, self._epoch, batch, f"the loss became {float(loss)}")
 
 
 class LearningRateLogger(keras.callbacks.Callback):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from pathlib import Path
 
 import yaml
@@ -42,6 +43,11 @@ class TrainConfig:
     preset: str | None = None
     resume: bool = dataclasses.field(default=False, metadata={"saved": False})
 
+    @property
+    def run_dir(self) -> Path:
+        """--out, or runs/<preset or model>."""
+        return Path(self.out or f"runs/{self.preset or self.model}")
+
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"--epochs and --batch-size must be >= 1 (got {self.epochs}, {self.batch_size}).")
@@ -69,8 +75,43 @@ PRESETS: dict[str, dict] = {
 }
 
 
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping"}
+
+
+def _matches(value, kind) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def check_types(values: dict, source: str) -> None:
+    """Checks each known key of `values` against the type of its TrainConfig field (None allowed where the
+    field is optional; unknown keys are left to `resolve`).
+
+    Raises:
+        ValueError: names `source`, the key, the expected type and the value received.
+    """
+    hints = typing.get_type_hints(TrainConfig)
+    for key, value in values.items():
+        if key not in hints:
+            continue
+        kinds = [k for k in typing.get_args(hints[key]) if k is not type(None)] or [hints[key]]
+        optional = type(None) in typing.get_args(hints[key])
+        if (value is None and optional) or any(_matches(value, kind) for kind in kinds):
+            continue
+        expected = " or ".join(_KINDS.get(kind, kind.__name__) for kind in kinds)
+        raise ValueError(f"{source}: {key} must be {expected}{' (or null)' if optional else ''}, not {value!r}.")
+
+
 def read_config_file(path: str | Path) -> dict:
-    """The mapping in a YAML or JSON file (keys as in TrainConfig)."""
+    """The mapping in a YAML or JSON file (keys as in TrainConfig), its values' types checked.
+
+    Raises:
+        ValueError: the file cannot be read, is not valid YAML/JSON, is not a mapping, or holds a value of
+            the wrong type (one line naming the file).
+    """
     path = Path(path)
     try:
         text = path.read_text()
@@ -79,19 +120,27 @@ def read_config_file(path: str | Path) -> dict:
     try:
         values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
-        kind = path.suffix.lstrip(".").upper() or "YAML"
-        raise ValueError(f"Config file {path} is not valid {kind}: {error}") from error
+        kind = "JSON" if path.suffix == ".json" else "YAML"
+        details = " ".join(str(error).split())
+        raise ValueError(f"Config file {path} is not valid {kind}: {details}. Fix the file.") from error
     if not isinstance(values, dict):
-        raise ValueError(f"Config file {path} must hold a mapping of option names to values.")
+        raise ValueError(f"Config file {path} must hold a mapping of option names to values (e.g. `epochs: 10`), "
+                         f"not {type(values).__name__}.")
+    check_types(values, f"Config file {path}")
     return values
 
 
 def resolve(values: dict) -> TrainConfig:
-    """Defaults, then the preset named in `values`, then `values` themselves."""
+    """Defaults, then the preset named in `values`, then `values` themselves.
+
+    Raises:
+        ValueError: an unknown key or preset, a value of the wrong type, or a value out of range.
+    """
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - fields)
     if unknown:
         raise ValueError(f"Unknown config keys: {', '.join(unknown)}. Valid keys: {', '.join(sorted(fields))}.")
+    check_types(values, "Option")
     preset = values.get("preset")
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}. Valid presets: {', '.join(PRESETS)}.")

@@ -1,18 +1,26 @@
-"""One training run: data, model, optimizer, callbacks, model.fit, and the run directory's files."""
+"""One training run, in its steps: the run directory, the data, the model (new or resumed), the callbacks,
+model.fit, and the test-set metrics. `train` runs them in order and restores Keras's global settings after."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import math
+import os
+import sys
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from kerascnn import models
+from kerascnn import models, rundir
 from kerascnn.data import RandomCropFlip, load_dataset
+from kerascnn.data.datasets import ImageDataset
+from kerascnn.train.batches import EpochBatches, EpochSeeds
 from kerascnn.train.checkpoint import (
+    CheckpointError,
     LearningRateLogger,
     NaNGuard,
     ResumableCheckpoint,
@@ -31,8 +39,13 @@ class TrainingError(RuntimeError):
     """A run that cannot go on; the message says why and what to do."""
 
 
+class RunDirError(TrainingError):
+    """--out cannot hold this run (not a writable folder, already a run, or not the run to resume)."""
+
+
 def resolve_jit_compile(setting: str) -> bool:
-    """"auto": XLA except for TensorFlow on a CPU, where it was measured 5-7x slower (bench/train.py)."""
+    """"auto": XLA on the JAX backend and for TensorFlow on a GPU; off for TensorFlow on a CPU (measured 5-7x
+    slower there, bench/train.py) and on the PyTorch backend."""
     if setting != "auto":
         return setting == "on"
     if keras.backend.backend() == "tensorflow":
@@ -50,11 +63,27 @@ def tensorflow_available() -> bool:
     return True
 
 
+@dataclasses.dataclass
+class Data:
+    """The dataset's splits, limited to `--limit` and normalized; `raw_val` keeps the uint8 validation images."""
+
+    dataset: ImageDataset
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    raw_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.dataset.labels)
+
+
 def _distribution_scope(config: TrainConfig):
     """(a function giving the context to build, compile and evaluate in, number of replicas):
     MirroredStrategy over the local devices on TensorFlow, keras.distribution.DataParallel on JAX."""
-    import contextlib
-
     if not config.distribute:
         return contextlib.nullcontext, 1
     backend = keras.backend.backend()
@@ -72,12 +101,17 @@ def _distribution_scope(config: TrainConfig):
     raise TrainingError(f"--distribute supports the tensorflow and jax backends, not {backend}.")
 
 
-def _optimizer(config: TrainConfig, steps_per_epoch: int):
+def _schedule(config: TrainConfig, steps_per_epoch: int):
+    """Linear warm-up from 0 to `lr` over `warmup_epochs`, then cosine decay to 0 at the last step of `epochs`."""
     total = config.epochs * steps_per_epoch
     warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)
-    schedule = keras.optimizers.schedules.CosineDecay(
+    return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0, decay_steps=max(total - warmup, 1), warmup_target=config.lr, warmup_steps=warmup
     )
+
+
+def _optimizer(config: TrainConfig, steps_per_epoch: int):
+    schedule = _schedule(config, steps_per_epoch)
     if config.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=config.weight_decay)
     else:
@@ -93,106 +127,137 @@ def _one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
 def _check_resume(run_dir: Path, config: TrainConfig) -> None:
     import yaml
 
-    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    saved = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
     current = yaml.safe_load(to_yaml(config))
     changed = sorted(k for k in current if k not in RESUME_MAY_CHANGE and saved.get(k) != current[k])
     if changed:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
-        raise TrainingError(f"--resume must use the run's own settings; these differ from {run_dir / 'config.yaml'}: "
+        raise RunDirError(f"--resume must use the run's own settings; these differ from {run_dir / rundir.CONFIG}: "
                             f"{details}. Resume with the original command, or use a new --out.")
 
 
-def train(config: TrainConfig) -> dict:
-    """Trains `config.model` and writes the run directory. Returns the metrics written to metrics.json."""
-    run_dir = Path(config.out or f"runs/{config.preset or config.model}")
+def _check_writable(run_dir: Path) -> None:
+    existing = next(p for p in (run_dir, *run_dir.parents) if p.exists() or p == Path(p.anchor) or p == Path("."))
+    if not existing.is_dir():
+        raise RunDirError(f"--out {run_dir}: {existing} is a file, not a folder. Choose another --out.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunDirError(f"--out {run_dir}: {existing} is not writable. Choose another --out.")
+
+
+def check_run_dir(config: TrainConfig) -> tuple[Path, dict | None]:
+    """(the run directory, its checkpoint state when resuming), checked before anything is written.
+
+    Raises:
+        RunDirError: --out is not a writable folder; --resume of a directory that does not exist or with
+            other settings; a new run into a directory that already holds one.
+        CheckpointError: --resume of a run whose state.json is damaged.
+    """
+    run_dir = config.run_dir
+    _check_writable(run_dir)
+    if config.resume and not run_dir.is_dir():
+        raise RunDirError(f"--resume: {run_dir} does not exist. Give the --out of the run to continue, or drop "
+                            "--resume to start a new run.")
     state = ResumableCheckpoint.load_state(run_dir) if config.resume else None
-    if not config.resume and (run_dir / "checkpoint" / "state.json").exists():
-        raise TrainingError(f"{run_dir} already holds a run. Continue it with --resume, or choose a new --out.")
+    if not config.resume and (run_dir / rundir.CHECKPOINT_DIR / rundir.STATE).exists():
+        raise RunDirError(f"{run_dir} already holds a run. Continue it with --resume, or choose a new --out.")
     if state is not None:
         _check_resume(run_dir, config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / "config.yaml", to_yaml(config))
+    return run_dir, state
 
-    keras.utils.set_random_seed(config.seed)
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
 
+def load_data(config: TrainConfig) -> Data:
+    """Loads the splits, limited to --limit, and normalizes them."""
     dataset = load_dataset(config.dataset, config.data_dir, config.validation_fraction, config.seed)
-    (x_train, y_train), (x_val_raw, y_val), (x_test_raw, y_test) = (
+    (x_train, y_train), (raw_val, y_val), (raw_test, y_test) = (
         (images[: config.limit], labels[: config.limit]) for images, labels in
         (dataset.splits[split] for split in ("train", "validation", "test"))
     )
-    num_classes = len(dataset.labels)
-    x_train, x_val, x_test = (dataset.normalize(x) for x in (x_train, x_val_raw, x_test_raw))
-    atomic_write(run_dir / "dataset.json", json.dumps(dataset.metadata(), indent=1))
-    atomic_write(run_dir / "labels.txt", "\n".join(dataset.labels) + "\n")
-    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
+    return Data(dataset, dataset.normalize(x_train), y_train, dataset.normalize(raw_val), y_val, raw_val,
+                dataset.normalize(raw_test), y_test)
 
-    scope, replicas = _distribution_scope(config)
-    if config.batch_size % replicas:
-        raise TrainingError(f"--batch-size {config.batch_size} must be divisible by the {replicas} replicas.")
-    with scope():
-        if state is not None:
-            train_model = keras.saving.load_model(run_dir / "checkpoint" / state["file"])
-            network = train_model.get_layer(config.model) if len(train_model.layers) > 2 else train_model
-            initial_epoch = state["epoch"] + 1
-            print(f"Resuming {run_dir} at epoch {initial_epoch + 1} (epochs 1-{initial_epoch} are done).")
-        else:
-            network = models.create(config.model, dataset.input_shape, num_classes, **config.model_options)
-            flip = config.augment_flip if config.augment_flip is not None else config.dataset not in NO_FLIP_DATASETS
-            if config.augment_padding or flip:
-                inputs = keras.Input(dataset.input_shape)
-                augmented = RandomCropFlip(config.augment_padding, flip, seed=config.seed, name="augment")(inputs)
-                train_model = keras.Model(inputs, network(augmented), name="train")
-            else:
-                train_model = network
-            train_model.compile(
-                optimizer=_optimizer(config, steps_per_epoch),
-                loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-            )
-            initial_epoch = 0
-        train_model.jit_compile = resolve_jit_compile(config.jit_compile)
 
-    print(f"{config.model}: {network.count_params():,} parameters; {dataset.name}: {len(x_train):,} train / "
-          f"{len(x_val):,} validation / {len(x_test):,} test images; backend {keras.backend.backend()}, "
-          f"jit_compile={train_model.jit_compile}; replicas: {replicas}; run directory {run_dir}")
+def write_run_files(run_dir: Path, config: TrainConfig, data: Data) -> None:
+    """Creates the run directory with config.yaml, dataset.json and labels.txt."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(run_dir / rundir.CONFIG, to_yaml(config))
+    atomic_write(run_dir / rundir.DATASET, json.dumps(data.dataset.metadata(), indent=1))
+    atomic_write(run_dir / rundir.LABELS, "\n".join(data.dataset.labels) + "\n")
 
-    nan_guard = NaNGuard()
-    callbacks = [nan_guard, LearningRateLogger(), ResumableCheckpoint(run_dir, network, nan_guard, state)]
-    if config.early_stopping:
+
+def build_model(config: TrainConfig, data: Data, steps_per_epoch: int) -> tuple[keras.Model, keras.Model]:
+    """(training model, network): the network wrapped in a model named "train" that augments its input
+    first (when augmentation is on), compiled with the optimizer and loss."""
+    network = models.create(config.model, data.dataset.input_shape, data.num_classes, **config.model_options)
+    flip = config.augment_flip if config.augment_flip is not None else config.dataset not in NO_FLIP_DATASETS
+    inputs = keras.Input(data.dataset.input_shape)
+    x = inputs
+    if config.augment_padding or flip:
+        x = RandomCropFlip(config.augment_padding, flip, seed=config.seed, name="augment")(x)
+    train_model = keras.Model(inputs, network(x), name="train")
+    train_model.compile(
+        optimizer=_optimizer(config, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+    return train_model, network
+
+
+def resume_model(config: TrainConfig, data: Data, run_dir: Path, state: dict, steps_per_epoch: int):
+    """(training model, network) of `build_model`, with the weights and optimizer state of the checkpoint
+    that `state` names. The model, the optimizer's settings (weight-decay exclusions included) and the
+    learning-rate schedule come from `config`, so a resumed run given more epochs decays over the new total."""
+    train_model, network = build_model(config, data, steps_per_epoch)
+    train_model.optimizer.build(train_model.trainable_variables)
+    path = run_dir / rundir.CHECKPOINT_DIR / state["file"]
+    try:
+        train_model.load_weights(path)
+    except Exception as error:  # zipfile, h5py and Keras raise many kinds for a damaged file
+        raise CheckpointError(f"Checkpoint {path} is damaged (truncated or not a .keras file: "
+                              f"{type(error).__name__}). Resume is not possible from it; start a new run (a new "
+                              "--out).") from error
+    return train_model, network
+
+
+def make_callbacks(config: TrainConfig, run_dir: Path, data: Data, network, state, nan_guard) -> list:
+    callbacks = [nan_guard, EpochSeeds(config.seed), LearningRateLogger(),
+                 ResumableCheckpoint(run_dir, network, nan_guard, state)]
+    has_validation = len(data.x_val) > 0
+    if config.early_stopping and has_validation:
         callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=config.early_stopping))
+    elif config.early_stopping:
+        print("No validation images: --early-stopping is off.")
     if config.tensorboard and tensorflow_available():
         from kerascnn.train.summaries import ImageSummaries
 
-        callbacks.append(keras.callbacks.TensorBoard(run_dir / "tb", histogram_freq=1))
-        callbacks.append(ImageSummaries(run_dir / "tb" / "images", network, x_val, y_val, x_val_raw, dataset.labels))
+        tb = run_dir / rundir.TENSORBOARD_DIR
+        callbacks.append(keras.callbacks.TensorBoard(tb, histogram_freq=1))
+        if has_validation:
+            callbacks.append(ImageSummaries(tb / "images", network, data.x_val, data.y_val, data.raw_val,
+                                            data.dataset.labels))
     elif config.tensorboard:
         print("TensorFlow is not installed here: no TensorBoard logs (the metrics still go to metrics.json).")
+    return callbacks
 
-    started = time.perf_counter()
-    if initial_epoch < config.epochs:
-        train_model.fit(
-            x_train, _one_hot(y_train, num_classes), batch_size=config.batch_size, epochs=config.epochs,
-            initial_epoch=initial_epoch, validation_data=(x_val, _one_hot(y_val, num_classes)),
-            callbacks=callbacks, verbose=2 if config.limit else "auto",
-        )
-    seconds = time.perf_counter() - started
 
-    if nan_guard.triggered:
-        where = nan_guard.triggered
-        raise TrainingError(
-            f"The loss became {where['loss']} in epoch {where['epoch'] + 1}, batch {where['batch'] + 1}; training "
-            f"stopped. The last good checkpoint (epoch {where['epoch']}) is kept in {run_dir / 'checkpoint'}. "
-            "Lower --lr (or raise --warmup-epochs) and start a new run."
-        )
+def nan_message(nan_guard: NaNGuard, state: dict | None, run_dir: Path) -> str:
+    where = nan_guard.triggered
+    at = f"epoch {where['epoch'] + 1}" + (f", batch {where['batch'] + 1}" if where["batch"] is not None else "")
+    if state and state.get("file"):
+        kept = (f"The last good checkpoint (epoch {state['epoch'] + 1}) is kept in {run_dir / rundir.CHECKPOINT_DIR}"
+                ".")
+    else:
+        kept = "No epoch finished with finite weights, so no checkpoint was saved."
+    return (f"Training stopped: {where['what']} in {at}. {kept} Lower --lr (or raise --warmup-epochs) and start a "
+            "new run.")
 
-    atomic_save_model(network, run_dir / "last.keras")
+
+def evaluate(config: TrainConfig, run_dir: Path, data: Data, network, scope, seconds: float) -> dict:
+    """The metrics of the run (history from state.json; test accuracy of best.keras and of the last network)."""
     final_state = ResumableCheckpoint.load_state(run_dir)
     metrics = {
         "model": config.model,
         "parameters": int(network.count_params()),
-        "dataset": dataset.name,
+        "dataset": data.dataset.name,
         "epochs": final_state["epoch"] + 1 if final_state else 0,
         "best_epoch": final_state.get("best_epoch", -1) + 1 if final_state else 0,
         "best_val_accuracy": final_state.get("best_val_accuracy") if final_state else None,
@@ -200,17 +265,83 @@ def train(config: TrainConfig) -> dict:
         "backend": keras.backend.backend(),
         "history": final_state["history"] if final_state else [],
     }
-    if len(x_test):
-        test_onehot = _one_hot(y_test, num_classes)
+    if len(data.x_test):
+        test_onehot = _one_hot(data.y_test, data.num_classes)
         with scope():
-            best_path = run_dir / "best.keras"
+            best_path = run_dir / rundir.BEST_MODEL
             best = keras.saving.load_model(best_path) if best_path.exists() else network
             for name, model in (("best", best), ("last", network)):
                 model.compile(loss=keras.losses.CategoricalCrossentropy(),
                               metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
-                loss, accuracy = model.evaluate(x_test, test_onehot, batch_size=512, verbose=0)
+                loss, accuracy = model.evaluate(data.x_test, test_onehot, batch_size=512, verbose=0)
                 metrics[f"test_accuracy_{name}"] = round(float(accuracy), 5)
                 metrics[f"test_loss_{name}"] = round(float(loss), 5)
         metrics["test_accuracy"] = metrics["test_accuracy_best"]
-    atomic_write(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+    atomic_write(run_dir / rundir.METRICS, json.dumps(metrics, indent=1))
     return metrics
+
+
+@contextlib.contextmanager
+def keras_globals():
+    """Restores Keras's dtype policy and distribution on exit: a run with --mixed-precision or --distribute
+    must not change the next run in the same process (a notebook)."""
+    policy, distribution = keras.mixed_precision.global_policy(), keras.distribution.distribution()
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+        keras.distribution.set_distribution(distribution)
+
+
+def train(config: TrainConfig) -> dict:
+    """Trains `config.model` and writes the run directory. Returns the metrics written to metrics.json.
+
+    Raises:
+        TrainingError: the run cannot start or go on (the message says why and what to do).
+        ValueError, FileNotFoundError, RuntimeError: bad data or model options (named in the message).
+    """
+    with keras_globals():
+        return _train(config)
+
+
+def _train(config: TrainConfig) -> dict:
+    run_dir, state = check_run_dir(config)
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    data = load_data(config)
+    steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
+
+    scope, replicas = _distribution_scope(config)
+    if config.batch_size % replicas:
+        raise TrainingError(f"--batch-size {config.batch_size} must be divisible by the {replicas} replicas.")
+    with scope():
+        if state is not None:
+            train_model, network = resume_model(config, data, run_dir, state, steps_per_epoch)
+            initial_epoch = state["epoch"] + 1
+            print(f"Resuming {run_dir} at epoch {initial_epoch + 1} (epochs 1-{initial_epoch} are done).")
+        else:
+            train_model, network = build_model(config, data, steps_per_epoch)
+            initial_epoch = 0
+        train_model.jit_compile = resolve_jit_compile(config.jit_compile)
+    write_run_files(run_dir, config, data)  # only now: a run that fails its checks leaves nothing behind
+
+    print(f"{config.model}: {network.count_params():,} parameters; {data.dataset.name}: {len(data.x_train):,} train / "
+          f"{len(data.x_val):,} validation / {len(data.x_test):,} test images; backend {keras.backend.backend()}, "
+          f"jit_compile={train_model.jit_compile}; replicas: {replicas}; run directory {run_dir}")
+
+    nan_guard = NaNGuard()
+    callbacks = make_callbacks(config, run_dir, data, network, state, nan_guard)
+    started = time.perf_counter()
+    if initial_epoch < config.epochs:
+        batches = EpochBatches(data.x_train, data.y_train, data.num_classes, config.batch_size, config.seed,
+                               initial_epoch)
+        validation = (data.x_val, _one_hot(data.y_val, data.num_classes)) if len(data.x_val) else None
+        train_model.fit(batches, epochs=config.epochs, initial_epoch=initial_epoch, validation_data=validation,
+                        callbacks=callbacks, shuffle=False, verbose="auto" if sys.stdout.isatty() else 2)
+    seconds = time.perf_counter() - started
+
+    if nan_guard.triggered:
+        raise TrainingError(nan_message(nan_guard, ResumableCheckpoint.load_state(run_dir), run_dir))
+    atomic_save_model(network, run_dir / rundir.LAST_MODEL)
+    return evaluate(config, run_dir, data, network, scope, seconds)

@@ -93,3 +93,85 @@ def test_folder_errors(tmp_path):
     (tmp_path / "one" / "only").mkdir(parents=True)
     with pytest.raises(ValueError, match="one sub-folder per class"):
         read_image_folder(tmp_path / "one")
+
+
+def _two_classes(root, make):
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        make(root / name / "x.png")
+    return root
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
+    pixels = np.array([[0, 257 * 128, 65535, 1000]], np.uint16)
+    root = _two_classes(tmp_path / "deep", lambda path: Image.fromarray(pixels).save(path))
+    assert Image.open(root / "a" / "x.png").mode.startswith("I")  # really a 16-bit file
+    images, _, _ = read_image_folder(root)
+    assert images.shape == (2, 1, 4, 1)
+    np.testing.assert_array_equal(images[0, 0, :, 0], [0, 128, 255, 4])
+
+
+def test_transparency_is_composited_on_white(tmp_path):
+    rgba = np.array([[[0, 0, 0, 0], [0, 0, 0, 255], [200, 0, 0, 255], [0, 0, 0, 128]]], np.uint8)
+    root = _two_classes(tmp_path / "alpha", lambda path: Image.fromarray(rgba, "RGBA").save(path))
+    images, _, _ = read_image_folder(root)
+    np.testing.assert_array_equal(images[0, 0, :3], [[255, 255, 255], [0, 0, 0], [200, 0, 0]])
+    assert abs(int(images[0, 0, 3, 0]) - 127) <= 1  # half transparent black over white
+
+
+def test_palette_image_with_transparency(tmp_path):
+    def make(path):
+        image = Image.fromarray(np.array([[0, 1]], np.uint8), "P")
+        image.putpalette([10, 20, 30, 200, 100, 50])
+        image.save(path, transparency=0)
+
+    images, _, _ = read_image_folder(_two_classes(tmp_path / "palette", make))
+    np.testing.assert_array_equal(images[0, 0], [[255, 255, 255], [200, 100, 50]])
+
+
+def test_decompression_bomb_is_named(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "pets", classes=("cat", "dog"))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20)  # 12 x 10 images are "bombs" over 2 x 20 pixels
+    with pytest.raises(ValueError, match=r"cat/0\.png has more pixels than Pillow opens safely"):
+        read_image_folder(root)
+
+
+def test_offline_machine_without_the_dataset_fails_within_seconds(tmp_path, monkeypatch):
+    """Nothing monkeypatched in tfds: only the network is blocked, as on an offline machine."""
+    import socket
+    import time
+
+    def no_network(*args, **kwargs):
+        raise OSError("network is unreachable (blocked by the test)")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setenv("KERASCNN_FASHION_MNIST_DIR", str(tmp_path / "absent"))
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    started = time.perf_counter()
+    with pytest.raises(RuntimeError, match="cannot reach .*apt-get install dataset-fashion-mnist"):
+        load_dataset("fashion_mnist")
+    assert time.perf_counter() - started < 30  # tfds alone retries for about 2.5 minutes
+
+
+def test_setup_script_installs_the_debian_package_where_it_is_missing(tmp_path):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "apt.log"
+    for tool, body in (("apt-get", f'echo "$@" >> {log}'), ("id", "echo 0")):
+        (bin_dir / tool).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "KERASCNN_FASHION_MNIST_DIR": str(tmp_path)}
+    done = subprocess.run([str(root / "scripts" / "setup-data")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines() == ["update -q", "install -y -q dataset-fashion-mnist"]
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"")  # present: nothing to do
+    log.unlink()
+    assert subprocess.run([str(root / "scripts" / "setup-data")], env=env, timeout=60).returncode == 0
+    assert not log.exists()

@@ -100,10 +100,10 @@ def test_resume_after_kill_continues_at_the_right_epoch(tmp_path):
 def test_resume_refuses_other_settings(tmp_path, capsys):
     out = str(tmp_path / "run")
     assert cli(["--model", "lenet5", "--limit", "128", "--epochs", "1", "--no-tensorboard", "--out", out]) == 0
-    assert cli(["--model", "lenet5", "--limit", "128", "--epochs", "1", "--no-tensorboard", "--out", out]) == 1
+    assert cli(["--model", "lenet5", "--limit", "128", "--epochs", "1", "--no-tensorboard", "--out", out]) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert cli(["--model", "lenet5", "--limit", "128", "--lr", "0.1", "--no-tensorboard", "--out", out,
-                "--resume"]) == 1
+                "--resume"]) == 2
     assert "lr: 0.003 -> 0.1" in capsys.readouterr().err
 
 
@@ -113,7 +113,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_p
                 "--warmup-epochs", "0", "--no-tensorboard", "--out", str(out)])
     assert code == 1
     err = capsys.readouterr().err
-    assert "The loss became nan" in err and "Lower --lr" in err
+    assert "the loss became nan" in err and "Lower --lr" in err
     assert not (out / "last.keras").exists()
 
 

@@ -1,0 +1,109 @@
+"""The CLI's run directory: resume from config.yaml, nothing left behind by a run that fails its checks, and
+Keras's global settings restored after a run."""
+
+import keras
+import pytest
+import yaml
+
+from kerascnn import rundir
+from kerascnn.train import resolve, train
+from kerascnn.train.__main__ import main as cli
+
+TINY = ["--model", "lenet5", "--limit", "192", "--batch-size", "64", "--no-tensorboard"]
+
+
+def test_resume_takes_the_runs_own_settings(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert cli([*TINY, "--epochs", "1", "--lr", "0.01", "--out", out]) == 0
+    assert cli(["--out", out, "--resume", "--epochs", "2"]) == 0  # as README and --help show it
+    assert "Resuming" in capsys.readouterr().out
+    saved = yaml.safe_load((tmp_path / "run" / rundir.CONFIG).read_text())
+    assert saved["lr"] == 0.01 and saved["model"] == "lenet5" and saved["epochs"] == 2
+    assert cli(["--out", out, "--resume"]) == 0  # nothing left to do: still fine
+
+
+@pytest.mark.parametrize("setup", ["missing", "empty"])
+def test_resume_of_a_directory_without_a_run_says_so(tmp_path, capsys, setup):
+    out = tmp_path / "run"
+    if setup == "empty":
+        out.mkdir()
+    assert cli(["--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert ("does not exist" if setup == "missing" else "holds no run") in err
+    assert out.exists() == (setup == "empty")
+
+
+@pytest.mark.parametrize("args", [["--model", "resnet50"], ["--model-options", '{"nope": 1}'],
+                                  ["--dataset", "no_such_dataset", "--limit", "8"]])
+def test_a_run_that_fails_its_checks_leaves_nothing_behind(tmp_path, args, monkeypatch):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    out = tmp_path / "run"
+    assert cli([*TINY, *args, "--out", str(out)]) != 0
+    assert not out.exists()
+
+
+def test_mixed_precision_run_restores_the_float32_policy(tmp_path):
+    metrics = train(resolve(dict(model="lenet5", limit=128, batch_size=64, epochs=1, tensorboard=False,
+                                 mixed_precision=True, out=str(tmp_path / "run"))))
+    assert 0 <= metrics["test_accuracy"] <= 1
+    assert keras.mixed_precision.global_policy().name == "float32"
+    model = keras.saving.load_model(tmp_path / "run" / rundir.LAST_MODEL)
+    assert "mixed_bfloat16" in {layer.dtype_policy.name for layer in model.layers}
+
+
+def _error(capsys, argv):
+    code = cli(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("text,message", [
+    ("epochs: [1, 2\n", "is not valid YAML"),
+    ("- 1\n- 2\n", "must hold a mapping"),
+    ("just words\n", "must hold a mapping"),
+    ('epochs: "ten"\n', 'epochs must be an integer, not \'ten\''),
+    ("lr: fast\n", "lr must be a number, not 'fast'"),
+    ("model: 5\n", "model must be a string, not 5"),
+    ("model_options: [1]\n", "model_options must be a mapping"),
+])
+def test_bad_config_files_are_one_line_errors(tmp_path, capsys, text, message):
+    path = tmp_path / "my.yaml"
+    path.write_text(text)
+    err = _error(capsys, ["--config", str(path), "--out", str(tmp_path / "run")])
+    assert message in err and str(path) in err
+
+
+def test_bad_model_options_type(tmp_path, capsys):
+    assert "model_options must be a mapping" in _error(capsys, ["--model-options", "[1, 2]", "--out",
+                                                                str(tmp_path / "run")])
+
+
+@pytest.mark.parametrize("where", ["file", "below a file"])
+def test_out_that_is_a_file(tmp_path, capsys, where):
+    (tmp_path / "taken").write_text("x")
+    out = tmp_path / "taken" if where == "file" else tmp_path / "taken" / "run"
+    assert "is a file, not a folder" in _error(capsys, [*TINY, "--out", str(out)])
+
+
+@pytest.mark.parametrize("content,message", [
+    ("{not json", "is not readable JSON"),
+    ("[1, 2]", "must be a JSON object"),
+    ('{"epoch": 0}', "must be a JSON object"),
+])
+def test_damaged_state_json_is_named(tmp_path, capsys, content, message):
+    out = tmp_path / "run"
+    assert cli([*TINY, "--epochs", "1", "--out", str(out)]) == 0
+    state = out / rundir.CHECKPOINT_DIR / rundir.STATE
+    state.write_text(content)
+    err = _error(capsys, ["--out", str(out), "--resume", "--epochs", "2"])
+    assert message in err and str(state) in err
+
+
+def test_truncated_checkpoint_is_reported_as_damaged(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli([*TINY, "--epochs", "1", "--out", str(out)]) == 0
+    [checkpoint] = (out / rundir.CHECKPOINT_DIR).glob("epoch-*.keras")
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    err = _error(capsys, ["--out", str(out), "--resume", "--epochs", "2"])
+    assert "is damaged" in err and checkpoint.name in err and "not found" not in err.lower()
