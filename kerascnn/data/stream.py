@@ -158,8 +158,11 @@ class StreamingDataset:
                 images = images.ignore_errors()
             return images.batch(batch_size).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
 
-        seeds = tf.data.Dataset.from_tensor_slices(tf.constant(list(seeds), tf.int64))
-        return seeds.flat_map(epoch).prefetch(tf.data.AUTOTUNE)
+        epochs = [epoch(int(seed)) for seed in seeds]  # Python seeds: one shuffle per epoch, chained
+        dataset = epochs[0]
+        for following in epochs[1:]:
+            dataset = dataset.concatenate(following)
+        return dataset.prefetch(tf.data.AUTOTUNE)
 
     def arrays(self, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The decoded split as (uint8 images (N, H, W, C), int64 labels), filled into one preallocated array
@@ -189,6 +192,18 @@ class StreamingDataset:
             return x, (tf.one_hot(y, num_classes) if one_hot else y)
 
         return prepare
+
+    def normalize(self, images: np.ndarray) -> np.ndarray:
+        """(images - mean) / std as float32, as `batches` computes it."""
+        return (images.astype(np.float32) - np.float32(self.mean)) / np.float32(self.std)
+
+    def limited(self, limit: int) -> StreamingDataset:
+        """The same dataset with only the first `limit` items of each split (smoke tests)."""
+        def first(part: Split) -> Split:
+            return Split(min(part.count, limit), lambda: part.source().take(limit), part.decode,
+                         None if part.files is None else part.files[:limit])
+
+        return dataclasses.replace(self, splits={name: first(part) for name, part in self.splits.items()})
 
     def metadata(self) -> dict:
         """What inference needs: name, labels, input shape and the normalization, JSON-ready."""
@@ -623,15 +638,25 @@ def open_tfds(name: str, *, image_size: tuple[int, int] | None = None, validatio
         RuntimeError: tensorflow-datasets missing or the dataset cannot be prepared.
         ValueError: not an image-classification dataset.
     """
+    from kerascnn.data import datasets
+
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:
-        raise RuntimeError(f"Dataset {name!r} needs tensorflow-datasets, which is not installed here.") from error
+        raise RuntimeError(f"Dataset {name!r} needs tensorflow-datasets, which is not installed here"
+                           + datasets._fashion_mnist_hint(name)) from error
     try:
         builder = tfds.builder(name, data_dir=data_dir)
+        if not builder.is_prepared():
+            if not datasets.online():  # tfds would retry for minutes before failing
+                raise RuntimeError(f"this machine cannot reach {datasets.TFDS_PROBE_HOST}, and {name!r} is not in "
+                                   f"{builder.data_dir}")
+            print(f"Downloading {name!r} with tensorflow-datasets into {builder.data_dir} (needs internet)",
+                  flush=True)
         builder.download_and_prepare()
     except Exception as error:  # offline, unknown name, ...: tfds raises many kinds
-        raise RuntimeError(f"Cannot load dataset {name!r} with tensorflow-datasets: {error}") from error
+        raise RuntimeError(f"Cannot load dataset {name!r} with tensorflow-datasets: {error}"
+                           + datasets._fashion_mnist_hint(name)) from error
     features = builder.info.features
     if "image" not in features or "label" not in features:
         raise ValueError(f"tfds dataset {name!r} is not an image-classification dataset "
