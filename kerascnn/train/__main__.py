@@ -171,10 +171,14 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if "test_accuracy" in metrics:
-        best = (f"best epoch {metrics['best_epoch']} chosen by validation accuracy "
-                f"{100 * metrics['best_val_accuracy']:.2f} %; " if metrics.get("best_val_accuracy") is not None else "")
-        print(f"\nTest accuracy: {100 * metrics['test_accuracy']:.2f} % on {metrics['test_split']} ({best}last "
-              f"epoch {100 * metrics['test_accuracy_last']:.2f} %)")
+        if "test_accuracy_best" in metrics:
+            chosen = (f"best epoch {metrics['best_epoch']}, chosen by validation accuracy "
+                      f"{100 * metrics['best_val_accuracy']:.2f} %; " if metrics.get("best_val_accuracy") is not None
+                      else "best epoch; ")
+            detail = f"{chosen}last epoch {100 * metrics['test_accuracy_last']:.2f} %"
+        else:
+            detail = "last epoch"
+        print(f"\nTest accuracy: {100 * metrics['test_accuracy']:.2f} % on {metrics['test_split']} ({detail})")
     return 0
 
 

@@ -8,7 +8,9 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -276,10 +278,11 @@ def resume_model(config: TrainConfig, data: Data, run_dir: Path, state: dict, st
 
 def make_callbacks(config: TrainConfig, run_dir: Path, data: Data, network, state, nan_guard,
                    cluster: distribute.Cluster = SINGLE_PROCESS) -> list:
-    """The run's callbacks; only the chief (process 0) gets those that write files."""
-    callbacks = [nan_guard, EpochSeeds(config.seed), LearningRateLogger()]
-    if cluster.is_chief:
-        callbacks.append(ResumableCheckpoint(run_dir, network, nan_guard, state))
+    """The run's callbacks. Across several processes, saving a model is a collective operation (JAX checks
+    that every process saves the same values), so every process checkpoints, the others into a private
+    scratch `run_dir`; only the chief (process 0) writes TensorBoard logs."""
+    callbacks = [nan_guard, EpochSeeds(config.seed), LearningRateLogger(),
+                 ResumableCheckpoint(run_dir, network, nan_guard, state)]
     has_validation = data.count("validation") > 0
     if config.early_stopping and has_validation:
         callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=config.early_stopping))
@@ -426,7 +429,9 @@ def _train(config: TrainConfig) -> dict:
           f"jit_compile={train_model.jit_compile}; replicas: {replicas}{share}; run directory {run_dir}")
 
     nan_guard = NaNGuard()
-    callbacks = make_callbacks(config, run_dir, data, network, state, nan_guard, cluster)
+    # processes other than the chief save their (identical) checkpoints into a scratch folder, then delete it
+    write_dir = run_dir if cluster.is_chief else Path(tempfile.mkdtemp(prefix=f"kerascnn-process{cluster.process_id}-"))
+    callbacks = make_callbacks(config, write_dir, data, network, state, nan_guard, cluster)
     started = time.perf_counter()
     verbose = "auto" if sys.stdout.isatty() else 2
     if initial_epoch < config.epochs and data.stream is not None:
@@ -449,6 +454,9 @@ def _train(config: TrainConfig) -> dict:
 
     if nan_guard.triggered:
         raise TrainingError(nan_message(nan_guard, ResumableCheckpoint.load_state(run_dir), run_dir))
-    if cluster.is_chief:
-        atomic_save_model(network, run_dir / rundir.LAST_MODEL)
-    return evaluate(config, run_dir, data, network, scope, seconds, cluster)
+    atomic_save_model(network, write_dir / rundir.LAST_MODEL)  # every process: saving is collective
+    try:
+        return evaluate(config, run_dir, data, network, scope, seconds, cluster)
+    finally:
+        if not cluster.is_chief:
+            shutil.rmtree(write_dir, ignore_errors=True)

@@ -104,3 +104,31 @@ def test_two_workers_read_different_halves_and_end_with_identical_weights(tmp_pa
     initial = np.load(tmp_path / "initial0.npz")
     assert any(not np.allclose(initial[name], weights[0][name]) for name in initial.files)  # it trained
     assert (tmp_path / "run.txt").read_text() == "written by the chief\n"
+
+
+def test_cli_on_two_processes_writes_one_run_directory(tmp_path):
+    from tests.data.test_stream import write_images
+
+    write_images(tmp_path / "images", classes=("a", "b"), per_class=12, size=(16, 16))
+    port = free_port()
+    workers = []
+    for process_id in range(2):
+        env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
+               "TF_CPP_MIN_LOG_LEVEL": "2"}
+        args = ["--data-dir", str(tmp_path / "images"), "--model", "vgg", "--model-options", '{"widths": [8]}',
+                "--epochs", "1", "--batch-size", "4", "--no-tensorboard", "--out", str(tmp_path / f"run{process_id}"),
+                "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(process_id)]
+        workers.append(subprocess.Popen([sys.executable, "-m", "kerascnn.train", *args], env=env, cwd=tmp_path,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    try:
+        logs = [worker.communicate(timeout=240)[0] for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    assert [w.returncode for w in workers] == [0, 0], logs
+    for process_id, log in enumerate(logs):
+        assert f"process {process_id} of 2 reads 1/2 of each split" in log and "input: stream" in log
+    metrics = json.loads((tmp_path / "run0" / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["input_path"] == "stream" and len(metrics["history"]) == 1
+    assert (tmp_path / "run0" / "last.keras").exists()
+    assert not (tmp_path / "run1").exists()  # process 1 wrote nothing
