@@ -49,3 +49,34 @@ def test_small_folder_is_held_out_in_memory_and_labelled(tmp_path, capsys):
     assert metrics["input_path"] == "memory" and "held out" in metrics["test_split"]
     assert metrics["test_images"] == 4  # round(48 / 12): its own images, not the validation split's
     assert "input: memory" in capsys.readouterr().out
+
+
+def test_streamed_run_killed_after_an_epoch_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
+    """Each streamed epoch's order depends only on (seed, epoch): stop after epoch 1 of 2, resume, same weights."""
+    import keras
+    import pytest
+
+    from kerascnn.train.checkpoint import ResumableCheckpoint
+
+    tinted_folder(tmp_path / "images", per_class=10)
+    common = ["--data-dir", str(tmp_path / "images"), "--model", "vgg", "--model-options", '{"widths": [8, 16]}',
+              "--batch-size", "8", "--epochs", "2", "--input", "stream", "--no-tensorboard"]
+    assert cli([*common, "--out", str(tmp_path / "whole")]) == 0
+
+    class Killed(Exception):
+        pass
+
+    save = ResumableCheckpoint.on_epoch_end
+
+    def save_then_die(self, epoch, logs=None):
+        save(self, epoch, logs)
+        raise Killed
+
+    monkeypatch.setattr(ResumableCheckpoint, "on_epoch_end", save_then_die)
+    with pytest.raises(Killed):
+        cli([*common, "--out", str(tmp_path / "parts")])
+    monkeypatch.undo()
+    assert cli(["--out", str(tmp_path / "parts"), "--resume"]) == 0
+    whole, parts = (keras.saving.load_model(tmp_path / run / "last.keras") for run in ("whole", "parts"))
+    for a, b in zip(whole.get_weights(), parts.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
