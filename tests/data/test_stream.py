@@ -226,8 +226,12 @@ def test_record_split_without_a_test_split_holds_one_out():
     assert set().union(*seen.values()) == set(range(100)) and "held out" in data.test_source
 
 
-def test_tfds_datasets_stream_example_by_example():
+def test_tfds_datasets_stream_example_by_example(monkeypatch):
     import tensorflow_datasets as tfds
+
+    from kerascnn.data import datasets
+
+    monkeypatch.setattr(datasets, "online", lambda: True)  # the mock "downloads" nothing
     with tfds.testing.mock_data(num_examples=24):  # offline: random examples with mnist's features
         data = stream.open_tfds("mnist", image_size=(32, 32), stats_images=None)
         assert data.input_shape == (32, 32, 1) and len(data.labels) == 10
