@@ -123,7 +123,11 @@ class StreamingDataset:
             if shuffle:
                 images = images.shuffle(count, seed=seed, reshuffle_each_iteration=True)
         prepare = self._prepare_fn(one_hot)
-        return images.batch(batch_size).map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        batches = images.batch(batch_size).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        if not self.skip_bad:  # a known length (filters hide it), so Keras counts the steps of each pass
+            steps = -(-(part.count // num_shards) // batch_size)
+            batches = batches.apply(tf.data.experimental.assert_cardinality(steps))
+        return batches.prefetch(tf.data.AUTOTUNE)
 
     def train_batches(self, batch_size: int, seeds, *, num_shards: int = 1, shard_index: int = 0):
         """Training batches of `len(seeds)` epochs back to back, for `fit(..., steps_per_epoch=...)`.
