@@ -5,7 +5,8 @@ For each size, a folder of generated 96x96 RGB JPEGs (4 classes) is written once
 folder; reused when it already holds that many images). Every measurement runs in a fresh subprocess, whose
 peak resident memory is `resource.getrusage(RUSAGE_SELF).ru_maxrss` (TensorFlow's own ~0.6 GB included on both
 sides). "setup" is listing (and for kerascnn the header check of every file and the statistics sample); an epoch
-is one pass over every image in batches of 64 (the anchor's pixels are not normalized, kerascnn's are); "train"
+is one pass over every image in batches of 64 (kerascnn yields uint8 pixels that its training model normalizes, as
+`python -m kerascnn.train` does; the anchor yields float32 pixels, not normalized); "train"
 is --train-steps steps of a small model (vgg, widths 16/32/64) fed by each pipeline. Each pipeline runs
 --rounds times in alternating order and the table gives its best speeds and largest peak memory.
 
@@ -57,7 +58,8 @@ def measure(pipeline: str, folder: str, train_steps: int, batch_size: int = 64) 
         from kerascnn.data import stream
 
         data = stream.open_image_folder(folder, validation_fraction=0.0, test_fraction=0.0)
-        dataset = data.batches("train", batch_size, shuffle=True, seed=0)
+        # uint8 batches, normalized inside the model, as python -m kerascnn.train feeds them
+        dataset = data.batches("train", batch_size, shuffle=True, seed=0, normalize=False)
         input_shape, classes, path = data.input_shape, len(data.labels), data.input_path
     else:
         dataset = keras.utils.image_dataset_from_directory(folder, image_size=(96, 96), batch_size=batch_size,
@@ -77,6 +79,9 @@ def measure(pipeline: str, folder: str, train_steps: int, batch_size: int = 64) 
         from kerascnn import models
 
         model = models.create("vgg", input_shape, classes, widths=(16, 32, 64), convs_per_block=1)
+        if pipeline == "kerascnn":
+            inputs = keras.Input(input_shape, dtype="uint8")
+            model = keras.Model(inputs, model(data.normalization_layer()(inputs)))
         model.compile("adam", "categorical_crossentropy", jit_compile=False)
         model.fit(dataset.take(2), verbose=0)  # warm-up: tracing
         started = time.perf_counter()

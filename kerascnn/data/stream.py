@@ -90,7 +90,7 @@ class StreamingDataset:
         return images.ignore_errors() if self.skip_bad else images
 
     def batches(self, split: str, batch_size: int, *, shuffle: bool = False, seed: int = 0, one_hot: bool = True,
-                num_shards: int = 1, shard_index: int = 0):
+                num_shards: int = 1, shard_index: int = 0, normalize: bool = True):
         """A tf.data.Dataset of (float32 normalized images (B, H, W, C), labels) for `model.fit`/`evaluate`.
 
         Args:
@@ -101,6 +101,8 @@ class StreamingDataset:
             seed: seed of the shuffle.
             one_hot: labels as one-hot float32 rows (else int64).
             num_shards, shard_index: read only part `shard_index` of `num_shards` (one per worker process).
+            normalize: (x - mean) / std in float32; False leaves the uint8 pixels, 4x fewer bytes to move, for a
+                model that normalizes on the accelerator (`normalization_layer`).
 
         Returns:
             The batched, prefetched dataset.
@@ -122,14 +124,15 @@ class StreamingDataset:
             images = images.cache()
             if shuffle:
                 images = images.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-        prepare = self._prepare_fn(one_hot)
+        prepare = self._prepare_fn(one_hot, normalize)
         batches = images.batch(batch_size).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
         if not self.skip_bad:  # a known length (filters hide it), so Keras counts the steps of each pass
             steps = -(-(part.count // num_shards) // batch_size)
             batches = batches.apply(tf.data.experimental.assert_cardinality(steps))
         return batches.prefetch(tf.data.AUTOTUNE)
 
-    def train_batches(self, batch_size: int, seeds, *, num_shards: int = 1, shard_index: int = 0):
+    def train_batches(self, batch_size: int, seeds, *, num_shards: int = 1, shard_index: int = 0,
+                      normalize: bool = True):
         """Training batches of `len(seeds)` epochs back to back, for `fit(..., steps_per_epoch=...)`.
 
         Epoch i visits this worker's training items in an order shuffled with `seeds[i]` alone (a full
@@ -140,7 +143,7 @@ class StreamingDataset:
         Args:
             batch_size: images per batch (per worker).
             seeds: one int seed per epoch.
-            num_shards, shard_index: as in `batches`.
+            num_shards, shard_index, normalize: as in `batches`.
 
         Returns:
             A tf.data.Dataset of (float32 normalized images, one-hot labels); each epoch has
@@ -150,7 +153,7 @@ class StreamingDataset:
 
         part = self.splits["train"]
         count = max(part.count // num_shards, 1)
-        prepare = self._prepare_fn(one_hot=True)
+        prepare = self._prepare_fn(True, normalize)
 
         def epoch(seed):
             items = part.source()
@@ -185,17 +188,27 @@ class StreamingDataset:
             filled += len(x)
         return images[:filled], labels[:filled]
 
-    def _prepare_fn(self, one_hot: bool):
+    def _prepare_fn(self, one_hot: bool, normalize: bool = True):
         import tensorflow as tf
 
         mean, std = tf.constant(self.mean, tf.float32), tf.constant(self.std, tf.float32)
         num_classes = len(self.labels)
 
         def prepare(x, y):
-            x = (tf.cast(x, tf.float32) - mean) / std
+            if normalize:
+                x = (tf.cast(x, tf.float32) - mean) / std
             return x, (tf.one_hot(y, num_classes) if one_hot else y)
 
         return prepare
+
+    def normalization_layer(self, name: str = "normalize"):
+        """A `keras.layers.Rescaling` computing (x - mean) / std = x * (1 / std) + (-mean / std) per channel: the
+        model-side normalization of uint8 batches from `batches(..., normalize=False)`."""
+        import keras
+
+        std = np.float32(self.std)
+        return keras.layers.Rescaling(scale=(1 / std).tolist(), offset=(-np.float32(self.mean) / std).tolist(),
+                                      name=name)
 
     def normalize(self, images: np.ndarray) -> np.ndarray:
         """(images - mean) / std as float32, as `batches` computes it."""

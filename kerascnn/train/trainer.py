@@ -244,11 +244,16 @@ def write_run_files(run_dir: Path, config: TrainConfig, data: Data) -> None:
 
 def build_model(config: TrainConfig, data: Data, steps_per_epoch: int) -> tuple[keras.Model, keras.Model]:
     """(training model, network): the network wrapped in a model named "train" that augments its input
-    first (when augmentation is on), compiled with the optimizer and loss."""
+    first (when augmentation is on), compiled with the optimizer and loss. A streamed run feeds uint8 pixels,
+    which the training model normalizes first, on the accelerator (`StreamingDataset.normalization_layer`)."""
     network = models.create(config.model, data.dataset.input_shape, data.num_classes, **config.model_options)
     flip = config.augment_flip if config.augment_flip is not None else config.dataset not in NO_FLIP_DATASETS
-    inputs = keras.Input(data.dataset.input_shape)
-    x = inputs
+    if data.stream is not None:
+        inputs = keras.Input(data.dataset.input_shape, dtype="uint8")
+        x = data.stream.normalization_layer()(inputs)
+    else:
+        inputs = keras.Input(data.dataset.input_shape)
+        x = inputs
     if config.augment_padding or flip:
         x = RandomCropFlip(config.augment_padding, flip, seed=config.seed, name="augment")(x)
     train_model = keras.Model(inputs, network(x), name="train")
@@ -439,9 +444,10 @@ def _train(config: TrainConfig) -> dict:
         # the epochs back to back (each exactly steps_per_epoch batches); .repeat() only guards against Keras
         # asking for a batch past the last epoch's end
         batches = data.stream.train_batches(batch_size, seeds, num_shards=data.num_shards,
-                                            shard_index=data.shard_index).repeat()
+                                            shard_index=data.shard_index, normalize=False).repeat()
         validation = data.stream.batches("validation", batch_size, num_shards=data.num_shards,
-                                         shard_index=data.shard_index) if data.count("validation") else None
+                                         shard_index=data.shard_index, normalize=False) \
+            if data.count("validation") else None
         train_model.fit(batches, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
                         validation_data=validation, callbacks=callbacks, shuffle=False, verbose=verbose)
     elif initial_epoch < config.epochs:

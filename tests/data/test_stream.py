@@ -284,3 +284,11 @@ def test_open_dataset_picks_the_reader_and_sizes_come_from_headers(tmp_path):
     assert stream.open_dataset(data_dir=tmp_path).splits["train"].files is not None
     with pytest.raises(ValueError, match="--test-dir is the test split of an image folder: give --data-dir"):
         stream.open_dataset("fashion_mnist", test_dir=tmp_path)
+
+
+def test_uint8_batches_normalized_by_the_model_equal_normalized_batches(tmp_path):
+    write_images(tmp_path, per_class=4)
+    data = stream.open_image_folder(tmp_path, validation_fraction=0.0, test_fraction=0.0)
+    (x, _), (raw, _) = next(iter(data.batches("train", 12))), next(iter(data.batches("train", 12, normalize=False)))
+    assert raw.dtype == "uint8"
+    np.testing.assert_allclose(data.normalization_layer()(raw.numpy()), x.numpy(), rtol=1e-5, atol=1e-5)
