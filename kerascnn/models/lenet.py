@@ -13,8 +13,13 @@ def lenet5(input_shape, num_classes, activation="relu"):
     61,706 parameters for 28x28x1 and 10 classes. Demonstrates the note's basics: local receptive
     fields with shared weights, pooling to shrink the maps, and — by contrast with the GAP head — the
     dense layers that hold most of its parameters (C5 alone, a 5x5 convolution on 5x5 maps, has 48K).
-    `activation` is "relu" by default; "sigmoid" gives the original's behaviour.
+    `activation` is "relu" by default; "sigmoid" gives the original's behaviour. Any fixed size from 28x28 up
+    (C5 needs 5x5 maps); no variable (None) size, because F6 is a dense layer on the flattened maps.
     """
+    if None in input_shape[:2]:
+        raise ValueError(f"lenet5 flattens its last feature maps into dense layers, so it needs a fixed height and "
+                         f"width. Received: input_shape={input_shape!r}. Give a fixed size, or use a model with a "
+                         "GAP head for variable sizes.")
     inputs = keras.Input(input_shape)
     h = layers.Conv2D(6, 5, padding=2, activation=activation, name="c1")(inputs)
     h = layers.AvgPool2D(2, name="s2")(h)

@@ -56,6 +56,22 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--dataset", help="tfds dataset name" + _default("dataset"))
     g.add_argument("--data-dir", dest="data_dir",
                    help="folder with one sub-folder of images per class, instead of --dataset (default: none)")
+    g.add_argument("--test-dir", dest="test_dir",
+                   help="folder with the same class sub-folders, the test split of --data-dir (default: a seeded "
+                        "--test-fraction of --data-dir, held out and never used to pick the best epoch)")
+    g.add_argument("--test-fraction", type=float, dest="test_fraction",
+                   help="seeded share of --data-dir held out as the test split, in [0, 0.5]"
+                        + _default("test_fraction"))
+    g.add_argument("--image-size", type=int, nargs=2, dest="image_size", metavar=("HEIGHT", "WIDTH"),
+                   help="resize every image to this size (default: the dataset's own size, or a folder's first "
+                        "image's)")
+    g.add_argument("--skip-bad-images", action="store_const", const=True, dest="skip_bad_images",
+                   help="leave out image files that cannot be decoded and report how many (default: stop with "
+                        "their names before the first epoch)")
+    g.add_argument("--input", choices=["auto", "memory", "stream"], dest="input_pipeline",
+                   help="memory: decode everything once; stream: tf.data, decoded every epoch, memory flat in the "
+                        "number of images; auto: memory when the training pixels fit in 128 MiB"
+                        + _default("input_pipeline"))
     g.add_argument("--validation-fraction", type=float, dest="validation_fraction",
                    help="seeded share of the training images held out for validation, in [0, 0.5]"
                         + _default("validation_fraction"))
@@ -90,6 +106,14 @@ def parser() -> argparse.ArgumentParser:
                         + _default("early_stopping"))
     g.add_argument("--distribute", action="store_const", const=True,
                    help="data-parallel over all local devices (MirroredStrategy / keras DataParallel; default: off)")
+    g.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="several processes or machines (JAX backend): the address of process 0, reachable from "
+                        "all (default: $KERAS_DISTRIBUTION_JOB_ADDRESSES)")
+    g.add_argument("--num-processes", type=int, dest="num_processes",
+                   help="number of processes taking part (default: $KERAS_DISTRIBUTION_NUM_PROCESSES, else 1)")
+    g.add_argument("--process-id", type=int, dest="process_id",
+                   help="this process's index, 0 is the chief that writes the run directory "
+                        "(default: $KERAS_DISTRIBUTION_PROCESS_ID, else 0)")
     g = p.add_argument_group("output")
     g.add_argument("--out", help="run directory (default: runs/<preset or model>)")
     g.add_argument("--resume", action="store_true",
@@ -147,8 +171,14 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if "test_accuracy" in metrics:
-        print(f"\nTest accuracy: {100 * metrics['test_accuracy']:.2f} % (best epoch {metrics['best_epoch']} by "
-              f"validation accuracy; last epoch {100 * metrics['test_accuracy_last']:.2f} %)")
+        if "test_accuracy_best" in metrics:
+            chosen = (f"best epoch {metrics['best_epoch']}, chosen by validation accuracy "
+                      f"{100 * metrics['best_val_accuracy']:.2f} %; " if metrics.get("best_val_accuracy") is not None
+                      else "best epoch; ")
+            detail = f"{chosen}last epoch {100 * metrics['test_accuracy_last']:.2f} %"
+        else:
+            detail = "last epoch"
+        print(f"\nTest accuracy: {100 * metrics['test_accuracy']:.2f} % on {metrics['test_split']} ({detail})")
     return 0
 
 

@@ -20,7 +20,12 @@ class TrainConfig:
     # data
     dataset: str = "fashion_mnist"
     data_dir: str | None = None
+    test_dir: str | None = None  # an image folder's test split; default: a held-out test_fraction of data_dir
     validation_fraction: float = 1 / 12
+    test_fraction: float = 1 / 12  # of an image folder (or a tfds dataset without a test split)
+    image_size: list | None = None  # [height, width]; default: the dataset's own size or the first image's
+    skip_bad_images: bool = False
+    input_pipeline: str = "auto"  # "memory", "stream" (tf.data, decoded every epoch) or "auto" (memory if small)
     limit: int | None = None
     augment_padding: int = 2
     augment_flip: bool | None = None  # None: the dataset's default (off for digits)
@@ -37,6 +42,9 @@ class TrainConfig:
     seed: int = 0
     early_stopping: int = 0  # patience in epochs; 0 is off
     distribute: bool = False
+    coordinator: str | None = None  # host:port of process 0 (several processes/machines, JAX backend)
+    num_processes: int | None = None  # default: KERAS_DISTRIBUTION_NUM_PROCESSES, else 1
+    process_id: int | None = None  # default: KERAS_DISTRIBUTION_PROCESS_ID, else 0
     # output
     out: str | None = None  # default runs/<preset or model>
     tensorboard: bool = True
@@ -59,6 +67,15 @@ class TrainConfig:
             raise ValueError(f"--jit-compile must be auto, on or off, not {self.jit_compile!r}.")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"--limit must be >= 1 (got {self.limit}).")
+        if self.image_size is not None and (len(self.image_size) != 2 or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in self.image_size)):
+            raise ValueError(f"--image-size must be two positive integers, HEIGHT WIDTH (got {self.image_size}).")
+        if self.input_pipeline not in ("auto", "memory", "stream"):
+            raise ValueError(f"--input must be auto, memory or stream, not {self.input_pipeline!r}.")
+        if not 0 <= self.test_fraction <= 0.5:
+            raise ValueError(f"--test-fraction must be in [0, 0.5] (got {self.test_fraction}).")
+        if self.test_dir is not None and self.data_dir is None:
+            raise ValueError("--test-dir is the test split of an image folder: give --data-dir too.")
 
 
 # Named schedules. Each row of the README's accuracy table names its preset and command.

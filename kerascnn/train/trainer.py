@@ -8,7 +8,9 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,9 +18,10 @@ import keras
 import numpy as np
 
 from kerascnn import models, rundir
-from kerascnn.data import RandomCropFlip, load_dataset
+from kerascnn.data import RandomCropFlip, load_dataset, stream
 from kerascnn.data.datasets import ImageDataset
-from kerascnn.train.batches import EpochBatches, EpochSeeds
+from kerascnn.train import distribute
+from kerascnn.train.batches import EpochBatches, EpochSeeds, epoch_seed
 from kerascnn.train.checkpoint import (
     CheckpointError,
     LearningRateLogger,
@@ -32,7 +35,13 @@ from kerascnn.train.config import TrainConfig, to_yaml
 # horizontal flips change what digits and letters mean
 NO_FLIP_DATASETS = {"mnist", "emnist", "kmnist", "svhn_cropped"}
 # changing these between a run and its --resume would make the checkpoint meaningless
-RESUME_MAY_CHANGE = {"epochs", "early_stopping", "tensorboard", "out", "preset", "resume"}
+RESUME_MAY_CHANGE = {"epochs", "early_stopping", "tensorboard", "out", "preset", "resume", "coordinator",
+                     "process_id"}
+# --input auto|memory|stream as StreamingDataset cache limits (None: never in memory)
+CACHE_BYTES = {"auto": stream.DEFAULT_CACHE_BYTES, "memory": 1 << 62, "stream": None}
+# streamed runs show the TensorBoard image summaries on this many validation images
+SUMMARY_IMAGES = 1000
+SINGLE_PROCESS = distribute.Cluster()
 
 
 class TrainingError(RuntimeError):
@@ -65,25 +74,46 @@ def tensorflow_available() -> bool:
 
 @dataclasses.dataclass
 class Data:
-    """The dataset's splits, limited to `--limit` and normalized; `raw_val` keeps the uint8 validation images."""
+    """The dataset's splits, limited to `--limit` and normalized; `raw_val` keeps the uint8 validation images.
 
-    dataset: ImageDataset
-    x_train: np.ndarray
-    y_train: np.ndarray
+    `input_path` is "memory" (the arrays hold every split) or "stream" (`stream` reads the splits from disk
+    every epoch, this process's shard `shard_index` of `num_shards`; the arrays hold only up to
+    `SUMMARY_IMAGES` validation images, for the TensorBoard image summaries). `test_source` says where the
+    test images come from.
+    """
+
+    dataset: ImageDataset | stream.StreamingDataset
+    x_train: np.ndarray | None
+    y_train: np.ndarray | None
     x_val: np.ndarray
     y_val: np.ndarray
     raw_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+    input_path: str = "memory"
+    test_source: str = ""
+    stream: stream.StreamingDataset | None = None
+    num_shards: int = 1
+    shard_index: int = 0
 
     @property
     def num_classes(self) -> int:
         return len(self.dataset.labels)
 
+    def count(self, split: str) -> int:
+        """Images of `split` this process reads."""
+        if self.stream is not None:
+            return self.stream.count(split, self.num_shards)
+        return len({"train": self.y_train, "validation": self.y_val, "test": self.y_test}[split])
 
-def _distribution_scope(config: TrainConfig):
+
+def _distribution_scope(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS):
     """(a function giving the context to build, compile and evaluate in, number of replicas):
-    MirroredStrategy over the local devices on TensorFlow, keras.distribution.DataParallel on JAX."""
+    MirroredStrategy over the local devices on TensorFlow, keras.distribution.DataParallel on JAX; across
+    several processes (JAX), DataParallel over every device of every process, each feeding its own shard."""
+    if cluster.multi_process:
+        distribution = distribute.data_parallel(cluster)
+        return contextlib.nullcontext, len(distribution.device_mesh.devices.flatten())
     if not config.distribute:
         return contextlib.nullcontext, 1
     backend = keras.backend.backend()
@@ -165,15 +195,43 @@ def check_run_dir(config: TrainConfig) -> tuple[Path, dict | None]:
     return run_dir, state
 
 
-def load_data(config: TrainConfig) -> Data:
-    """Loads the splits, limited to --limit, and normalizes them."""
-    dataset = load_dataset(config.dataset, config.data_dir, config.validation_fraction, config.seed)
-    (x_train, y_train), (raw_val, y_val), (raw_test, y_test) = (
-        (images[: config.limit], labels[: config.limit]) for images, labels in
-        (dataset.splits[split] for split in ("train", "validation", "test"))
-    )
-    return Data(dataset, dataset.normalize(x_train), y_train, dataset.normalize(raw_val), y_val, raw_val,
-                dataset.normalize(raw_test), y_test)
+def load_data(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS) -> Data:
+    """The splits, limited to --limit, in memory (normalized arrays) or streamed (`kerascnn.data.stream`).
+
+    In memory: a tfds dataset or Debian's Fashion-MNIST whose training pixels fit in
+    `stream.DEFAULT_CACHE_BYTES` at its own size (read by `load_dataset`, as before streaming existed), or an
+    image folder that small (decoded once by the stream's decoder). Streamed: everything larger, every
+    `--input stream` run and every run across several processes (each reads its own shard).
+    """
+    image_size = tuple(config.image_size) if config.image_size else None
+    if config.data_dir is None and image_size is None and not cluster.multi_process and \
+            config.input_pipeline != "stream":
+        native = stream.native_size_bytes(config.dataset)
+        if config.input_pipeline == "memory" or (native is not None and native <= stream.DEFAULT_CACHE_BYTES):
+            dataset = load_dataset(config.dataset, None, config.validation_fraction, config.seed)
+            (x_train, y_train), (raw_val, y_val), (raw_test, y_test) = (
+                (images[: config.limit], labels[: config.limit]) for images, labels in
+                (dataset.splits[split] for split in ("train", "validation", "test"))
+            )
+            return Data(dataset, dataset.normalize(x_train), y_train, dataset.normalize(raw_val), y_val, raw_val,
+                        dataset.normalize(raw_test), y_test, "memory", f"the {dataset.name} test split")
+    data = stream.open_dataset(config.dataset, config.data_dir, test_dir=config.test_dir, image_size=image_size,
+                               validation_fraction=config.validation_fraction, test_fraction=config.test_fraction,
+                               seed=config.seed, skip_bad=config.skip_bad_images,
+                               cache_bytes=CACHE_BYTES[config.input_pipeline])
+    if data.skipped:
+        print(f"Skipped {len(data.skipped)} image file(s) that cannot be decoded (--skip-bad-images), e.g. "
+              f"{data.skipped[0]}.")
+    if config.limit:
+        data = data.limited(config.limit)
+    if data.input_path == "memory" and not cluster.multi_process:
+        (x_train, y_train), (raw_val, y_val), (raw_test, y_test) = (
+            data.arrays(split) for split in ("train", "validation", "test"))
+        return Data(data, data.normalize(x_train), y_train, data.normalize(raw_val), y_val, raw_val,
+                    data.normalize(raw_test), y_test, "memory", data.test_source)
+    raw_val, y_val = data.arrays("validation", limit=SUMMARY_IMAGES)
+    return Data(data, None, None, data.normalize(raw_val), y_val, raw_val, None, None, "stream", data.test_source,
+                data, cluster.num_processes, cluster.process_id)
 
 
 def write_run_files(run_dir: Path, config: TrainConfig, data: Data) -> None:
@@ -186,11 +244,16 @@ def write_run_files(run_dir: Path, config: TrainConfig, data: Data) -> None:
 
 def build_model(config: TrainConfig, data: Data, steps_per_epoch: int) -> tuple[keras.Model, keras.Model]:
     """(training model, network): the network wrapped in a model named "train" that augments its input
-    first (when augmentation is on), compiled with the optimizer and loss."""
+    first (when augmentation is on), compiled with the optimizer and loss. A streamed run feeds uint8 pixels,
+    which the training model normalizes first, on the accelerator (`StreamingDataset.normalization_layer`)."""
     network = models.create(config.model, data.dataset.input_shape, data.num_classes, **config.model_options)
     flip = config.augment_flip if config.augment_flip is not None else config.dataset not in NO_FLIP_DATASETS
-    inputs = keras.Input(data.dataset.input_shape)
-    x = inputs
+    if data.stream is not None:
+        inputs = keras.Input(data.dataset.input_shape, dtype="uint8")
+        x = data.stream.normalization_layer()(inputs)
+    else:
+        inputs = keras.Input(data.dataset.input_shape)
+        x = inputs
     if config.augment_padding or flip:
         x = RandomCropFlip(config.augment_padding, flip, seed=config.seed, name="augment")(x)
     train_model = keras.Model(inputs, network(x), name="train")
@@ -218,15 +281,24 @@ def resume_model(config: TrainConfig, data: Data, run_dir: Path, state: dict, st
     return train_model, network
 
 
-def make_callbacks(config: TrainConfig, run_dir: Path, data: Data, network, state, nan_guard) -> list:
+def make_callbacks(config: TrainConfig, run_dir: Path, data: Data, network, state, nan_guard,
+                   cluster: distribute.Cluster = SINGLE_PROCESS) -> list:
+    """The run's callbacks. Across several processes, saving a model is a collective operation (JAX checks
+    that every process saves the same values), so every process checkpoints, the others into a private
+    scratch `run_dir`; only the chief (process 0) writes TensorBoard logs."""
     callbacks = [nan_guard, EpochSeeds(config.seed), LearningRateLogger(),
                  ResumableCheckpoint(run_dir, network, nan_guard, state)]
-    has_validation = len(data.x_val) > 0
+    has_validation = data.count("validation") > 0
     if config.early_stopping and has_validation:
         callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=config.early_stopping))
     elif config.early_stopping:
         print("No validation images: --early-stopping is off.")
-    if config.tensorboard and tensorflow_available():
+    if not cluster.is_chief:
+        return callbacks
+    if config.tensorboard and tensorflow_available() and cluster.multi_process:
+        # the image summaries predict on one process only, which a multi-process model cannot do
+        callbacks.append(keras.callbacks.TensorBoard(run_dir / rundir.TENSORBOARD_DIR, histogram_freq=1))
+    elif config.tensorboard and tensorflow_available():
         from kerascnn.train.summaries import ImageSummaries
 
         tb = run_dir / rundir.TENSORBOARD_DIR
@@ -251,9 +323,15 @@ def nan_message(nan_guard: NaNGuard, state: dict | None, run_dir: Path) -> str:
             "new run.")
 
 
-def evaluate(config: TrainConfig, run_dir: Path, data: Data, network, scope, seconds: float) -> dict:
-    """The metrics of the run (history from state.json; test accuracy of best.keras and of the last network)."""
-    final_state = ResumableCheckpoint.load_state(run_dir)
+def evaluate(config: TrainConfig, run_dir: Path, data: Data, network, scope, seconds: float,
+             cluster: distribute.Cluster = SINGLE_PROCESS) -> dict:
+    """The metrics of the run (history from state.json; test accuracy of best.keras, the epoch chosen by
+    validation accuracy, and of the last network), written to metrics.json by the chief.
+
+    Across several processes every process evaluates its shard of the test split together, on the last
+    network only (best.keras is on the chief's disk).
+    """
+    final_state = ResumableCheckpoint.load_state(run_dir) if cluster.is_chief else None
     metrics = {
         "model": config.model,
         "parameters": int(network.count_params()),
@@ -264,20 +342,32 @@ def evaluate(config: TrainConfig, run_dir: Path, data: Data, network, scope, sec
         "train_seconds_this_session": round(seconds, 1),
         "backend": keras.backend.backend(),
         "history": final_state["history"] if final_state else [],
+        "input_path": data.input_path,
+        "test_split": data.test_source,
+        "test_images": data.count("test") * data.num_shards,
+        "skipped_images": len(getattr(data.dataset, "skipped", [])),
+        "processes": cluster.num_processes,
     }
-    if len(data.x_test):
-        test_onehot = _one_hot(data.y_test, data.num_classes)
+    if data.count("test"):
         with scope():
             best_path = run_dir / rundir.BEST_MODEL
-            best = keras.saving.load_model(best_path) if best_path.exists() else network
-            for name, model in (("best", best), ("last", network)):
+            candidates = [("last", network)]
+            if not cluster.multi_process:
+                candidates.insert(0, ("best", keras.saving.load_model(best_path) if best_path.exists() else network))
+            for name, model in candidates:
                 model.compile(loss=keras.losses.CategoricalCrossentropy(),
                               metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
-                loss, accuracy = model.evaluate(data.x_test, test_onehot, batch_size=512, verbose=0)
+                if data.stream is not None:
+                    loss, accuracy = model.evaluate(data.stream.batches("test", 512, num_shards=data.num_shards,
+                                                                        shard_index=data.shard_index), verbose=0)
+                else:
+                    loss, accuracy = model.evaluate(data.x_test, _one_hot(data.y_test, data.num_classes),
+                                                    batch_size=512, verbose=0)
                 metrics[f"test_accuracy_{name}"] = round(float(accuracy), 5)
                 metrics[f"test_loss_{name}"] = round(float(loss), 5)
-        metrics["test_accuracy"] = metrics["test_accuracy_best"]
-    atomic_write(run_dir / rundir.METRICS, json.dumps(metrics, indent=1))
+        metrics["test_accuracy"] = metrics[f"test_accuracy_{candidates[0][0]}"]
+    if cluster.is_chief:
+        atomic_write(run_dir / rundir.METRICS, json.dumps(metrics, indent=1))
     return metrics
 
 
@@ -305,14 +395,23 @@ def train(config: TrainConfig) -> dict:
 
 
 def _train(config: TrainConfig) -> dict:
+    cluster = distribute.cluster_from(config.coordinator, config.num_processes, config.process_id)
+    distribute.initialize(cluster)  # before anything runs on JAX
     run_dir, state = check_run_dir(config)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    data = load_data(config)
-    steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
+    data = load_data(config, cluster)
+    if config.batch_size % cluster.num_processes:
+        raise TrainingError(f"--batch-size {config.batch_size} must be divisible by the {cluster.num_processes} "
+                            "processes (it is the global batch; each process feeds its share).")
+    batch_size = config.batch_size // cluster.num_processes  # this process's share of every batch
+    if data.count("train") == 0:
+        raise TrainingError(f"No training images for this process ({data.dataset.name}: "
+                            f"{data.count('train') * cluster.num_processes} for {cluster.num_processes} processes).")
+    steps_per_epoch = math.ceil(data.count("train") / batch_size)
 
-    scope, replicas = _distribution_scope(config)
+    scope, replicas = _distribution_scope(config, cluster)
     if config.batch_size % replicas:
         raise TrainingError(f"--batch-size {config.batch_size} must be divisible by the {replicas} replicas.")
     with scope():
@@ -324,24 +423,46 @@ def _train(config: TrainConfig) -> dict:
             train_model, network = build_model(config, data, steps_per_epoch)
             initial_epoch = 0
         train_model.jit_compile = resolve_jit_compile(config.jit_compile)
-    write_run_files(run_dir, config, data)  # only now: a run that fails its checks leaves nothing behind
+    if cluster.is_chief:  # only now: a run that fails its checks leaves nothing behind
+        write_run_files(run_dir, config, data)
 
-    print(f"{config.model}: {network.count_params():,} parameters; {data.dataset.name}: {len(data.x_train):,} train / "
-          f"{len(data.x_val):,} validation / {len(data.x_test):,} test images; backend {keras.backend.backend()}, "
-          f"jit_compile={train_model.jit_compile}; replicas: {replicas}; run directory {run_dir}")
+    share = (f"; process {cluster.process_id} of {cluster.num_processes} reads 1/{cluster.num_processes} of each split"
+             if cluster.multi_process else "")
+    counts = " / ".join(f"{data.count(s) * data.num_shards:,} {s}" for s in ("train", "validation", "test"))
+    print(f"{config.model}: {network.count_params():,} parameters; {data.dataset.name}: {counts} images "
+          f"(test: {data.test_source}); input: {data.input_path}; backend {keras.backend.backend()}, "
+          f"jit_compile={train_model.jit_compile}; replicas: {replicas}{share}; run directory {run_dir}")
 
     nan_guard = NaNGuard()
-    callbacks = make_callbacks(config, run_dir, data, network, state, nan_guard)
+    # processes other than the chief save their (identical) checkpoints into a scratch folder, then delete it
+    write_dir = run_dir if cluster.is_chief else Path(tempfile.mkdtemp(prefix=f"kerascnn-process{cluster.process_id}-"))
+    callbacks = make_callbacks(config, write_dir, data, network, state, nan_guard, cluster)
     started = time.perf_counter()
-    if initial_epoch < config.epochs:
+    verbose = "auto" if sys.stdout.isatty() else 2
+    if initial_epoch < config.epochs and data.stream is not None:
+        seeds = [epoch_seed(config.seed, epoch) for epoch in range(initial_epoch, config.epochs)]
+        # the epochs back to back (each exactly steps_per_epoch batches); .repeat() only guards against Keras
+        # asking for a batch past the last epoch's end
+        batches = data.stream.train_batches(batch_size, seeds, num_shards=data.num_shards,
+                                            shard_index=data.shard_index, normalize=False).repeat()
+        validation = data.stream.batches("validation", batch_size, num_shards=data.num_shards,
+                                         shard_index=data.shard_index, normalize=False) \
+            if data.count("validation") else None
+        train_model.fit(batches, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                        validation_data=validation, callbacks=callbacks, shuffle=False, verbose=verbose)
+    elif initial_epoch < config.epochs:
         batches = EpochBatches(data.x_train, data.y_train, data.num_classes, config.batch_size, config.seed,
                                initial_epoch)
         validation = (data.x_val, _one_hot(data.y_val, data.num_classes)) if len(data.x_val) else None
         train_model.fit(batches, epochs=config.epochs, initial_epoch=initial_epoch, validation_data=validation,
-                        callbacks=callbacks, shuffle=False, verbose="auto" if sys.stdout.isatty() else 2)
+                        callbacks=callbacks, shuffle=False, verbose=verbose)
     seconds = time.perf_counter() - started
 
     if nan_guard.triggered:
         raise TrainingError(nan_message(nan_guard, ResumableCheckpoint.load_state(run_dir), run_dir))
-    atomic_save_model(network, run_dir / rundir.LAST_MODEL)
-    return evaluate(config, run_dir, data, network, scope, seconds)
+    atomic_save_model(network, write_dir / rundir.LAST_MODEL)  # every process: saving is collective
+    try:
+        return evaluate(config, run_dir, data, network, scope, seconds, cluster)
+    finally:
+        if not cluster.is_chief:
+            shutil.rmtree(write_dir, ignore_errors=True)

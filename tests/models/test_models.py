@@ -72,7 +72,8 @@ def test_unknown_option_is_named():
         models.create("mobilenet", depth=3)
 
 
-@pytest.mark.parametrize("input_shape,match", [((28, 28), "input_shape"), ((4, 4, 1), "too small|does not fit")])
+@pytest.mark.parametrize("input_shape,match",
+                         [((28, 28), "input_shape"), ((4, 4, 1), "at least 28x28"), ((0, 28, 1), "input_shape")])
 def test_bad_input_shape(input_shape, match):
     with pytest.raises(ValueError, match=match):
         models.create("lenet5", input_shape)
@@ -81,3 +82,57 @@ def test_bad_input_shape(input_shape, match):
 def test_register_refuses_a_duplicate_name():
     with pytest.raises(ValueError, match="already registered"):
         models.register("vgg")(lambda input_shape, num_classes: None)
+
+
+def variable_size_models():
+    return [name for name in models.names() if name != "lenet5"]
+
+
+@pytest.mark.parametrize("name", models.names())
+@pytest.mark.parametrize("input_shape", [(32, 32, 3), (96, 96, 3), (224, 224, 3), (40, 72, 3)])
+def test_builds_for_any_fixed_size(name, input_shape):
+    model = models.create(name, input_shape, 5)
+    assert model.input_shape == (None, *input_shape)
+    assert model.output_shape == (None, 5)
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_output_shape_for_agrees_with_a_forward_pass(name):
+    model = models.create(name, (36, 44, 3), 4)
+    assert models.input_size.output_shape_for(model, (36, 44, 3)) == (1, 4)
+    assert model(random_images((1, 36, 44, 3)), training=False).shape == (1, 4)
+
+
+@pytest.mark.parametrize("name", variable_size_models())
+def test_variable_size_runs_on_two_sizes(name):
+    model = models.create(name, (None, None, 3), 4)
+    assert model.input_shape == (None, None, None, 3)
+    for size in ((32, 48), (57, 29)):
+        out = keras.ops.convert_to_numpy(model(random_images((2, *size, 3)), training=False))
+        assert out.shape == (2, 4)
+        assert_close(out.sum(axis=1), np.ones(2), atol=1e-5)
+
+
+def test_lenet_refuses_a_variable_size_with_the_reason():
+    with pytest.raises(ValueError, match="lenet5.*dense layers.*fixed height and width"):
+        models.create("lenet5", (None, None, 1))
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_smallest_size_is_computed_and_named(name):
+    """The smallest size comes from the layers' output-size formula; the model builds there and not below."""
+    smallest = models.smallest_input_size(models.create(name, (64, 64, 3), 4))
+    assert models.create(name, (*smallest, 3), 4).output_shape == (None, 4)
+    for too_small in ((smallest[0] - 1, smallest[1]), (smallest[0], smallest[1] - 1)):
+        if min(too_small) < 1:
+            continue  # the model takes 1 pixel on this axis: nothing is too small
+        with pytest.raises(ValueError, match=rf"at least {smallest[0]}x{smallest[1]} pixels.*too small"):
+            models.create(name, (*too_small, 3), 4)
+
+
+def test_lenet_smallest_size_follows_its_layers():
+    # C1 keeps n (padding 2), S2 halves it, C3 takes 4, S4 halves, C5 needs 5: floor((floor(n/2) - 4)/2) >= 5
+    assert models.smallest_input_size(models.create("lenet5", (32, 32, 1))) == (28, 28)
+    assert models.smallest_input_size(models.create("lenet5", (32, 32, 1), 10, activation="sigmoid")) == (28, 28)
+    with pytest.raises(ValueError, match=r"'lenet5' takes images of at least 28x28 pixels; input_shape=\(27, 40, 1\)"):
+        models.create("lenet5", (27, 40, 1))

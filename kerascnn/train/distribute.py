@@ -1,0 +1,149 @@
+"""Training on several processes or machines: data parallelism with `keras.distribution` on the JAX backend.
+
+Each process runs the same program with its own process id. `keras.distribution.initialize` connects them through
+a coordinator (`jax.distributed`); `DataParallel` replicates the model on every device of every process and
+averages the gradients, so all processes keep identical weights. Every process reads only its own shard of the
+input (`StreamingDataset.batches(..., num_shards=num_processes, shard_index=process_id)`), and only the chief
+(process 0) writes checkpoints, TensorBoard logs and the final models.
+
+On the TensorFlow backend Keras 3 supports one machine only: `MirroredStrategy` over its local devices
+(`--distribute`). Keras 3's `fit` does not work under `tf.distribute.MultiWorkerMirroredStrategy`
+(keras-team/keras#20585), so several machines need KERAS_BACKEND=jax.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+import keras
+
+# The environment variables keras.distribution.initialize reads too, so one set configures both.
+ENV_COORDINATOR = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
+ENV_NUM_PROCESSES = "KERAS_DISTRIBUTION_NUM_PROCESSES"
+ENV_PROCESS_ID = "KERAS_DISTRIBUTION_PROCESS_ID"
+
+
+class DistributionError(ValueError):
+    """A cluster setting that cannot work; the message says which and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    """Where this process stands in a multi-process run: `num_processes` processes, this one `process_id`,
+    meeting at `coordinator` ("host:port" of process 0)."""
+
+    coordinator: str | None = None
+    num_processes: int = 1
+    process_id: int = 0
+
+    @property
+    def multi_process(self) -> bool:
+        return self.num_processes > 1
+
+    @property
+    def is_chief(self) -> bool:
+        """Process 0: the one that writes the run directory."""
+        return self.process_id == 0
+
+
+def cluster_from(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None,
+                 environ=None) -> Cluster:
+    """The cluster from flags, falling back to KERAS_DISTRIBUTION_JOB_ADDRESSES / _NUM_PROCESSES / _PROCESS_ID.
+
+    Args:
+        coordinator: "host:port" of process 0, which every process can reach.
+        num_processes: how many processes take part (1: a single process).
+        process_id: this process's index, 0 .. num_processes - 1.
+        environ: the environment to read (default `os.environ`).
+
+    Returns:
+        A `Cluster`.
+
+    Raises:
+        DistributionError: a count or id out of range, or several processes without a coordinator.
+
+    Example:
+        >>> cluster_from("10.0.0.1:1234", 2, 1).is_chief
+        False
+    """
+    environ = os.environ if environ is None else environ
+    coordinator = coordinator or environ.get(ENV_COORDINATOR) or None
+
+    def number(value, variable, flag):
+        if value is not None:
+            return value
+        text = environ.get(variable)
+        if text is None:
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            raise DistributionError(f"{variable} must be an integer (or use {flag}). Received: {text!r}") from None
+
+    num_processes = number(num_processes, ENV_NUM_PROCESSES, "--num-processes")
+    process_id = number(process_id, ENV_PROCESS_ID, "--process-id")
+    num_processes = 1 if num_processes is None else num_processes
+    process_id = 0 if process_id is None else process_id
+    if num_processes < 1:
+        raise DistributionError(f"--num-processes must be >= 1. Received: {num_processes}")
+    if not 0 <= process_id < num_processes:
+        raise DistributionError(f"--process-id must be in 0..{num_processes - 1} for --num-processes "
+                                f"{num_processes}. Received: {process_id}")
+    if num_processes > 1:
+        if not coordinator:
+            raise DistributionError(f"--num-processes {num_processes} needs --coordinator HOST:PORT (the address of "
+                                    f"process 0, reachable from every process; or set {ENV_COORDINATOR}).")
+        first = coordinator.split(",")[0]
+        if not re.fullmatch(r"[\w.\-\[\]:]+:\d+", first):
+            raise DistributionError(f"--coordinator must be HOST:PORT, e.g. 10.0.0.1:1234. Received: {coordinator!r}")
+    return Cluster(coordinator, num_processes, process_id)
+
+
+def initialize(cluster: Cluster) -> None:
+    """Connects this process to the others (no-op for a single process). Call before building any model.
+
+    On a machine without accelerators JAX's cross-process collectives need gloo
+    (`jax_cpu_collectives_implementation`), which is switched on here.
+
+    Raises:
+        DistributionError: several processes on a backend other than JAX.
+    """
+    if not cluster.multi_process:
+        return
+    backend = keras.backend.backend()
+    if backend != "jax":
+        raise DistributionError(
+            f"Training across {cluster.num_processes} processes needs the JAX backend (KERAS_BACKEND=jax); this is "
+            f"{backend}. Keras 3 supports only one machine on TensorFlow (--distribute: MirroredStrategy over its "
+            "local devices); its fit does not run under MultiWorkerMirroredStrategy (keras-team/keras#20585)."
+        )
+    import jax
+
+    if _cpu_only():  # decided without jax.devices(), which must not run before jax.distributed.initialize
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    keras.distribution.initialize(cluster.coordinator, cluster.num_processes, cluster.process_id)
+
+
+def _cpu_only() -> bool:
+    """True when JAX will run on the CPU: JAX_PLATFORMS says so, or no accelerator plugin is installed."""
+    platforms = os.environ.get("JAX_PLATFORMS", "")
+    if platforms:
+        return platforms.split(",")[0].strip() == "cpu"
+    import importlib.util
+
+    return not any(importlib.util.find_spec(name) for name in ("jax_cuda12_plugin", "jax_cuda13_plugin",
+                                                               "libtpu", "jax_rocm60_plugin"))
+
+
+def data_parallel(cluster: Cluster) -> keras.distribution.DataParallel:
+    """Sets and returns a `DataParallel` distribution over every device of every process.
+
+    The input is not auto-sharded by Keras (which would make every process decode every image and drop the
+    others' share): each process passes the batches of its own shard, and Keras assembles the global batch
+    from the processes' local ones.
+    """
+    distribution = keras.distribution.DataParallel(auto_shard_dataset=not cluster.multi_process)
+    keras.distribution.set_distribution(distribution)
+    return distribution
