@@ -45,7 +45,8 @@ def generate(folder: Path, count: int, size: int = 96, seed: int = 0) -> None:
         small = rng.integers(0, 256, (8, 8, 3)).astype(np.uint8)
         small[..., label % 3] = np.maximum(small[..., label % 3], 160)  # a class-dependent tint to learn
         Image.fromarray(small).resize((size, size), Image.BILINEAR).save(
-            folder / CLASSES[label] / f"{index:06d}.jpg", quality=90)
+            folder / CLASSES[label] / f"{index:06d}.jpg", quality=90
+        )
 
 
 def measure(pipeline: str, folder: str, train_steps: int, batch_size: int = 64) -> dict:
@@ -62,9 +63,15 @@ def measure(pipeline: str, folder: str, train_steps: int, batch_size: int = 64) 
         dataset = data.batches("train", batch_size, shuffle=True, seed=0, normalize=False)
         input_shape, classes, path = data.input_shape, len(data.labels), data.input_path
     else:
-        dataset = keras.utils.image_dataset_from_directory(folder, image_size=(96, 96), batch_size=batch_size,
-                                                           shuffle=True, seed=0, label_mode="categorical",
-                                                           verbose=False).prefetch(tf.data.AUTOTUNE)
+        dataset = keras.utils.image_dataset_from_directory(
+            folder,
+            image_size=(96, 96),
+            batch_size=batch_size,
+            shuffle=True,
+            seed=0,
+            label_mode="categorical",
+            verbose=False,
+        ).prefetch(tf.data.AUTOTUNE)
         input_shape, classes, path = (96, 96, 3), len(CLASSES), "stream"
     result = {"pipeline": pipeline, "path": path, "setup_s": round(time.perf_counter() - started, 2)}
     for epoch in (1, 2):
@@ -94,12 +101,20 @@ def measure(pipeline: str, folder: str, train_steps: int, batch_size: int = 64) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000, 32000])
-    parser.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "kerascnn-bench-data"),
-                        help="where the generated folders go (default: %(default)s)")
+    parser.add_argument(
+        "--dir",
+        default=str(Path(tempfile.gettempdir()) / "kerascnn-bench-data"),
+        help="where the generated folders go (default: %(default)s)",
+    )
     parser.add_argument("--train-steps", type=int, default=40, help="steps of the short training run (0: none)")
-    parser.add_argument("--rounds", type=int, choices=[1, 2], default=2,
-                        help="subprocess runs per pipeline, in alternating order; the table gives the best "
-                             "(peak memory: the largest) (default: %(default)s)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        choices=[1, 2],
+        default=2,
+        help="subprocess runs per pipeline, in alternating order; the table gives the best "
+        "(peak memory: the largest) (default: %(default)s)",
+    )
     parser.add_argument("--measure", nargs=2, metavar=("PIPELINE", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -108,8 +123,10 @@ def main() -> None:
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     print(f"{os.cpu_count()} CPUs; batch 64; KERAS_BACKEND={os.environ.get('KERAS_BACKEND', 'tensorflow')}")
-    print("| images | pipeline | input path | setup s | epoch 1 img/s | epoch 2 img/s | input peak MB | "
-          "train img/s | train peak MB |")
+    print(
+        "| images | pipeline | input path | setup s | epoch 1 img/s | epoch 2 img/s | input peak MB | "
+        "train img/s | train peak MB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for count in args.sizes:
         folder = Path(args.dir) / f"n{count}"
@@ -117,17 +134,36 @@ def main() -> None:
         runs = {"kerascnn": [], "keras": []}
         for order in [("kerascnn", "keras"), ("keras", "kerascnn")][: args.rounds]:
             for pipeline in order:
-                output = subprocess.run([sys.executable, __file__, "--measure", pipeline, str(folder),
-                                         "--train-steps", str(args.train_steps)], env=env, capture_output=True,
-                                        text=True, check=True).stdout
+                output = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--measure",
+                        pipeline,
+                        str(folder),
+                        "--train-steps",
+                        str(args.train_steps),
+                    ],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
                 runs[pipeline].append(json.loads(output.strip().splitlines()[-1]))
         for pipeline, results in runs.items():  # the best of the rounds: the machine may be shared
-            r = {key: (min if key == "setup_s" else max)(x[key] for x in results) if isinstance(value, (int, float))
-                 else value for key, value in results[0].items()}
+            r = {
+                key: (min if key == "setup_s" else max)(x[key] for x in results)
+                if isinstance(value, (int, float))
+                else value
+                for key, value in results[0].items()
+            }
             name = "kerascnn.data.stream" if pipeline == "kerascnn" else "keras image_dataset_from_directory"
-            print(f"| {count:,} | {name} | {r['path']} | {r['setup_s']} | {r['epoch1_images_per_s']:,} | "
-                  f"{r['epoch2_images_per_s']:,} | {r['input_peak_mb']:,} | {r.get('train_images_per_s', '-')} | "
-                  f"{r.get('train_peak_mb', '-')} |", flush=True)
+            print(
+                f"| {count:,} | {name} | {r['path']} | {r['setup_s']} | {r['epoch1_images_per_s']:,} | "
+                f"{r['epoch2_images_per_s']:,} | {r['input_peak_mb']:,} | {r.get('train_images_per_s', '-')} | "
+                f"{r.get('train_peak_mb', '-')} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -86,13 +86,16 @@ def main():
     parser.add_argument("--steps", type=int, default=150, help="paired train steps per jit setting (default 150)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed train steps per model first (default 5)")
     parser.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
-    parser.add_argument("--jit", choices=["off", "on", "both"], default="off",
-                        help="jit_compile setting(s) to time (default off)")
+    parser.add_argument(
+        "--jit", choices=["off", "on", "both"], default="off", help="jit_compile setting(s) to time (default off)"
+    )
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
-    batches = [(rng.random((args.batch_size, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, args.batch_size))
-               for _ in range(4)]
+    batches = [
+        (rng.random((args.batch_size, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, args.batch_size))
+        for _ in range(4)
+    ]
     rows = []
     for jit in {"off": [False], "on": [True], "both": [False, True]}[args.jit]:
         models = []
@@ -109,17 +112,23 @@ def main():
         ratios = [a / b for a, b in zip(times["kerascnn"], times["keras"])]
         rows.append((jit, ours, theirs, *quartiles(ratios)))
 
-    print(f"\nedge net, {models[0].count_params():,} parameters, batch {args.batch_size}, {args.steps} paired "
-          f"train steps (alternating which model goes first), backend {keras.backend.backend()}, "
-          f"{os.cpu_count()} CPUs")
-    print("| jit_compile | kerascnn s/step (median) | keras s/step (median) | ratio kerascnn / keras "
-          "(median of paired steps) | ratio interquartile range |")
+    print(
+        f"\nedge net, {models[0].count_params():,} parameters, batch {args.batch_size}, {args.steps} paired "
+        f"train steps (alternating which model goes first), backend {keras.backend.backend()}, "
+        f"{os.cpu_count()} CPUs"
+    )
+    print(
+        "| jit_compile | kerascnn s/step (median) | keras s/step (median) | ratio kerascnn / keras "
+        "(median of paired steps) | ratio interquartile range |"
+    )
     print("|---|---|---|---|---|")
     for jit, ours, theirs, q1, ratio, q3 in rows:
         print(f"| {'on (XLA)' if jit else 'off'} | {ours:.4f} | {theirs:.4f} | {ratio:.3f} | {q1:.3f}-{q3:.3f} |")
     if len(rows) == 2:
-        print(f"\nkeras built-ins, XLA on / off: {rows[1][2] / rows[0][2]:.1f}x the time per step "
-              f"(kerascnn: {rows[1][1] / rows[0][1]:.1f}x)")
+        print(
+            f"\nkeras built-ins, XLA on / off: {rows[1][2] / rows[0][2]:.1f}x the time per step "
+            f"(kerascnn: {rows[1][1] / rows[0][1]:.1f}x)"
+        )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,10 @@ def main():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.steps * args.batch_size, 28, 28, 1)).astype(np.float32)
     y = rng.integers(0, 10, len(x))
-    print(f"backend {keras.backend.backend()}, {os.cpu_count()} CPUs, batch {args.batch_size}, "
-          f"{args.rounds} interleaved rounds of {args.steps} steps; epoch = {EPOCH_IMAGES:,} images")
+    print(
+        f"backend {keras.backend.backend()}, {os.cpu_count()} CPUs, batch {args.batch_size}, "
+        f"{args.rounds} interleaved rounds of {args.steps} steps; epoch = {EPOCH_IMAGES:,} images"
+    )
     print("| model | params | jit_compile | kerascnn s/epoch | keras s/epoch | kerascnn img/s | ratio (median) |")
     print("|---|---|---|---|---|---|---|")
     for name in args.models:
@@ -57,13 +59,15 @@ def main():
                 model.fit(x[: 2 * args.batch_size], y[: 2 * args.batch_size], batch_size=args.batch_size, verbose=0)
             times = {key: [] for key in pair}
             for round_index in range(args.rounds):
-                for key in (list(pair) if round_index % 2 == 0 else list(pair)[::-1]):
+                for key in list(pair) if round_index % 2 == 0 else list(pair)[::-1]:
                     times[key].append(timed_fit(pair[key], x, y, args.batch_size))
             per_image = {key: statistics.median(t) / len(x) for key, t in times.items()}
             ratio = statistics.median(a / b for a, b in zip(times["kerascnn"], times["keras"]))
-            print(f"| {name} | {ours.count_params():,} | {jit} | {per_image['kerascnn'] * EPOCH_IMAGES:.1f} | "
-                  f"{per_image['keras'] * EPOCH_IMAGES:.1f} | {1 / per_image['kerascnn']:.0f} | {ratio:.3f} |",
-                  flush=True)
+            print(
+                f"| {name} | {ours.count_params():,} | {jit} | {per_image['kerascnn'] * EPOCH_IMAGES:.1f} | "
+                f"{per_image['keras'] * EPOCH_IMAGES:.1f} | {1 / per_image['kerascnn']:.0f} | {ratio:.3f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -51,14 +51,20 @@ def read_metadata(model_path: Path) -> dict | None:
     options.Init(unit.Options().Bytes, unit.Options().Pos)
     return {
         "identifier_ok": meta.ModelMetadata.ModelMetadataBufferHasIdentifier(buffer, 0),
-        "name": root.Name().decode(), "description": root.Description().decode(),
-        "version": root.Version().decode(), "license": root.License().decode(),
+        "name": root.Name().decode(),
+        "description": root.Description().decode(),
+        "version": root.Version().decode(),
+        "license": root.License().decode(),
         "min_parser_version": root.MinParserVersion().decode(),
         "color_space": {1: "RGB", 2: "GRAYSCALE"}.get(properties.ColorSpace(), "UNKNOWN"),
-        "mean": options.MeanAsNumpy().tolist(), "std": options.StdAsNumpy().tolist(),
-        "stats_min": image.Stats().MinAsNumpy().tolist(), "stats_max": image.Stats().MaxAsNumpy().tolist(),
-        "label_files": [(scores.AssociatedFiles(j).Name().decode(), scores.AssociatedFiles(j).Type())
-                        for j in range(scores.AssociatedFilesLength())],
+        "mean": options.MeanAsNumpy().tolist(),
+        "std": options.StdAsNumpy().tolist(),
+        "stats_min": image.Stats().MinAsNumpy().tolist(),
+        "stats_max": image.Stats().MaxAsNumpy().tolist(),
+        "label_files": [
+            (scores.AssociatedFiles(j).Name().decode(), scores.AssociatedFiles(j).Type())
+            for j in range(scores.AssociatedFilesLength())
+        ],
     }
 
 
@@ -68,8 +74,9 @@ def mediapipe_top1(model_path: Path, rgb_images: np.ndarray) -> tuple[list[str],
     from mediapipe.tasks import python as tasks
     from mediapipe.tasks.python import vision
 
-    options = vision.ImageClassifierOptions(base_options=tasks.BaseOptions(model_asset_path=str(model_path)),
-                                            max_results=1)
+    options = vision.ImageClassifierOptions(
+        base_options=tasks.BaseOptions(model_asset_path=str(model_path)), max_results=1
+    )
     top, times = [], []
     with vision.ImageClassifier.create_from_options(options) as classifier:
         classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb_images[0]))
@@ -89,8 +96,18 @@ def litert_top1(model_path: Path, images: np.ndarray) -> list[str]:
     manifest = predict.load_manifest(model_path, None)
     classifier = predict.Classifier(model_path, manifest)
     labels = manifest["labels"]
-    return [labels[int(np.argmax(classifier.probabilities(classifier.preprocess_image(
-        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)))))] for image in images]
+    return [
+        labels[
+            int(
+                np.argmax(
+                    classifier.probabilities(
+                        classifier.preprocess_image(Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image))
+                    )
+                )
+            )
+        ]
+        for image in images
+    ]
 
 
 def check(model_path: Path, images: np.ndarray, truth: np.ndarray) -> dict:
@@ -98,15 +115,22 @@ def check(model_path: Path, images: np.ndarray, truth: np.ndarray) -> dict:
     names = np.array(manifest["labels"])[truth]
     rgb = np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
     litert = litert_top1(model_path, images)
-    row = {"model": str(model_path), "images": int(len(images)), "metadata": read_metadata(model_path),
-           "ai_edge_litert": {"accuracy": round(100 * float(np.mean(np.array(litert) == names)), 2)}}
+    row = {
+        "model": str(model_path),
+        "images": int(len(images)),
+        "metadata": read_metadata(model_path),
+        "ai_edge_litert": {"accuracy": round(100 * float(np.mean(np.array(litert) == names)), 2)},
+    }
     try:
         top, ms = mediapipe_top1(model_path, rgb)
     except (ValueError, RuntimeError) as error:  # MediaPipe refuses the model (e.g. an int8 input)
         row["mediapipe"] = {"supported": False, "error": str(error).splitlines()[0]}
         return row
-    row["mediapipe"] = {"supported": True, "accuracy": round(100 * float(np.mean(np.array(top) == names)), 2),
-                        "ms_per_image": round(ms, 4)}
+    row["mediapipe"] = {
+        "supported": True,
+        "accuracy": round(100 * float(np.mean(np.array(top) == names)), 2),
+        "ms_per_image": round(ms, 4),
+    }
     row["top1_agreement"] = round(100 * float(np.mean(np.array(top) == np.array(litert))), 2)
     return row
 
@@ -119,14 +143,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         with np.load(args.data) as data:
-            images, truth = data["images"][:args.limit], data["labels"][:args.limit].astype(int)
+            images, truth = data["images"][: args.limit], data["labels"][: args.limit].astype(int)
     except (OSError, KeyError, ValueError) as error:
         parser.error(f"--data {args.data}: not an .npz with images and labels ({error})")
     if images.ndim == 3:
         images = images[..., None]
     try:
-        print(json.dumps({"mediapipe": _version(), "results": [check(m, images, truth) for m in args.models]},
-                         indent=1))
+        print(
+            json.dumps({"mediapipe": _version(), "results": [check(m, images, truth) for m in args.models]}, indent=1)
+        )
     except predict.PredictError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

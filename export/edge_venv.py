@@ -40,8 +40,19 @@ def ensure(env: Path = ROOT / ".venv-edge", quiet: bool = True) -> Path:
         return python
     if not python.exists():
         venv.EnvBuilder(with_pip=True, clear=True).create(env)
-    subprocess.run([str(python), "-m", "pip", "install", *(["-q"] if quiet else []), "--disable-pip-version-check",
-                    "-r", str(REQUIREMENTS)], check=True)
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            *(["-q"] if quiet else []),
+            "--disable-pip-version-check",
+            "-r",
+            str(REQUIREMENTS),
+        ],
+        check=True,
+    )
     stamp.write_text(wanted + "\n")
     return python
 
@@ -53,8 +64,9 @@ def main(argv=None) -> int:
     try:
         print(ensure(args.venv, quiet=False))
     except subprocess.CalledProcessError as error:
-        print(f"error: pip could not install {REQUIREMENTS} into {args.venv} (exit {error.returncode}).",
-              file=sys.stderr)
+        print(
+            f"error: pip could not install {REQUIREMENTS} into {args.venv} (exit {error.returncode}).", file=sys.stderr
+        )
         return 2
     return 0
 

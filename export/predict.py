@@ -31,8 +31,11 @@ class PredictError(Exception):
 
 
 def _numbers(values, channels: int, what: str, positive: bool = False) -> list[float]:
-    if (not isinstance(values, list) or len(values) not in (1, channels)
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values)):
+    if (
+        not isinstance(values, list)
+        or len(values) not in (1, channels)
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values)
+    ):
         raise ValueError(f"input.normalization.{what} must be a list of 1 or {channels} numbers, got {values!r:.80}")
     if positive and min(values) <= 0:
         raise ValueError(f"input.normalization.{what} must be > 0 (it divides), got {values!r}")
@@ -50,16 +53,23 @@ def load_manifest(model_path: Path, manifest_path: Path | None) -> dict:
         raise PredictError(f"Model file {model_path} does not exist.")
     manifest_path = manifest_path or model_path.with_suffix(".json")
     if not manifest_path.exists():
-        raise PredictError(f"No manifest for {model_path}: expected {manifest_path}. Export the model with "
-                           "`python -m kerascnn.export`, which writes it, or pass --manifest.")
+        raise PredictError(
+            f"No manifest for {model_path}: expected {manifest_path}. Export the model with "
+            "`python -m kerascnn.export`, which writes it, or pass --manifest."
+        )
     try:
         manifest = json.loads(manifest_path.read_text())
         labels, shape = manifest["labels"], manifest["input"]["shape"]
         normalization = manifest["input"]["normalization"]
         if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
             raise ValueError(f"labels must be a list of names, got {labels!r:.80}")
-        if (not isinstance(shape, list) or len(shape) != 4 or shape[0] != 1
-                or not all(isinstance(n, int) and n > 0 for n in shape) or shape[-1] not in (1, 3)):
+        if (
+            not isinstance(shape, list)
+            or len(shape) != 4
+            or shape[0] != 1
+            or not all(isinstance(n, int) and n > 0 for n in shape)
+            or shape[-1] not in (1, 3)
+        ):
             raise ValueError(f"input.shape must be [1, height, width, channels] with 1 or 3 channels, got {shape!r}")
         _numbers(normalization["mean"], shape[-1], "mean")
         _numbers(normalization["std"], shape[-1], "std", positive=True)
@@ -120,7 +130,8 @@ class Classifier:
             raise PredictError(
                 f"The manifest does not match {model_path}: the model takes {takes} and gives "
                 f"{int(self.output['shape'][-1])} scores, the manifest says {expected} and {len(manifest['labels'])} "
-                "labels. Use the manifest exported with this model.")
+                "labels. Use the manifest exported with this model."
+            )
         self.height, self.width, self.channels = expected
         self.mean = np.float32(manifest["input"]["normalization"]["mean"])
         self.std = np.float32(manifest["input"]["normalization"]["std"])
@@ -145,9 +156,11 @@ class Classifier:
         except FileNotFoundError as error:
             raise PredictError(f"Image {path} does not exist.") from error
         except Image.DecompressionBombError as error:
-            raise PredictError(f"{path} is too large for Pillow's decompression-bomb limit ({error}); downscale it "
-                               "first (the model needs only "
-                               f"{self.width}x{self.height} pixels).") from error
+            raise PredictError(
+                f"{path} is too large for Pillow's decompression-bomb limit ({error}); downscale it "
+                "first (the model needs only "
+                f"{self.width}x{self.height} pixels)."
+            ) from error
         except (UnidentifiedImageError, OSError, ValueError) as error:
             raise PredictError(f"{path} is not an image Pillow can read ({error}).") from error
 
@@ -182,8 +195,10 @@ def benchmark(model_path: Path, manifest: dict, rounds: int = 7, runs: int = 50)
             for _ in range(runs):
                 classifier.probabilities(x)
             samples[threads].append(1000 * (time.perf_counter() - start) / runs)
-    return {"model": str(model_path), "median_ms_per_image": {str(t): round(statistics.median(s), 4)
-                                                              for t, s in samples.items()}}
+    return {
+        "model": str(model_path),
+        "median_ms_per_image": {str(t): round(statistics.median(s), 4) for t, s in samples.items()},
+    }
 
 
 def main(argv=None) -> int:
@@ -192,8 +207,12 @@ def main(argv=None) -> int:
     parser.add_argument("--manifest", type=Path, help="manifest JSON (default: beside the model, same name)")
     parser.add_argument("--top-k", type=int, default=3, help="how many classes to print (>= 1; default 3)")
     parser.add_argument("--threads", type=int, help="interpreter threads, >= 1 (default: the runtime's choice)")
-    parser.add_argument("--background", choices=list(BACKGROUNDS), default="white",
-                        help="colour under transparent pixels of RGBA/LA/P images (default white)")
+    parser.add_argument(
+        "--background",
+        choices=list(BACKGROUNDS),
+        default="white",
+        help="colour under transparent pixels of RGBA/LA/P images (default white)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per image")
     parser.add_argument("--benchmark", action="store_true", help="latency for 1..N threads, as JSON")
     parser.add_argument("--benchmark-out", type=Path, help="also write the benchmark JSON to this file")
@@ -205,10 +224,13 @@ def main(argv=None) -> int:
         parser.error(f"--threads must be at least 1 (or left out for the runtime's choice), got {args.threads}")
     if not args.benchmark and not args.images:
         parser.error("give one or more image files (or --benchmark)")
-    if args.benchmark_out and not (args.benchmark_out.parent.is_dir() and os.access(args.benchmark_out.parent,
-                                                                                     os.W_OK)):
-        parser.error(f"--benchmark-out {args.benchmark_out}: the folder {args.benchmark_out.parent} does not exist "
-                     "or is not writable")
+    if args.benchmark_out and not (
+        args.benchmark_out.parent.is_dir() and os.access(args.benchmark_out.parent, os.W_OK)
+    ):
+        parser.error(
+            f"--benchmark-out {args.benchmark_out}: the folder {args.benchmark_out.parent} does not exist "
+            "or is not writable"
+        )
     failed = 0
     try:
         manifest = load_manifest(args.model, args.manifest)
@@ -220,8 +242,9 @@ def main(argv=None) -> int:
                 try:
                     args.benchmark_out.write_text(text + "\n")
                 except OSError as error:
-                    raise PredictError(f"Cannot write --benchmark-out {args.benchmark_out} ({error.strerror}).") \
-                        from error
+                    raise PredictError(
+                        f"Cannot write --benchmark-out {args.benchmark_out} ({error.strerror})."
+                    ) from error
             return 0
         classifier = Classifier(args.model, manifest, args.threads, args.background)
         for path in args.images:

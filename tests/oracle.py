@@ -21,7 +21,7 @@ def corr2d(x, kernel, bias=None, strides=(1, 1), pads=((0, 0), (0, 0)), dilation
             for j in range(out_w):
                 for a in range(kh):
                     for b in range(kw):
-                        pixel = x[:, i * sh + a * dh, j * sw + b * dw, g * cin_g:(g + 1) * cin_g]
+                        pixel = x[:, i * sh + a * dh, j * sw + b * dw, g * cin_g : (g + 1) * cin_g]
                         out[:, i, j, f] += pixel @ kernel[a, b, :, f]
     if bias is not None:
         out += np.asarray(bias, np.float64)
@@ -39,7 +39,7 @@ def pool2d(x, pool_size, strides, pads=((0, 0), (0, 0)), mode="max"):
     for i in range(out_h):
         for j in range(out_w):
             top, left = i * sh - pt, j * sw - pl
-            window = x[:, max(top, 0):min(top + kh, h), max(left, 0):min(left + kw, w), :]
+            window = x[:, max(top, 0) : min(top + kh, h), max(left, 0) : min(left + kw, w), :]
             reduce = np.max if mode == "max" else np.mean
             out[:, i, j, :] = reduce(window, axis=(1, 2))
     return out

@@ -17,9 +17,24 @@ OTHER_BACKENDS = [b for b in ("tensorflow", "jax", "torch") if b != keras.backen
 def test_portable_suite_passes_under(backend):
     env = {**os.environ, "KERAS_BACKEND": backend}
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-m", "backend_portable", "-p", "no:cacheprovider",
-         "tests/layers", "tests/data", "tests/models"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-m",
+            "backend_portable",
+            "-p",
+            "no:cacheprovider",
+            "tests/layers",
+            "tests/data",
+            "tests/models",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
     assert done.returncode == 0, f"KERAS_BACKEND={backend}: {summary}\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}"

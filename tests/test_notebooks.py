@@ -31,7 +31,8 @@ def test_notebook_is_committed_without_outputs(path):
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, (
                 f"{path.name} cell {index} has outputs: clear them before committing "
-                "(python notebooks/clear_outputs.py)")
+                "(python notebooks/clear_outputs.py)"
+            )
     assert notebook.metadata.get("kernelspec", {}).get("name") == "python3"
 
 
@@ -52,18 +53,26 @@ def test_notebook_runs(path, notebook_out, monkeypatch):
     monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # ipykernel's debugger warns about frozen modules
     notebook = nbformat.read(path, as_version=4)
     # an extra first cell reports which Python the kernel runs: it must be this one (the virtualenv's)
-    notebook.cells.insert(0, nbformat.v4.new_code_cell("import json, sys; print(json.dumps([sys.prefix, "
-                                                       "sys.version]))"))
+    notebook.cells.insert(
+        0, nbformat.v4.new_code_cell("import json, sys; print(json.dumps([sys.prefix, sys.version]))")
+    )
     before = _files(ROOT / "notebooks"), _files(ROOT / "runs" / "notebooks")
 
-    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
     client.execute()  # raises nbclient.exceptions.CellExecutionError at the first failing cell
 
     prefix, version = json.loads(notebook.cells[0].outputs[0]["text"])
     assert (prefix, version) == (sys.prefix, sys.version), "the kernel does not run the Python that runs pytest"
-    silent = [index for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"
-              and "plt.show()" in cell.source and not any("image/png" in o.get("data", {}) for o in cell.outputs)]
+    silent = [
+        index
+        for index, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code"
+        and "plt.show()" in cell.source
+        and not any("image/png" in o.get("data", {}) for o in cell.outputs)
+    ]
     assert not silent, f"cells {silent} call plt.show() but show no figure (was the inline backend switched off?)"
     assert (_files(ROOT / "notebooks"), _files(ROOT / "runs" / "notebooks")) == before, (
-        "the notebook wrote into the repository instead of $KERASCNN_NOTEBOOK_OUT")
+        "the notebook wrote into the repository instead of $KERASCNN_NOTEBOOK_OUT"
+    )

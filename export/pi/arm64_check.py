@@ -40,23 +40,29 @@ PREDICT = REPO / "export" / "predict.py"
 MEDIAPIPE_TOP1 = HERE / "mediapipe_top1.py"
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
-ARM64_SOURCES = (f"deb [signed-by={KEYRING}] http://deb.debian.org/debian bookworm main\n"
-                 f"deb [signed-by={KEYRING}] http://deb.debian.org/debian-security bookworm-security main\n")
+ARM64_SOURCES = (
+    f"deb [signed-by={KEYRING}] http://deb.debian.org/debian bookworm main\n"
+    f"deb [signed-by={KEYRING}] http://deb.debian.org/debian-security bookworm-security main\n"
+)
 TRIXIE_SOURCES = f"deb [signed-by={KEYRING}] http://deb.debian.org/debian trixie main\n"
 # Debian bookworm arm64 packages a TF-free predict.py needs: Python 3.11 and the C/C++ runtime the wheels link to.
-ARM64_DEBS = ("libc6 libgcc-s1 libstdc++6 zlib1g libexpat1 libffi8 libssl3 libbz2-1.0 liblzma5 libuuid1 libcrypt1 "
-              "libncursesw6 libtinfo6 libsqlite3-0 libreadline8 "
-              "python3.11-minimal libpython3.11-minimal libpython3.11-stdlib").split()
+ARM64_DEBS = (
+    "libc6 libgcc-s1 libstdc++6 zlib1g libexpat1 libffi8 libssl3 libbz2-1.0 liblzma5 libuuid1 libcrypt1 "
+    "libncursesw6 libtinfo6 libsqlite3-0 libreadline8 "
+    "python3.11-minimal libpython3.11-minimal libpython3.11-stdlib"
+).split()
 # What MediaPipe's C++ core loads beyond that (Raspberry Pi OS has them): EGL/GLES through libglvnd.
 MEDIAPIPE_DEBS = "libegl1 libgles2 libglvnd0".split()
-WHEEL_PLATFORMS = {"aarch64": ("manylinux_2_27_aarch64", "manylinux_2_28_aarch64", "manylinux_2_17_aarch64",
-                               "manylinux2014_aarch64"),
-                   "x86_64": ("manylinux_2_27_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64",
-                              "manylinux2014_x86_64")}
+WHEEL_PLATFORMS = {
+    "aarch64": ("manylinux_2_27_aarch64", "manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64"),
+    "x86_64": ("manylinux_2_27_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"),
+}
 # A Raspberry Pi 4's /proc/cpuinfo (Cortex-A72, part 0xd08), one block per host CPU (qemu-user shows the host's count).
-PI4_CPUINFO_BLOCK = ("processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
-                     "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\n"
-                     "CPU revision\t: 3\n\n")
+PI4_CPUINFO_BLOCK = (
+    "processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
+    "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\n"
+    "CPU revision\t: 3\n\n"
+)
 PI4_CPUINFO_TAIL = "Revision\t: c03111\nSerial\t\t: 0000000000000000\nModel\t\t: Raspberry Pi 4 Model B Rev 1.1\n"
 
 
@@ -100,8 +106,10 @@ def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     """Runs a build step; a failure raises CheckError with the command and the end of its output."""
     result = subprocess.run(command, capture_output=True, text=True, **kwargs)
     if result.returncode != 0:
-        raise CheckError(f"`{' '.join(command[:6])} ...` failed (exit {result.returncode}): "
-                         f"{(result.stderr or result.stdout).strip()[-400:]}")
+        raise CheckError(
+            f"`{' '.join(command[:6])} ...` failed (exit {result.returncode}): "
+            f"{(result.stderr or result.stdout).strip()[-400:]}"
+        )
     return result
 
 
@@ -129,11 +137,20 @@ def apt(cache: Path, name: str, arch: str, sources: str) -> list[str]:
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "status").touch()
     (root / "etc" / "sources.list").write_text(sources)
-    options = {"APT::Architecture": arch, "APT::Architectures::": arch, "Dir::State": root,
-               "Dir::State::Lists": root / "lists", "Dir::State::status": root / "status", "Dir::Cache": root,
-               "Dir::Cache::Archives": root / "archives", "Dir::Etc::SourceList": root / "etc" / "sources.list",
-               "Dir::Etc::SourceParts": root / "parts", "Dir::Etc::Preferences": root / "etc" / "preferences",
-               "Dir::Etc::PreferencesParts": root / "parts", "Debug::NoLocking": "1"}
+    options = {
+        "APT::Architecture": arch,
+        "APT::Architectures::": arch,
+        "Dir::State": root,
+        "Dir::State::Lists": root / "lists",
+        "Dir::State::status": root / "status",
+        "Dir::Cache": root,
+        "Dir::Cache::Archives": root / "archives",
+        "Dir::Etc::SourceList": root / "etc" / "sources.list",
+        "Dir::Etc::SourceParts": root / "parts",
+        "Dir::Etc::Preferences": root / "etc" / "preferences",
+        "Dir::Etc::PreferencesParts": root / "parts",
+        "Debug::NoLocking": "1",
+    }
     if os.geteuid() == 0:
         options["APT::Sandbox::User"] = "root"
     return [f"-o{key}={value}" for key, value in options.items()]
@@ -147,6 +164,7 @@ def download_debs(cache: Path, name: str, arch: str, sources: str, packages: lis
 
 def build_sysroot(cache: Path) -> Path:
     """Debian bookworm arm64 root with /usr/bin/python3.11, for `qemu-aarch64 -L`."""
+
     def build(tmp: Path) -> None:
         debs = tmp / "debs"
         debs.mkdir()
@@ -154,24 +172,29 @@ def build_sysroot(cache: Path) -> Path:
         for deb in sorted(debs.glob("*.deb")):
             run(["dpkg-deb", "-x", str(deb), str(tmp / "root")])
         shutil.rmtree(debs)
+
     return built(cache / "sysroot", build) / "root"
 
 
 def build_pi_cpuinfo_sysroot(cache: Path, sysroot: Path) -> Path:
     """The sysroot plus a Pi 4 /proc/cpuinfo: qemu-user's -L prefix also redirects /proc/cpuinfo when the file exists
     under it. Hard links, so it costs no space."""
+
     def build(tmp: Path) -> None:
         root = tmp / "root"
         shutil.copytree(sysroot, root, symlinks=True, copy_function=os.link)
         (root / "proc").mkdir()
         count = os.cpu_count() or 1
-        (root / "proc" / "cpuinfo").write_text("".join(PI4_CPUINFO_BLOCK.format(i=i) for i in range(count))
-                                               + PI4_CPUINFO_TAIL)
+        (root / "proc" / "cpuinfo").write_text(
+            "".join(PI4_CPUINFO_BLOCK.format(i=i) for i in range(count)) + PI4_CPUINFO_TAIL
+        )
+
     return built(cache / "sysroot-pi4-cpuinfo", build) / "root"
 
 
 def build_mediapipe_sysroot(cache: Path, sysroot: Path) -> Path:
     """The sysroot plus the EGL/GLES libraries MediaPipe's C++ core links to (hard links for the rest)."""
+
     def build(tmp: Path) -> None:
         root, debs = tmp / "root", tmp / "debs"
         shutil.copytree(sysroot, root, symlinks=True, copy_function=os.link)
@@ -180,11 +203,13 @@ def build_mediapipe_sysroot(cache: Path, sysroot: Path) -> Path:
         for deb in sorted(debs.glob("*.deb")):
             run(["dpkg-deb", "-x", str(deb), str(root)])
         shutil.rmtree(debs)
+
     return built(cache / "sysroot-mediapipe", build) / "root"
 
 
 def build_trixie_qemu(cache: Path) -> Path:
     """Debian trixie's qemu-aarch64 (statically linked, so it runs here as extracted)."""
+
     def build(tmp: Path) -> None:
         download_debs(cache, "trixie-amd64", "amd64", TRIXIE_SOURCES, ["qemu-user/trixie"], tmp)
         deb = next(tmp.glob("qemu-user_*.deb"))
@@ -193,6 +218,7 @@ def build_trixie_qemu(cache: Path) -> Path:
         keep.rename(tmp / "qemu-aarch64")
         shutil.rmtree(tmp / "root")
         deb.unlink()
+
     return built(cache / "qemu-trixie", build) / "qemu-aarch64"
 
 
@@ -213,21 +239,38 @@ def build_site(cache: Path, litert: str, machine: str, mediapipe: bool = False) 
             for wheel in wheels.glob("opencv_contrib_python-*.whl"):
                 wheel.unlink()
             run([*pip, "download", "--no-deps", *binary, "-d", str(wheels), "opencv-contrib-python-headless"])
-        run([*pip, "install", "--no-deps", "--no-compile", *binary, "--target", str(tmp / "site"),
-             *map(str, sorted(wheels.glob("*.whl")))])
+        run(
+            [
+                *pip,
+                "install",
+                "--no-deps",
+                "--no-compile",
+                *binary,
+                "--target",
+                str(tmp / "site"),
+                *map(str, sorted(wheels.glob("*.whl"))),
+            ]
+        )
         (tmp / "site" / "wheels.txt").write_text("\n".join(w.name for w in sorted(wheels.glob("*.whl"))) + "\n")
         shutil.rmtree(wheels)
+
     name = f"site-{machine}-litert-{litert}" + ("-mediapipe" if mediapipe else "")
     return built(cache / name, build) / "site"
 
 
 def png(pixels: bytes, width: int, height: int) -> bytes:
     """An 8-bit greyscale PNG: signature, IHDR, one zlib IDAT of filter-0 rows, IEND (each chunk CRC-32'd)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    rows = b"".join(b"\0" + pixels[y * width:(y + 1) * width] for y in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
+
+    rows = b"".join(b"\0" + pixels[y * width : (y + 1) * width] for y in range(height))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows, 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 def build_images(cache: Path, count: int) -> tuple[list[Path], list[int]]:
@@ -243,9 +286,10 @@ def build_images(cache: Path, count: int) -> tuple[list[Path], list[int]]:
 
     def build(tmp: Path) -> None:
         for i in range(count):
-            (tmp / f"{i:05d}.png").write_bytes(png(images[16 + i * size:16 + (i + 1) * size], width, height))
+            (tmp / f"{i:05d}.png").write_bytes(png(images[16 + i * size : 16 + (i + 1) * size], width, height))
+
     folder = built(cache / f"fashion-mnist-test-{count}", build)
-    return sorted(folder.glob("*.png")), list(labels[8:8 + count])
+    return sorted(folder.glob("*.png")), list(labels[8 : 8 + count])
 
 
 def classify(command: list[str], env: dict, images: list[Path], labels: list[str], timeout: int) -> dict:
@@ -254,8 +298,13 @@ def classify(command: list[str], env: dict, images: list[Path], labels: list[str
     start = time.perf_counter()
     options = ["--json", "--top-k", "1"] if command[-1] == str(PREDICT) else []
     try:
-        result = subprocess.run([*command, "--model", env["MODEL"], *options, *map(str, images)],
-                                capture_output=True, text=True, timeout=timeout, env={**os.environ, **env})
+        result = subprocess.run(
+            [*command, "--model", env["MODEL"], *options, *map(str, images)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **env},
+        )
     except subprocess.TimeoutExpired:
         return {"status": f"timeout after {timeout} s", "top1": None, "seconds": timeout}
     seconds = round(time.perf_counter() - start, 1)
@@ -274,19 +323,29 @@ def classify(command: list[str], env: dict, images: list[Path], labels: list[str
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=REPO / "export" / "fashion_mnist" / "vgg_int8.tflite",
-                        help="the .tflite to run, with its manifest JSON beside it (default: %(default)s)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=REPO / "export" / "fashion_mnist" / "vgg_int8.tflite",
+        help="the .tflite to run, with its manifest JSON beside it (default: %(default)s)",
+    )
     parser.add_argument("--images", type=int, default=500, help="Fashion-MNIST test images (default: %(default)s)")
-    parser.add_argument("--rows", default="pi", help="comma-separated row names, 'pi' (the Pi 4 and Pi 5 rows), "
-                        "'mediapipe' (their MediaPipe twins) or 'all' (default: %(default)s); rows: "
-                        + ", ".join(row.name for row in ROWS))
-    parser.add_argument("--cache", type=Path, default=HERE / ".cache",
-                        help="download/build folder (default: %(default)s)")
+    parser.add_argument(
+        "--rows",
+        default="pi",
+        help="comma-separated row names, 'pi' (the Pi 4 and Pi 5 rows), "
+        "'mediapipe' (their MediaPipe twins) or 'all' (default: %(default)s); rows: "
+        + ", ".join(row.name for row in ROWS),
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=HERE / ".cache", help="download/build folder (default: %(default)s)"
+    )
     parser.add_argument("--timeout", type=int, default=600, help="seconds per predict.py run (default: %(default)s)")
     parser.add_argument("--json-out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     names = {"pi": PI_ROWS, "mediapipe": MEDIAPIPE_ROWS, "all": [row.name for row in ROWS]}.get(
-        args.rows, args.rows.split(","))
+        args.rows, args.rows.split(",")
+    )
     unknown = sorted(set(names) - {row.name for row in ROWS})
     if unknown:
         parser.error(f"unknown rows {unknown}; valid: {', '.join(row.name for row in ROWS)}, pi, mediapipe, all")
@@ -314,53 +373,111 @@ def main(argv=None) -> int:
         if any(row.qemu == "trixie" for row in rows):
             qemu["trixie"] = str(build_trixie_qemu(args.cache))
         pi_sysroot = build_pi_cpuinfo_sysroot(args.cache, sysroot) if any(r.pi_cpuinfo for r in rows) else None
-        mediapipe_sysroot = build_mediapipe_sysroot(args.cache, sysroot) if any(
-            r.client == "mediapipe" for r in rows) else None
+        mediapipe_sysroot = (
+            build_mediapipe_sysroot(args.cache, sysroot) if any(r.client == "mediapipe" for r in rows) else None
+        )
         litert_versions = sorted({row.litert for row in rows})
         sites = {(v, m): build_site(args.cache, v, m) for v in litert_versions for m in ("aarch64", "x86_64")}
-        sites.update({(r.litert, "mediapipe"): build_site(args.cache, r.litert, "aarch64", mediapipe=True)
-                      for r in rows if r.client == "mediapipe"})
+        sites.update(
+            {
+                (r.litert, "mediapipe"): build_site(args.cache, r.litert, "aarch64", mediapipe=True)
+                for r in rows
+                if r.client == "mediapipe"
+            }
+        )
         timings["build"] = time.perf_counter() - start
     except CheckError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    qemu_versions = {name: subprocess.run([path, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
-                     for name, path in qemu.items()}
+    qemu_versions = {
+        name: subprocess.run([path, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+        for name, path in qemu.items()
+    }
     model_env = {"MODEL": str(args.model), "PYTHONDONTWRITEBYTECODE": "1"}
     results = []
     for version in litert_versions:
         env = {**model_env, "PYTHONPATH": str(sites[version, "x86_64"])}
         outcome = classify([sys.executable, str(PREDICT)], env, images, manifest["labels"], args.timeout)
-        results.append({"row": f"x86-{version}", "client": "predict.py", "machine": "x86_64 (this host)",
-                        "qemu": "-", "cpu": "-", "litert": version, "cpuinfo": "host", "note": "reference", **outcome})
+        results.append(
+            {
+                "row": f"x86-{version}",
+                "client": "predict.py",
+                "machine": "x86_64 (this host)",
+                "qemu": "-",
+                "cpu": "-",
+                "litert": version,
+                "cpuinfo": "host",
+                "note": "reference",
+                **outcome,
+            }
+        )
     reference = {r["litert"]: r["top1"] for r in results}
     for row in rows:
         mediapipe = row.client == "mediapipe"
         root = pi_sysroot if row.pi_cpuinfo else mediapipe_sysroot if mediapipe else sysroot
-        command = [qemu[row.qemu], "-L", str(root), "-cpu", row.cpu, str(root / "usr" / "bin" / "python3.11"),
-                   str(MEDIAPIPE_TOP1 if mediapipe else PREDICT)]
+        command = [
+            qemu[row.qemu],
+            "-L",
+            str(root),
+            "-cpu",
+            row.cpu,
+            str(root / "usr" / "bin" / "python3.11"),
+            str(MEDIAPIPE_TOP1 if mediapipe else PREDICT),
+        ]
         env = {**model_env, "PYTHONPATH": str(sites[row.litert, "mediapipe" if mediapipe else "aarch64"])}
         outcome = classify(command, env, images, manifest["labels"], args.timeout)
         if mediapipe:
             wheels = (sites[row.litert, "mediapipe"] / "wheels.txt").read_text().split()
             row = replace(row, note=" ".join([row.note, *(w.split("-py")[0] for w in wheels if "mediapipe" in w)]))
-        results.append({"row": row.name, "client": row.client, "machine": "aarch64 (emulated)",
-                        "qemu": qemu_versions[row.qemu],
-                        "cpu": row.cpu, "litert": row.litert, "cpuinfo": "Pi 4" if row.pi_cpuinfo else "qemu's",
-                        "note": row.note, **outcome})
+        results.append(
+            {
+                "row": row.name,
+                "client": row.client,
+                "machine": "aarch64 (emulated)",
+                "qemu": qemu_versions[row.qemu],
+                "cpu": row.cpu,
+                "litert": row.litert,
+                "cpuinfo": "Pi 4" if row.pi_cpuinfo else "qemu's",
+                "note": row.note,
+                **outcome,
+            }
+        )
     for result in results:
         top1, ref = result.pop("top1"), reference.get(result["litert"])
         result["accuracy"] = round(100 * sum(p == t for p, t in zip(top1, truth)) / len(truth), 2) if top1 else None
         result["differ_from_x86"] = sum(p != r for p, r in zip(top1, ref)) if top1 and ref else None
-    header = ["row", "client", "qemu", "-cpu", "/proc/cpuinfo", "ai-edge-litert", "status", f"top-1 % ({args.images})",
-              "top-1 differs from x86 predict.py", "wall s", "note"]
-    print(f"model {args.model.name} ({manifest['input'].get('color', '?')} input "
-          f"{manifest['input']['shape']}), {args.images} Fashion-MNIST test images, export/predict.py --top-k 1\n")
+    header = [
+        "row",
+        "client",
+        "qemu",
+        "-cpu",
+        "/proc/cpuinfo",
+        "ai-edge-litert",
+        "status",
+        f"top-1 % ({args.images})",
+        "top-1 differs from x86 predict.py",
+        "wall s",
+        "note",
+    ]
+    print(
+        f"model {args.model.name} ({manifest['input'].get('color', '?')} input "
+        f"{manifest['input']['shape']}), {args.images} Fashion-MNIST test images, export/predict.py --top-k 1\n"
+    )
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for r in results:
-        cells = [r["row"], r["client"], r["qemu"].replace("qemu-aarch64 version ", ""), r["cpu"], r["cpuinfo"],
-                 r["litert"], r["status"], r["accuracy"] if r["accuracy"] is not None else "-",
-                 r["differ_from_x86"] if r["differ_from_x86"] is not None else "-", r["seconds"], r["note"]]
+        cells = [
+            r["row"],
+            r["client"],
+            r["qemu"].replace("qemu-aarch64 version ", ""),
+            r["cpu"],
+            r["cpuinfo"],
+            r["litert"],
+            r["status"],
+            r["accuracy"] if r["accuracy"] is not None else "-",
+            r["differ_from_x86"] if r["differ_from_x86"] is not None else "-",
+            r["seconds"],
+            r["note"],
+        ]
         print("| " + " | ".join(map(str, cells)) + " |")
     print(f"\nbuild/cache {timings['build']:.0f} s; total {time.perf_counter() - start:.0f} s")
     if args.json_out:

@@ -26,8 +26,9 @@ def main(argv=None) -> int:
     from PIL import Image
 
     try:
-        classifier = vision.ImageClassifier.create_from_options(vision.ImageClassifierOptions(
-            base_options=BaseOptions(model_asset_path=args.model), max_results=1))
+        classifier = vision.ImageClassifier.create_from_options(
+            vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=args.model), max_results=1)
+        )
     except (ValueError, RuntimeError) as error:
         print(f"error: MediaPipe refuses {args.model}: {error}", file=sys.stderr)
         return 1

@@ -32,7 +32,7 @@ def read_idx(path: Path) -> np.ndarray:
     """An IDX file (gzip or not) as an array: magic 0x000008NN (NN = number of dimensions), sizes, uint8 data."""
     data = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
     ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -53,11 +53,18 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--idx-dir", type=Path, default=Path("/usr/share/datasets/fashion-mnist"),
-                        help="folder with t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz) "
-                             "(default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
-                        help="where to write samples.png and samples.json (default: this folder)")
+    parser.add_argument(
+        "--idx-dir",
+        type=Path,
+        default=Path("/usr/share/datasets/fashion-mnist"),
+        help="folder with t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent,
+        help="where to write samples.png and samples.json (default: this folder)",
+    )
     args = parser.parse_args(argv)
     try:
         images = read_idx(find(args.idx_dir, "t10k-images-idx3-ubyte"))[:COUNT]
@@ -71,8 +78,14 @@ def main(argv=None) -> int:
     png = io.BytesIO()
     Image.fromarray(sprite, "L").save(png, "PNG", optimize=True)
     write_atomic(args.out / "samples.png", png.getvalue())
-    meta = {"source": f"Fashion-MNIST test set (t10k), images 0..{COUNT - 1}", "count": COUNT,
-            "columns": COLUMNS, "size": SIZE, "labels": LABELS, "classes": [int(c) for c in classes]}
+    meta = {
+        "source": f"Fashion-MNIST test set (t10k), images 0..{COUNT - 1}",
+        "count": COUNT,
+        "columns": COLUMNS,
+        "size": SIZE,
+        "labels": LABELS,
+        "classes": [int(c) for c in classes],
+    }
     write_atomic(args.out / "samples.json", (json.dumps(meta) + "\n").encode())
     return 0
 

@@ -12,12 +12,24 @@ import numpy as np
 from kerascnn.data.folder import read_image_folder
 from kerascnn.data.idx import read_idx
 
-FASHION_MNIST_LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                        "Bag", "Ankle boot"]
+FASHION_MNIST_LABELS = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 TFDS_PROBE_HOST = "storage.googleapis.com"  # tfds reads dataset metadata and many datasets from Google Cloud Storage
-_IDX_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-              "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
 
 
 @dataclasses.dataclass
@@ -44,12 +56,21 @@ class ImageDataset:
 
     def metadata(self) -> dict:
         """What inference needs: name, labels, input shape and the normalization, JSON-ready."""
-        return {"dataset": self.name, "labels": self.labels, "input_shape": list(self.input_shape),
-                "normalization": {"mean": self.mean, "std": self.std, "units": "pixel values 0..255"}}
+        return {
+            "dataset": self.name,
+            "labels": self.labels,
+            "input_shape": list(self.input_shape),
+            "normalization": {"mean": self.mean, "std": self.std, "units": "pixel values 0..255"},
+        }
 
 
-def load_dataset(name: str = "fashion_mnist", data_dir: str | os.PathLike | None = None,
-                 validation_fraction: float = 1 / 12, seed: int = 0, image_size=None) -> ImageDataset:
+def load_dataset(
+    name: str = "fashion_mnist",
+    data_dir: str | os.PathLike | None = None,
+    validation_fraction: float = 1 / 12,
+    seed: int = 0,
+    image_size=None,
+) -> ImageDataset:
     """Loads a dataset and holds out a seeded, random `validation_fraction` of its training split.
 
     Args:
@@ -76,14 +97,22 @@ def load_dataset(name: str = "fashion_mnist", data_dir: str | os.PathLike | None
     order = np.random.default_rng(seed).permutation(len(train[1]))
     n_validation = int(round(len(order) * validation_fraction))
     held_out, kept = order[:n_validation], np.sort(order[n_validation:])
-    splits = {"train": (train[0][kept], train[1][kept]), "validation": (train[0][held_out], train[1][held_out]),
-              "test": test}
+    splits = {
+        "train": (train[0][kept], train[1][kept]),
+        "validation": (train[0][held_out], train[1][held_out]),
+        "test": test,
+    }
     if data_dir is not None:  # an image folder has no test split: evaluate on the held-out images
         splits["test"] = splits["validation"]
     pixels = splits["train"][0].reshape(-1, splits["train"][0].shape[-1]).astype(np.float64)
     mean, std = pixels.mean(axis=0), pixels.std(axis=0)
-    return ImageDataset(name, list(label_names), splits, [round(float(v), 4) for v in mean],
-                        [round(float(max(v, 1e-3)), 4) for v in std])
+    return ImageDataset(
+        name,
+        list(label_names),
+        splits,
+        [round(float(v), 4) for v in mean],
+        [round(float(max(v, 1e-3)), 4) for v in std],
+    )
 
 
 def _debian_fashion_mnist_dir() -> Path | None:
@@ -96,8 +125,10 @@ def _read_fashion_mnist_idx(split: str):
     images_file, labels_file = (directory / f for f in _IDX_FILES[split])
     images, labels = read_idx(images_file), read_idx(labels_file)
     if images.ndim != 3 or labels.shape != images.shape[:1]:
-        raise ValueError(f"{images_file} and {labels_file} do not hold matching images and labels "
-                         f"(shapes {images.shape} and {labels.shape}).")
+        raise ValueError(
+            f"{images_file} and {labels_file} do not hold matching images and labels "
+            f"(shapes {images.shape} and {labels.shape})."
+        )
     return images[..., None], labels.astype(np.int64)  # tfds's fashion_mnist: (28, 28, 1) uint8, int64
 
 
@@ -126,32 +157,44 @@ def _load_tfds(name: str):
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:
-        raise RuntimeError(f"Dataset {name!r} needs tensorflow-datasets, which is not installed here"
-                           + _fashion_mnist_hint(name)) from error
+        raise RuntimeError(
+            f"Dataset {name!r} needs tensorflow-datasets, which is not installed here" + _fashion_mnist_hint(name)
+        ) from error
     try:
         builder = tfds.builder(name)
         if not builder.is_prepared():
             if not online():  # tfds would retry for minutes before failing
-                raise RuntimeError(f"this machine cannot reach {TFDS_PROBE_HOST}, and {name!r} is not in "
-                                   f"{builder.data_dir}")
-            print(f"Downloading {name!r} with tensorflow-datasets into {builder.data_dir} (needs internet)"
-                  + _fashion_mnist_hint(name), flush=True)
+                raise RuntimeError(
+                    f"this machine cannot reach {TFDS_PROBE_HOST}, and {name!r} is not in {builder.data_dir}"
+                )
+            print(
+                f"Downloading {name!r} with tensorflow-datasets into {builder.data_dir} (needs internet)"
+                + _fashion_mnist_hint(name),
+                flush=True,
+            )
         builder.download_and_prepare()
     except Exception as error:  # offline, unknown name, ...: tfds raises many kinds
-        raise RuntimeError(f"Cannot load dataset {name!r} with tensorflow-datasets: {error}"
-                           + _fashion_mnist_hint(name)) from error
+        raise RuntimeError(
+            f"Cannot load dataset {name!r} with tensorflow-datasets: {error}" + _fashion_mnist_hint(name)
+        ) from error
     features = builder.info.features
     if "image" not in features or "label" not in features:
-        raise ValueError(f"tfds dataset {name!r} is not an image-classification dataset "
-                         "(it needs 'image' and 'label' features).")
-    train, test = (tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, as_supervised=True))
-                   for split in ("train", "test"))
+        raise ValueError(
+            f"tfds dataset {name!r} is not an image-classification dataset (it needs 'image' and 'label' features)."
+        )
+    train, test = (
+        tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, as_supervised=True)) for split in ("train", "test")
+    )
     return train, test, features["label"].names
 
 
 def _fashion_mnist_hint(name: str) -> str:
     if name != "fashion_mnist":
-        return ". Check the name (tfds.list_builders()) and that this machine is online; or train on your own " \
-               "images with --data-dir."
-    return (f". Fashion-MNIST offline: `apt-get install dataset-fashion-mnist` (IDX files in "
-            f"{DEBIAN_FASHION_MNIST}, or set KERASCNN_FASHION_MNIST_DIR); online: tfds downloads it.")
+        return (
+            ". Check the name (tfds.list_builders()) and that this machine is online; or train on your own "
+            "images with --data-dir."
+        )
+    return (
+        f". Fashion-MNIST offline: `apt-get install dataset-fashion-mnist` (IDX files in "
+        f"{DEBIAN_FASHION_MNIST}, or set KERASCNN_FASHION_MNIST_DIR); online: tfds downloads it."
+    )

@@ -50,12 +50,18 @@ def read_image_folder(root: str | Path, image_size: tuple[int, int] | None = Non
     if not root.is_dir():
         raise FileNotFoundError(f"Image folder {root} does not exist. Expected {root}/<class name>/<image files>.")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files = [(f, label) for label, name in enumerate(classes) for f in sorted((root / name).iterdir())
-             if f.suffix.lower() in IMAGE_SUFFIXES]
+    files = [
+        (f, label)
+        for label, name in enumerate(classes)
+        for f in sorted((root / name).iterdir())
+        if f.suffix.lower() in IMAGE_SUFFIXES
+    ]
     if len(classes) < 2 or not files:
-        raise ValueError(f"{root} must hold one sub-folder per class (at least 2) with image files "
-                         f"({', '.join(sorted(IMAGE_SUFFIXES))}); found {len(classes)} folders and {len(files)} "
-                         "images.")
+        raise ValueError(
+            f"{root} must hold one sub-folder per class (at least 2) with image files "
+            f"({', '.join(sorted(IMAGE_SUFFIXES))}); found {len(classes)} folders and {len(files)} "
+            "images."
+        )
     pictures = []
     for path, _ in files:
         try:
@@ -63,8 +69,10 @@ def read_image_folder(root: str | Path, image_size: tuple[int, int] | None = Non
                 image.load()
                 pictures.append(to_8bit(image))
         except Image.DecompressionBombError as error:
-            raise ValueError(f"Image {path} has more pixels than Pillow opens safely ({error}). Shrink the file, "
-                             "or remove it from the folder.") from error
+            raise ValueError(
+                f"Image {path} has more pixels than Pillow opens safely ({error}). Shrink the file, "
+                "or remove it from the folder."
+            ) from error
         except (UnidentifiedImageError, OSError) as error:
             raise ValueError(f"Cannot decode image {path}: {error}. Remove or replace the file.") from error
     if channels is None:
@@ -73,9 +81,13 @@ def read_image_folder(root: str | Path, image_size: tuple[int, int] | None = Non
         raise ValueError(f"`channels` must be 1 or 3. Received: channels={channels!r}")
     height, width = image_size or (pictures[0].height, pictures[0].width)
     mode = "L" if channels == 1 else "RGB"
-    images = np.stack([
-        np.asarray(p.convert(mode).resize((width, height), Image.BILINEAR), np.uint8).reshape(height, width, channels)
-        for p in pictures
-    ])
+    images = np.stack(
+        [
+            np.asarray(p.convert(mode).resize((width, height), Image.BILINEAR), np.uint8).reshape(
+                height, width, channels
+            )
+            for p in pictures
+        ]
+    )
     labels = np.array([label for _, label in files], np.int64)
     return images, labels, classes

@@ -89,8 +89,18 @@ class StreamingDataset:
         images = items.map(part.decode, num_parallel_calls=tf.data.AUTOTUNE)
         return images.ignore_errors() if self.skip_bad else images
 
-    def batches(self, split: str, batch_size: int, *, shuffle: bool = False, seed: int = 0, one_hot: bool = True,
-                num_shards: int = 1, shard_index: int = 0, normalize: bool = True):
+    def batches(
+        self,
+        split: str,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        one_hot: bool = True,
+        num_shards: int = 1,
+        shard_index: int = 0,
+        normalize: bool = True,
+    ):
         """A tf.data.Dataset of (float32 normalized images (B, H, W, C), labels) for `model.fit`/`evaluate`.
 
         Args:
@@ -131,8 +141,9 @@ class StreamingDataset:
             batches = batches.apply(tf.data.experimental.assert_cardinality(steps))
         return batches.prefetch(tf.data.AUTOTUNE)
 
-    def train_batches(self, batch_size: int, seeds, *, num_shards: int = 1, shard_index: int = 0,
-                      normalize: bool = True):
+    def train_batches(
+        self, batch_size: int, seeds, *, num_shards: int = 1, shard_index: int = 0, normalize: bool = True
+    ):
         """Training batches of `len(seeds)` epochs back to back, for `fit(..., steps_per_epoch=...)`.
 
         Epoch i visits this worker's training items in an order shuffled with `seeds[i]` alone (a full
@@ -160,7 +171,8 @@ class StreamingDataset:
             if num_shards > 1:
                 items = items.shard(num_shards, shard_index).take(count)
             images = items.shuffle(count, seed=seed, reshuffle_each_iteration=False).map(
-                part.decode, num_parallel_calls=tf.data.AUTOTUNE)
+                part.decode, num_parallel_calls=tf.data.AUTOTUNE
+            )
             if self.skip_bad:
                 images = images.ignore_errors()
             return images.batch(batch_size).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
@@ -184,7 +196,7 @@ class StreamingDataset:
         labels = np.empty(count, np.int64)
         filled = 0
         for x, y in self.images(split).take(count).batch(256).as_numpy_iterator():
-            images[filled:filled + len(x)], labels[filled:filled + len(x)] = x, y
+            images[filled : filled + len(x)], labels[filled : filled + len(x)] = x, y
             filled += len(x)
         return images[:filled], labels[:filled]
 
@@ -207,8 +219,9 @@ class StreamingDataset:
         import keras
 
         std = np.float32(self.std)
-        return keras.layers.Rescaling(scale=(1 / std).tolist(), offset=(-np.float32(self.mean) / std).tolist(),
-                                      name=name)
+        return keras.layers.Rescaling(
+            scale=(1 / std).tolist(), offset=(-np.float32(self.mean) / std).tolist(), name=name
+        )
 
     def normalize(self, images: np.ndarray) -> np.ndarray:
         """(images - mean) / std as float32, as `batches` computes it."""
@@ -216,24 +229,34 @@ class StreamingDataset:
 
     def limited(self, limit: int) -> StreamingDataset:
         """The same dataset with only the first `limit` items of each split (smoke tests)."""
+
         def first(part: Split) -> Split:
-            return Split(min(part.count, limit), lambda: part.source().take(limit), part.decode,
-                         None if part.files is None else part.files[:limit])
+            return Split(
+                min(part.count, limit),
+                lambda: part.source().take(limit),
+                part.decode,
+                None if part.files is None else part.files[:limit],
+            )
 
         return dataclasses.replace(self, splits={name: first(part) for name, part in self.splits.items()})
 
     def metadata(self) -> dict:
         """What inference needs: name, labels, input shape and the normalization, JSON-ready."""
-        return {"dataset": self.name, "labels": self.labels, "input_shape": list(self.input_shape),
-                "normalization": {"mean": self.mean, "std": self.std, "units": "pixel values 0..255"}}
+        return {
+            "dataset": self.name,
+            "labels": self.labels,
+            "input_shape": list(self.input_shape),
+            "normalization": {"mean": self.mean, "std": self.std, "units": "pixel values 0..255"},
+        }
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # image folders
 
 
-def list_image_folder(root: str | os.PathLike, classes: list[str] | None = None) -> tuple[list[str], np.ndarray,
-                                                                                         list[str]]:
+def list_image_folder(
+    root: str | os.PathLike, classes: list[str] | None = None
+) -> tuple[list[str], np.ndarray, list[str]]:
     """(paths, int64 labels, class names) of root/<class name>/<image file>, without opening any file.
 
     Class names are the sorted sub-folder names (or `classes`, for a test folder that must match training).
@@ -247,22 +270,27 @@ def list_image_folder(root: str | os.PathLike, classes: list[str] | None = None)
         raise FileNotFoundError(f"Image folder {root} does not exist. Expected {root}/<class name>/<image files>.")
     found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if classes is not None and set(found) - set(classes):
-        raise ValueError(f"{root} has class folders that the training folder lacks: "
-                         f"{', '.join(sorted(set(found) - set(classes)))}. Use the same class folders in both.")
+        raise ValueError(
+            f"{root} has class folders that the training folder lacks: "
+            f"{', '.join(sorted(set(found) - set(classes)))}. Use the same class folders in both."
+        )
     classes = found if classes is None else classes
     paths, labels = [], []
     for label, name in enumerate(classes):
         folder = root / name
         if not folder.is_dir():
             continue
-        names = sorted(e.name for e in os.scandir(folder) if e.is_file() and Path(e.name).suffix.lower()
-                       in IMAGE_SUFFIXES)
+        names = sorted(
+            e.name for e in os.scandir(folder) if e.is_file() and Path(e.name).suffix.lower() in IMAGE_SUFFIXES
+        )
         paths += [str(folder / n) for n in names]
         labels += [label] * len(names)
     if len(classes) < 2 or not paths:
-        raise ValueError(f"{root} must hold one sub-folder per class (at least 2) with image files "
-                         f"({', '.join(sorted(IMAGE_SUFFIXES))}); found {len(classes)} folders and {len(paths)} "
-                         "images.")
+        raise ValueError(
+            f"{root} must hold one sub-folder per class (at least 2) with image files "
+            f"({', '.join(sorted(IMAGE_SUFFIXES))}); found {len(classes)} folders and {len(paths)} "
+            "images."
+        )
     return paths, np.array(labels, np.int64), classes
 
 
@@ -334,8 +362,10 @@ def check_image_files(paths: list[str], skip_bad: bool) -> FolderSummary:
         modes[mode] = modes.get(mode, 0) + 1
     if problems and not skip_bad:
         more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
-        raise ValueError(f"{len(problems)} image file(s) cannot be decoded: {'; '.join(problems[:5])}{more}. "
-                         "Remove or replace them, or pass --skip-bad-images to train without them.")
+        raise ValueError(
+            f"{len(problems)} image file(s) cannot be decoded: {'; '.join(problems[:5])}{more}. "
+            "Remove or replace them, or pass --skip-bad-images to train without them."
+        )
     if not good.any():
         raise ValueError(f"None of the {len(paths)} image files can be decoded (first: {problems[0]}).")
     return FolderSummary(good, [p.split(" (")[0] for p in problems], first_size, len(sizes) == 1, modes)
@@ -382,8 +412,9 @@ def decode_image_bytes(contents, channels: int):
     """
     import tensorflow as tf
 
-    deep_png = tf.logical_and(tf.strings.substr(contents, 0, 8) == b"\x89PNG\r\n\x1a\n",
-                              tf.strings.substr(contents, 24, 1) == b"\x10")
+    deep_png = tf.logical_and(
+        tf.strings.substr(contents, 0, 8) == b"\x89PNG\r\n\x1a\n", tf.strings.substr(contents, 24, 1) == b"\x10"
+    )
 
     def sixteen_bit():
         wide = tf.cast(tf.io.decode_png(contents, channels=0, dtype=tf.uint16), tf.float32)
@@ -411,8 +442,9 @@ def _convert_channels(image, channels: int):
     if channels == 3:
         x = tf.cond(tf.shape(x)[-1] == 1, lambda: tf.tile(x, (1, 1, 3)), lambda: x)
     else:
-        x = tf.cond(tf.shape(x)[-1] == 3, lambda: tf.reduce_sum(x * (0.299, 0.587, 0.114), -1, keepdims=True),
-                    lambda: x)
+        x = tf.cond(
+            tf.shape(x)[-1] == 3, lambda: tf.reduce_sum(x * (0.299, 0.587, 0.114), -1, keepdims=True), lambda: x
+        )
     return tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8)
 
 
@@ -443,16 +475,24 @@ def split_indices(count: int, fractions: tuple[float, ...], seed: int) -> list[n
     parts, start = [], 0
     for fraction in fractions:
         size = int(round(count * fraction))
-        parts.append(np.sort(order[start:start + size]))
+        parts.append(np.sort(order[start : start + size]))
         start += size
     return [*parts, np.sort(order[start:])]
 
 
-def open_image_folder(root: str | os.PathLike, *, test_dir: str | os.PathLike | None = None,
-                      image_size: tuple[int, int] | None = None, color_mode: str | None = None,
-                      validation_fraction: float = 1 / 12, test_fraction: float = 1 / 12, seed: int = 0,
-                      skip_bad: bool = False, cache_bytes: int | None = DEFAULT_CACHE_BYTES,
-                      stats_images: int | None = DEFAULT_STATS_IMAGES) -> StreamingDataset:
+def open_image_folder(
+    root: str | os.PathLike,
+    *,
+    test_dir: str | os.PathLike | None = None,
+    image_size: tuple[int, int] | None = None,
+    color_mode: str | None = None,
+    validation_fraction: float = 1 / 12,
+    test_fraction: float = 1 / 12,
+    seed: int = 0,
+    skip_bad: bool = False,
+    cache_bytes: int | None = DEFAULT_CACHE_BYTES,
+    stats_images: int | None = DEFAULT_STATS_IMAGES,
+) -> StreamingDataset:
     """A folder of images (one sub-folder per class) as a streaming dataset, split without decoding.
 
     The file list is split by `split_indices` (seeded): `validation_fraction` for validation and, unless a
@@ -506,19 +546,37 @@ def open_image_folder(root: str | os.PathLike, *, test_dir: str | os.PathLike | 
         test_source = f"a seeded {test_fraction:.3g} of {Path(root).name} held out (never used to pick a model)"
     else:
         validation, train = split_indices(len(kept), (validation_fraction,), seed)
-        chosen = {"train": kept[train], "validation": kept[validation],
-                  "test": len(paths) + np.flatnonzero(good[len(paths):])}
+        chosen = {
+            "train": kept[train],
+            "validation": kept[validation],
+            "test": len(paths) + np.flatnonzero(good[len(paths) :]),
+        }
         test_source = f"the test folder {test_dir}"
-    decode = decode_file_fn(image_size, channels, direct=summary.decodes_directly(channels),
-                            resize=not summary.same_size or image_size != summary.first_size)
-    splits = {name: _file_split([paths_arr[i] for i in index], all_labels[index], decode)
-              for name, index in chosen.items()}
+    decode = decode_file_fn(
+        image_size,
+        channels,
+        direct=summary.decodes_directly(channels),
+        resize=not summary.same_size or image_size != summary.first_size,
+    )
+    splits = {
+        name: _file_split([paths_arr[i] for i in index], all_labels[index], decode) for name, index in chosen.items()
+    }
     if splits["train"].count == 0:
         raise ValueError(f"{root} leaves no training images after the validation and test splits.")
     input_shape = (*image_size, channels)
     input_path = _choose_path(splits["train"].count, input_shape, cache_bytes)
-    dataset = StreamingDataset(Path(root).name, classes, input_shape, splits, [0.0] * channels, [1.0] * channels,
-                               input_path, test_source, skipped, skip_bad)
+    dataset = StreamingDataset(
+        Path(root).name,
+        classes,
+        input_shape,
+        splits,
+        [0.0] * channels,
+        [1.0] * channels,
+        input_path,
+        test_source,
+        skipped,
+        skip_bad,
+    )
     dataset.mean, dataset.std = image_statistics(dataset, stats_images, seed)
     return dataset
 
@@ -533,7 +591,7 @@ def _file_split(paths: list[str], labels: np.ndarray, decode) -> Split:
 
 
 def _choose_path(count: int, input_shape, cache_bytes: int | None) -> str:
-    """"memory" when the decoded uint8 training pixels fit in `cache_bytes`, else "stream"."""
+    """ "memory" when the decoded uint8 training pixels fit in `cache_bytes`, else "stream"."""
     pixels = count * int(np.prod(input_shape))
     return "memory" if cache_bytes is not None and pixels <= cache_bytes else "stream"
 
@@ -544,6 +602,7 @@ def _choose_path(count: int, input_shape, cache_bytes: int | None) -> str:
 
 def _masked(source: Callable, mask: np.ndarray) -> Callable:
     """source() restricted to the items whose index has mask[index] True."""
+
     def masked():
         import tensorflow as tf
 
@@ -560,8 +619,20 @@ def _masked(source: Callable, mask: np.ndarray) -> Callable:
     return masked
 
 
-def _record_dataset(name, labels, train: Split, test: Split | None, input_shape, *, validation_fraction,
-                    test_fraction, seed, cache_bytes, stats_images, test_source) -> StreamingDataset:
+def _record_dataset(
+    name,
+    labels,
+    train: Split,
+    test: Split | None,
+    input_shape,
+    *,
+    validation_fraction,
+    test_fraction,
+    seed,
+    cache_bytes,
+    stats_images,
+    test_source,
+) -> StreamingDataset:
     """Splits a record dataset's train split by `split_indices` (validation, and test when it has none)."""
     fractions = (validation_fraction,) if test is not None else (validation_fraction, test_fraction)
     parts = split_indices(train.count, fractions, seed)
@@ -578,16 +649,32 @@ def _record_dataset(name, labels, train: Split, test: Split | None, input_shape,
     else:
         test_source = f"a seeded {test_fraction:.3g} of the training split held out (never used to pick a model)"
     channels = input_shape[-1]
-    dataset = StreamingDataset(name, list(labels), tuple(input_shape), splits, [0.0] * channels, [1.0] * channels,
-                               _choose_path(splits["train"].count, input_shape, cache_bytes), test_source)
+    dataset = StreamingDataset(
+        name,
+        list(labels),
+        tuple(input_shape),
+        splits,
+        [0.0] * channels,
+        [1.0] * channels,
+        _choose_path(splits["train"].count, input_shape, cache_bytes),
+        test_source,
+    )
     dataset.mean, dataset.std = image_statistics(dataset, stats_images, seed)
     return dataset
 
 
-def open_idx(images_files: dict[str, Path], labels_files: dict[str, Path], label_names: list[str], *,
-             name: str = "fashion_mnist", image_size: tuple[int, int] | None = None,
-             validation_fraction: float = 1 / 12, seed: int = 0, cache_bytes: int | None = DEFAULT_CACHE_BYTES,
-             stats_images: int | None = DEFAULT_STATS_IMAGES) -> StreamingDataset:
+def open_idx(
+    images_files: dict[str, Path],
+    labels_files: dict[str, Path],
+    label_names: list[str],
+    *,
+    name: str = "fashion_mnist",
+    image_size: tuple[int, int] | None = None,
+    validation_fraction: float = 1 / 12,
+    seed: int = 0,
+    cache_bytes: int | None = DEFAULT_CACHE_BYTES,
+    stats_images: int | None = DEFAULT_STATS_IMAGES,
+) -> StreamingDataset:
     """IDX image and label files (gzipped or not; "train" and "test") streamed record by record.
 
     `tf.data.FixedLengthRecordDataset` reads the records after the header (16 bytes for 3-D uint8 images,
@@ -597,6 +684,7 @@ def open_idx(images_files: dict[str, Path], labels_files: dict[str, Path], label
     Raises:
         ValueError: a file is not a 3-D uint8 image / 1-D uint8 label IDX file, or the counts differ.
     """
+
     def header(path: Path, ndim: int) -> tuple[int, ...]:
         with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
             raw = f.read(4 + 4 * ndim)
@@ -623,10 +711,12 @@ def open_idx(images_files: dict[str, Path], labels_files: dict[str, Path], label
             import tensorflow as tf
 
             gz = {True: "GZIP", False: ""}
-            images = tf.data.FixedLengthRecordDataset(str(images_path), h * w, header_bytes=16,
-                                                      compression_type=gz[images_path.suffix == ".gz"])
-            labels = tf.data.FixedLengthRecordDataset(str(labels_path), 1, header_bytes=8,
-                                                      compression_type=gz[labels_path.suffix == ".gz"])
+            images = tf.data.FixedLengthRecordDataset(
+                str(images_path), h * w, header_bytes=16, compression_type=gz[images_path.suffix == ".gz"]
+            )
+            labels = tf.data.FixedLengthRecordDataset(
+                str(labels_path), 1, header_bytes=8, compression_type=gz[labels_path.suffix == ".gz"]
+            )
             return tf.data.Dataset.zip((images, labels))
 
         def decode(image, label):
@@ -637,14 +727,32 @@ def open_idx(images_files: dict[str, Path], labels_files: dict[str, Path], label
 
         return Split(count, source, decode)
 
-    return _record_dataset(name, label_names, make("train"), make("test"), (*image_size, 1),
-                           validation_fraction=validation_fraction, test_fraction=0.0, seed=seed,
-                           cache_bytes=cache_bytes, stats_images=stats_images, test_source="the test IDX files")
+    return _record_dataset(
+        name,
+        label_names,
+        make("train"),
+        make("test"),
+        (*image_size, 1),
+        validation_fraction=validation_fraction,
+        test_fraction=0.0,
+        seed=seed,
+        cache_bytes=cache_bytes,
+        stats_images=stats_images,
+        test_source="the test IDX files",
+    )
 
 
-def open_tfds(name: str, *, image_size: tuple[int, int] | None = None, validation_fraction: float = 1 / 12,
-              test_fraction: float = 1 / 12, seed: int = 0, cache_bytes: int | None = DEFAULT_CACHE_BYTES,
-              stats_images: int | None = DEFAULT_STATS_IMAGES, data_dir: str | None = None) -> StreamingDataset:
+def open_tfds(
+    name: str,
+    *,
+    image_size: tuple[int, int] | None = None,
+    validation_fraction: float = 1 / 12,
+    test_fraction: float = 1 / 12,
+    seed: int = 0,
+    cache_bytes: int | None = DEFAULT_CACHE_BYTES,
+    stats_images: int | None = DEFAULT_STATS_IMAGES,
+    data_dir: str | None = None,
+) -> StreamingDataset:
     """A prepared tfds image-classification dataset, streamed example by example (not `batch_size=-1`).
 
     Images keep the dataset's size unless `image_size` is given; a dataset of varying sizes needs it (or
@@ -660,24 +768,28 @@ def open_tfds(name: str, *, image_size: tuple[int, int] | None = None, validatio
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:
-        raise RuntimeError(f"Dataset {name!r} needs tensorflow-datasets, which is not installed here"
-                           + datasets._fashion_mnist_hint(name)) from error
+        raise RuntimeError(
+            f"Dataset {name!r} needs tensorflow-datasets, which is not installed here"
+            + datasets._fashion_mnist_hint(name)
+        ) from error
     try:
         builder = tfds.builder(name, data_dir=data_dir)
         if not builder.is_prepared():
             if not datasets.online():  # tfds would retry for minutes before failing
-                raise RuntimeError(f"this machine cannot reach {datasets.TFDS_PROBE_HOST}, and {name!r} is not in "
-                                   f"{builder.data_dir}")
-            print(f"Downloading {name!r} with tensorflow-datasets into {builder.data_dir} (needs internet)",
-                  flush=True)
+                raise RuntimeError(
+                    f"this machine cannot reach {datasets.TFDS_PROBE_HOST}, and {name!r} is not in {builder.data_dir}"
+                )
+            print(f"Downloading {name!r} with tensorflow-datasets into {builder.data_dir} (needs internet)", flush=True)
         builder.download_and_prepare()
     except Exception as error:  # offline, unknown name, ...: tfds raises many kinds
-        raise RuntimeError(f"Cannot load dataset {name!r} with tensorflow-datasets: {error}"
-                           + datasets._fashion_mnist_hint(name)) from error
+        raise RuntimeError(
+            f"Cannot load dataset {name!r} with tensorflow-datasets: {error}" + datasets._fashion_mnist_hint(name)
+        ) from error
     features = builder.info.features
     if "image" not in features or "label" not in features:
-        raise ValueError(f"tfds dataset {name!r} is not an image-classification dataset "
-                         "(it needs 'image' and 'label' features).")
+        raise ValueError(
+            f"tfds dataset {name!r} is not an image-classification dataset (it needs 'image' and 'label' features)."
+        )
     height, width, channels = features["image"].shape
     own_size = None if height is None or width is None else (height, width)
     if image_size is None and own_size is None:
@@ -710,18 +822,28 @@ def open_tfds(name: str, *, image_size: tuple[int, int] | None = None, validatio
     except KeyError:
         splits = set()
     test = make("test") if "test" in splits else None
-    return _record_dataset(name, features["label"].names, make("train"), test, (*image_size, channels),
-                           validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed,
-                           cache_bytes=cache_bytes, stats_images=stats_images,
-                           test_source=f"the {name} test split")
+    return _record_dataset(
+        name,
+        features["label"].names,
+        make("train"),
+        test,
+        (*image_size, channels),
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        cache_bytes=cache_bytes,
+        stats_images=stats_images,
+        test_source=f"the {name} test split",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # statistics
 
 
-def image_statistics(dataset: StreamingDataset, sample: int | None = DEFAULT_STATS_IMAGES, seed: int = 0,
-                     batch_size: int = 64) -> tuple[list[float], list[float]]:
+def image_statistics(
+    dataset: StreamingDataset, sample: int | None = DEFAULT_STATS_IMAGES, seed: int = 0, batch_size: int = 64
+) -> tuple[list[float], list[float]]:
     """Per-channel mean and std (pixel units) of the training images, in one streaming pass.
 
     Over a seeded sample of `sample` training images (all of them when fewer, or when `sample` is None):
@@ -782,10 +904,20 @@ def native_size_bytes(name: str) -> int | None:
     return None if None in shape else count * int(np.prod(shape))
 
 
-def open_dataset(name: str = "fashion_mnist", data_dir=None, *, test_dir=None, image_size=None, color_mode=None,
-                 validation_fraction: float = 1 / 12, test_fraction: float = 1 / 12, seed: int = 0,
-                 skip_bad: bool = False, cache_bytes: int | None = DEFAULT_CACHE_BYTES,
-                 stats_images: int | None = DEFAULT_STATS_IMAGES) -> StreamingDataset:
+def open_dataset(
+    name: str = "fashion_mnist",
+    data_dir=None,
+    *,
+    test_dir=None,
+    image_size=None,
+    color_mode=None,
+    validation_fraction: float = 1 / 12,
+    test_fraction: float = 1 / 12,
+    seed: int = 0,
+    skip_bad: bool = False,
+    cache_bytes: int | None = DEFAULT_CACHE_BYTES,
+    stats_images: int | None = DEFAULT_STATS_IMAGES,
+) -> StreamingDataset:
     """An image folder (`data_dir`), Debian's Fashion-MNIST IDX files or a tfds dataset, streamed.
 
     Args: as `open_image_folder` (folders), `open_idx` and `open_tfds`; `test_dir` and `color_mode` are for
@@ -797,17 +929,39 @@ def open_dataset(name: str = "fashion_mnist", data_dir=None, *, test_dir=None, i
     from kerascnn.data import datasets
 
     if data_dir is not None:
-        return open_image_folder(data_dir, test_dir=test_dir, image_size=image_size, color_mode=color_mode,
-                                 validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed,
-                                 skip_bad=skip_bad, cache_bytes=cache_bytes, stats_images=stats_images)
+        return open_image_folder(
+            data_dir,
+            test_dir=test_dir,
+            image_size=image_size,
+            color_mode=color_mode,
+            validation_fraction=validation_fraction,
+            test_fraction=test_fraction,
+            seed=seed,
+            skip_bad=skip_bad,
+            cache_bytes=cache_bytes,
+            stats_images=stats_images,
+        )
     if test_dir is not None:
         raise ValueError("--test-dir is the test split of an image folder: give --data-dir too.")
     directory = datasets._debian_fashion_mnist_dir() if name == "fashion_mnist" else None
     if directory is not None:
         files = {split: [directory / f for f in pair] for split, pair in datasets._IDX_FILES.items()}
-        return open_idx({s: f[0] for s, f in files.items()}, {s: f[1] for s, f in files.items()},
-                        datasets.FASHION_MNIST_LABELS, image_size=image_size,
-                        validation_fraction=validation_fraction, seed=seed, cache_bytes=cache_bytes,
-                        stats_images=stats_images)
-    return open_tfds(name, image_size=image_size, validation_fraction=validation_fraction,
-                     test_fraction=test_fraction, seed=seed, cache_bytes=cache_bytes, stats_images=stats_images)
+        return open_idx(
+            {s: f[0] for s, f in files.items()},
+            {s: f[1] for s, f in files.items()},
+            datasets.FASHION_MNIST_LABELS,
+            image_size=image_size,
+            validation_fraction=validation_fraction,
+            seed=seed,
+            cache_bytes=cache_bytes,
+            stats_images=stats_images,
+        )
+    return open_tfds(
+        name,
+        image_size=image_size,
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        cache_bytes=cache_bytes,
+        stats_images=stats_images,
+    )

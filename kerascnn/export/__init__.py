@@ -6,5 +6,14 @@ from kerascnn.export.exporter import export_run
 from kerascnn.export.presets import PRESETS, QuantizationPreset
 from kerascnn.export.runner import TFLiteClassifier
 
-__all__ = ["PRESETS", "AuditError", "ConversionError", "QuantizationPreset", "TFLiteClassifier", "audit", "convert",
-           "export_run", "op_counts"]
+__all__ = [
+    "PRESETS",
+    "AuditError",
+    "ConversionError",
+    "QuantizationPreset",
+    "TFLiteClassifier",
+    "audit",
+    "convert",
+    "export_run",
+    "op_counts",
+]

@@ -16,45 +16,79 @@ from kerascnn.export.presets import PRESETS
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kerascnn.export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m kerascnn.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("source", help="run directory of kerascnn.train (uses best.keras) or a .keras file in one")
-    parser.add_argument("--quant", nargs="+", default=["float32", "int8"], choices=[*PRESETS, "all"],
-                        help="; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
-    parser.add_argument("--calibration", type=int, default=500,
-                        help="seeded random training images for int8 calibration, plus a black and a white one "
-                             "(default 500)")
+    parser.add_argument(
+        "--quant",
+        nargs="+",
+        default=["float32", "int8"],
+        choices=[*PRESETS, "all"],
+        help="; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()),
+    )
+    parser.add_argument(
+        "--calibration",
+        type=int,
+        default=500,
+        help="seeded random training images for int8 calibration, plus a black and a white one (default 500)",
+    )
     parser.add_argument("--out", help="output directory (default export/<run name>)")
     parser.add_argument("--limit", type=int, help="evaluate on the first N >= 1 test images only (default all)")
-    parser.add_argument("--input-color", choices=["rgb", "native"], default="rgb",
-                        help="rgb: a grey-trained model takes RGB images, the luminance folded into its first "
-                             "convolution (what MediaPipe and phone cameras need); native: the trained channels "
-                             "(default rgb)")
-    parser.add_argument("--no-mediapipe", action="store_true",
-                        help="skip the report's MediaPipe columns (measured only when .venv-edge exists)")
+    parser.add_argument(
+        "--input-color",
+        choices=["rgb", "native"],
+        default="rgb",
+        help="rgb: a grey-trained model takes RGB images, the luminance folded into its first "
+        "convolution (what MediaPipe and phone cameras need); native: the trained channels "
+        "(default rgb)",
+    )
+    parser.add_argument(
+        "--no-mediapipe",
+        action="store_true",
+        help="skip the report's MediaPipe columns (measured only when .venv-edge exists)",
+    )
     tuning = parser.add_argument_group("QAT and pruning (tensorflow-model-optimization, on a tf_keras twin)")
-    tuning.add_argument("--qat-epochs", type=int, default=0,
-                        help="epochs of quantization-aware training: adds the 'int8 (QAT)' row")
-    tuning.add_argument("--prune-sparsity", type=float, default=0.0,
-                        help="fraction of Conv2D/Dense weights to zero, e.g. 0.5: adds 'pruned S' (and "
-                             "'pruned S + QAT' with --qat-epochs)")
+    tuning.add_argument(
+        "--qat-epochs", type=int, default=0, help="epochs of quantization-aware training: adds the 'int8 (QAT)' row"
+    )
+    tuning.add_argument(
+        "--prune-sparsity",
+        type=float,
+        default=0.0,
+        help="fraction of Conv2D/Dense weights to zero, e.g. 0.5: adds 'pruned S' (and "
+        "'pruned S + QAT' with --qat-epochs)",
+    )
     tuning.add_argument("--prune-epochs", type=int, default=2, help="epochs of fine-tuning while pruning")
-    tuning.add_argument("--finetune-images", type=int,
-                        help="fine-tune on a seeded random subset of N training images (default all)")
+    tuning.add_argument(
+        "--finetune-images", type=int, help="fine-tune on a seeded random subset of N training images (default all)"
+    )
     args = parser.parse_args(argv)
     quants = list(PRESETS) if "all" in args.quant else list(dict.fromkeys(args.quant))
-    for flag, value in (("--limit", args.limit), ("--calibration", args.calibration),
-                        ("--finetune-images", args.finetune_images)):
+    for flag, value in (
+        ("--limit", args.limit),
+        ("--calibration", args.calibration),
+        ("--finetune-images", args.finetune_images),
+    ):
         if value is not None and value < 1:
             parser.error(f"{flag} must be at least 1, got {value}")
     from kerascnn.export.exporter import export_run
     from kerascnn.export.report import markdown
 
     try:
-        report = export_run(args.source, quants, args.calibration, args.out, args.limit,
-                            qat_epochs=args.qat_epochs, prune_sparsity=args.prune_sparsity,
-                            prune_epochs=args.prune_epochs, finetune_images=args.finetune_images,
-                            input_color=args.input_color, mediapipe=not args.no_mediapipe)
+        report = export_run(
+            args.source,
+            quants,
+            args.calibration,
+            args.out,
+            args.limit,
+            qat_epochs=args.qat_epochs,
+            prune_sparsity=args.prune_sparsity,
+            prune_epochs=args.prune_epochs,
+            finetune_images=args.finetune_images,
+            input_color=args.input_color,
+            mediapipe=not args.no_mediapipe,
+        )
     except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -18,8 +18,9 @@ def _interpreter(tflite_model: bytes):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     try:
-        return Interpreter(model_content=tflite_model,
-                           experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        return Interpreter(
+            model_content=tflite_model, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        )
     except ValueError as error:
         raise AuditError(f"Not a loadable TFLite model: {error}") from error
 
@@ -28,10 +29,14 @@ def op_details(tflite_model: bytes) -> list[dict]:
     """Each operator as {"op": name, "inputs": [dtype names], "outputs": [dtype names]}, in graph order."""
     interpreter = _interpreter(tflite_model)
     dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
-    return [{"op": op["op_name"],
-             "inputs": [dtypes[i] for i in op["inputs"] if i >= 0 and i in dtypes],
-             "outputs": [dtypes[i] for i in op["outputs"] if i in dtypes]}
-            for op in interpreter._get_ops_details()]
+    return [
+        {
+            "op": op["op_name"],
+            "inputs": [dtypes[i] for i in op["inputs"] if i >= 0 and i in dtypes],
+            "outputs": [dtypes[i] for i in op["outputs"] if i in dtypes],
+        }
+        for op in interpreter._get_ops_details()
+    ]
 
 
 def op_counts(tflite_model: bytes) -> dict[str, int]:
@@ -61,13 +66,17 @@ def audit(tflite_model: bytes, quant) -> list[dict]:
         allowed_float = not preset.integer_io and op["op"] in EDGE_OPS
         if preset.calibrated and not allowed_float and "float32" in op["inputs"] + op["outputs"]:
             where = "at the edges" if preset.integer_io else "inside"
-            raise AuditError(f"The {preset.name} model computes op {index} ({op['op']}) in float32: full-integer "
-                             f"models keep no float {where}"
-                             + ("." if preset.integer_io else " (only QUANTIZE/DEQUANTIZE may take or give float)."))
+            raise AuditError(
+                f"The {preset.name} model computes op {index} ({op['op']}) in float32: full-integer "
+                f"models keep no float {where}"
+                + ("." if preset.integer_io else " (only QUANTIZE/DEQUANTIZE may take or give float).")
+            )
     interpreter = _interpreter(tflite_model)
     given = np.dtype(interpreter.get_input_details()[0]["dtype"]).name
     returned = np.dtype(interpreter.get_output_details()[0]["dtype"]).name
     if (given, returned) != (preset.input_dtype, preset.output_dtype):
-        raise AuditError(f"The {preset.name} model takes {given} and gives {returned}; the preset says "
-                         f"{preset.input_dtype} and {preset.output_dtype}.")
+        raise AuditError(
+            f"The {preset.name} model takes {given} and gives {returned}; the preset says "
+            f"{preset.input_dtype} and {preset.output_dtype}."
+        )
     return ops

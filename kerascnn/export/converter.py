@@ -36,8 +36,9 @@ def _flex_culprits(message: str, layer_names: Iterable[str]) -> list[tuple[str, 
     return found
 
 
-def convert(model, quant: str = "float32", representative_images: np.ndarray | None = None,
-            quantization_aware: bool = False) -> bytes:
+def convert(
+    model, quant: str = "float32", representative_images: np.ndarray | None = None, quantization_aware: bool = False
+) -> bytes:
     """Converts `model` (TensorFlow backend) with TFLITE_BUILTINS only: Flex (SELECT_TF_OPS) never.
 
     Args:
@@ -61,9 +62,11 @@ def convert(model, quant: str = "float32", representative_images: np.ndarray | N
     if preset.float16_weights:
         converter.target_spec.supported_types = [tf.float16]
     if quantization_aware and not preset.calibrated:
-        raise ValueError(f"A quantization-aware model exports under a full-integer preset "
-                         f"({', '.join(p.name for p in PRESETS.values() if p.calibrated)}). "
-                         f"Received: quant={preset.name!r}.")
+        raise ValueError(
+            f"A quantization-aware model exports under a full-integer preset "
+            f"({', '.join(p.name for p in PRESETS.values() if p.calibrated)}). "
+            f"Received: quant={preset.name!r}."
+        )
     if preset.calibrated and not quantization_aware:
         if representative_images is None or not len(representative_images):
             raise ValueError(f"--quant {preset.name} needs calibration images (representative_images).")
@@ -82,5 +85,6 @@ def convert(model, quant: str = "float32", representative_images: np.ndarray | N
             raise ConversionError(
                 f"The model needs ops that TFLite has no builtin for: {where}. kerascnn exports builtin ops only "
                 "(no Flex/SELECT_TF_OPS, which edge runtimes lack): rewrite that layer with keras.ops that "
-                "TFLite supports.") from error
+                "TFLite supports."
+            ) from error
         raise

@@ -29,8 +29,10 @@ def locate_run(source: str | os.PathLike) -> tuple[Path, Path]:
         raise ValueError(f"{model_path} is not a .keras file.")
     for needed in ("dataset.json", "config.yaml"):
         if not (run_dir / needed).exists():
-            raise FileNotFoundError(f"{run_dir / needed} is missing: the export needs the labels, normalization and "
-                                    "dataset of the run that trained the model (written by kerascnn.train).")
+            raise FileNotFoundError(
+                f"{run_dir / needed} is missing: the export needs the labels, normalization and "
+                "dataset of the run that trained the model (written by kerascnn.train)."
+            )
     return model_path, run_dir
 
 
@@ -43,20 +45,29 @@ def read_run_files(run_dir: Path) -> tuple[dict, dict]:
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
         dataset_meta["labels"], dataset_meta["normalization"], config["dataset"], config["seed"]
     except (ValueError, KeyError, TypeError, yaml.YAMLError) as error:
-        raise ValueError(f"{run_dir} has a damaged dataset.json or config.yaml ({type(error).__name__}: {error}); "
-                         "they are written by kerascnn.train.") from error
+        raise ValueError(
+            f"{run_dir} has a damaged dataset.json or config.yaml ({type(error).__name__}: {error}); "
+            "they are written by kerascnn.train."
+        ) from error
     return dataset_meta, config
 
 
 def check_same_data(now: dict, at_training: dict, run_dir: Path) -> None:
     """Raises if the data loaded now differs from the data the run trained on (an image folder that changed):
     the manifest's labels and normalization would then not match the calibration and the evaluation."""
-    same = (now["labels"] == at_training["labels"] and list(now["input_shape"]) == list(at_training["input_shape"])
-            and all(np.allclose(now["normalization"][key], at_training["normalization"][key], rtol=1e-3, atol=1e-3)
-                    for key in ("mean", "std")))
+    same = (
+        now["labels"] == at_training["labels"]
+        and list(now["input_shape"]) == list(at_training["input_shape"])
+        and all(
+            np.allclose(now["normalization"][key], at_training["normalization"][key], rtol=1e-3, atol=1e-3)
+            for key in ("mean", "std")
+        )
+    )
     if not same:
-        raise ValueError(f"The dataset changed since {run_dir} was trained (labels, image shape or normalization "
-                         "differ from its dataset.json): export from the data the model was trained on.")
+        raise ValueError(
+            f"The dataset changed since {run_dir} was trained (labels, image shape or normalization "
+            "differ from its dataset.json): export from the data the model was trained on."
+        )
 
 
 def load_keras_model(model_path: Path):
@@ -72,15 +83,19 @@ def load_keras_model(model_path: Path):
         with zipfile.ZipFile(model_path) as archive:
             damaged = archive.testzip()
     except (zipfile.BadZipFile, OSError) as error:
-        raise ValueError(f"{model_path} is truncated or damaged: not a complete .keras (zip) archive ({error}). "
-                         "Copy it again, or export another checkpoint of the run.") from error
+        raise ValueError(
+            f"{model_path} is truncated or damaged: not a complete .keras (zip) archive ({error}). "
+            "Copy it again, or export another checkpoint of the run."
+        ) from error
     if damaged:
         raise ValueError(f"{model_path} is damaged ({damaged} fails its checksum): copy it again.")
     try:
         return keras.saving.load_model(model_path)
     except Exception as error:  # zip, h5, json and registration errors all land here
-        raise ValueError(f"Cannot load {model_path} as a Keras model ({type(error).__name__}: {error}). Is it a "
-                         ".keras file saved by kerascnn?") from error
+        raise ValueError(
+            f"Cannot load {model_path} as a Keras model ({type(error).__name__}: {error}). Is it a "
+            ".keras file saved by kerascnn?"
+        ) from error
 
 
 def _log(message: str) -> None:
@@ -117,20 +132,34 @@ def _integer_input_offset(tflite_model: bytes, mean, std) -> int | None:
         return None
     scale, zero_point = given["quantization"]
     pixels = np.arange(256, dtype=np.float32)
-    offsets = {int(k) for c in range(len(mean))
-               for k in np.round((pixels - np.float32(mean[c])) / np.float32(std[c]) / np.float32(scale))
-               + zero_point - pixels}
+    offsets = {
+        int(k)
+        for c in range(len(mean))
+        for k in np.round((pixels - np.float32(mean[c])) / np.float32(std[c]) / np.float32(scale)) + zero_point - pixels
+    }
     if len(offsets) != 1:
-        raise ValueError(f"The {np.dtype(given['dtype']).name} input's quantization (scale {scale:.6g}, zero point "
-                         f"{zero_point}) does not map pixels 0..255 to whole steps: runtimes that feed raw pixels "
-                         "would see other values than predict.py.")
+        raise ValueError(
+            f"The {np.dtype(given['dtype']).name} input's quantization (scale {scale:.6g}, zero point "
+            f"{zero_point}) does not map pixels 0..255 to whole steps: runtimes that feed raw pixels "
+            "would see other values than predict.py."
+        )
     return offsets.pop()
 
 
-def export_run(source, quants=("float32", "int8"), calibration: int = 500, out: str | os.PathLike | None = None,
-               limit: int | None = None, latency_rounds: int = 7, qat_epochs: int = 0,
-               prune_sparsity: float = 0.0, prune_epochs: int = 2, finetune_images: int | None = None,
-               input_color: str = "rgb", mediapipe: bool = True) -> dict:
+def export_run(
+    source,
+    quants=("float32", "int8"),
+    calibration: int = 500,
+    out: str | os.PathLike | None = None,
+    limit: int | None = None,
+    latency_rounds: int = 7,
+    qat_epochs: int = 0,
+    prune_sparsity: float = 0.0,
+    prune_epochs: int = 2,
+    finetune_images: int | None = None,
+    input_color: str = "rgb",
+    mediapipe: bool = True,
+) -> dict:
     """Exports `source` under each preset in `quants` into `out` and returns the report (also written
     as report.json and report.md).
 
@@ -179,8 +208,9 @@ def export_run(source, quants=("float32", "int8"), calibration: int = 500, out: 
     model = load_keras_model(model_path)
     channels = int(model.inputs[0].shape[-1])
     metadata_writer.check_labels(dataset_meta["labels"], int(model.outputs[0].shape[-1]))
-    metadata_writer.input_normalization(dataset_meta["normalization"]["mean"], dataset_meta["normalization"]["std"],
-                                        channels, "float32")
+    metadata_writer.input_normalization(
+        dataset_meta["normalization"]["mean"], dataset_meta["normalization"]["std"], channels, "float32"
+    )
     out = Path(out or Path("export") / run_dir.name)
     _check_out(out)
     dataset = load_dataset(config["dataset"], config.get("data_dir"), config["validation_fraction"], config["seed"])
@@ -190,8 +220,9 @@ def export_run(source, quants=("float32", "int8"), calibration: int = 500, out: 
     train_images, train_labels = dataset.splits["train"]
     rng = np.random.default_rng(config["seed"])
     picked = rng.choice(len(train_images), min(calibration, len(train_images)), replace=False)
-    extremes = np.stack([np.zeros(train_images.shape[1:], train_images.dtype),
-                         np.full(train_images.shape[1:], 255, train_images.dtype)])
+    extremes = np.stack(
+        [np.zeros(train_images.shape[1:], train_images.dtype), np.full(train_images.shape[1:], 255, train_images.dtype)]
+    )
     calibration_images = dataset.normalize(np.concatenate([train_images[np.sort(picked)], extremes]))
     tuning = np.sort(rng.permutation(len(train_images))[:finetune_images])  # all classes, even for sorted folders
 
@@ -206,48 +237,88 @@ def export_run(source, quants=("float32", "int8"), calibration: int = 500, out: 
 
     mean, std = dataset_meta["normalization"]["mean"], dataset_meta["normalization"]["std"]
     keras_predicted = model.predict(x_test, batch_size=512, verbose=0).argmax(axis=1)
-    report = {"model": name, "parameters": int(model.count_params()), "dataset": dataset.name,
-              "source": str(model_path), "test_images": int(len(x_test)),
-              "input": _input_description(dataset_meta["input_shape"], color, fold),
-              "keras": {"accuracy": round(100 * float((keras_predicted == y_test).mean()), 2)},
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "variants": {}}
+    report = {
+        "model": name,
+        "parameters": int(model.count_params()),
+        "dataset": dataset.name,
+        "source": str(model_path),
+        "test_images": int(len(x_test)),
+        "input": _input_description(dataset_meta["input_shape"], color, fold),
+        "keras": {"accuracy": round(100 * float((keras_predicted == y_test).mean()), 2)},
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "variants": {},
+    }
     variants, inputs = {}, {}
 
     def add(row_name: str, stem: str, tflite_model: bytes, quant: str, calibrated: bool, rgb: bool = fold, **extra):
         preset = PRESETS[quant]
         audit(tflite_model, preset)
         row_color = "rgb" if rgb or channels == 3 else "grey"
-        offset = _integer_input_offset(tflite_model, *metadata_writer.input_normalization(
-            mean, std, 3 if row_color == "rgb" else 1, "float32"))
+        offset = _integer_input_offset(
+            tflite_model, *metadata_writer.input_normalization(mean, std, 3 if row_color == "rgb" else 1, "float32")
+        )
         tflite_model = metadata_writer.add_classifier_metadata(
-            tflite_model, name=name, labels=dataset_meta["labels"], mean=mean, std=std, color=row_color,
+            tflite_model,
+            name=name,
+            labels=dataset_meta["labels"],
+            mean=mean,
+            std=std,
+            color=row_color,
             version=f"kerascnn {kerascnn_version()}, {preset.name}",
             description=f"{name} ({model.count_params():,} parameters) trained by kerascnn on {dataset.name}; "
-                        f"{preset.name}: {preset.description}. "
-                        + _input_description(dataset_meta["input_shape"], row_color, rgb))
+            f"{preset.name}: {preset.description}. " + _input_description(dataset_meta["input_shape"], row_color, rgb),
+        )
         manifest = manifests.build_manifest(
-            tflite_model, name=name, parameters=model.count_params(), dataset=dataset_meta, quant=quant,
-            seed=config["seed"], calibration=calibration_images if calibrated else None, color=row_color,
-            luminance_fold=rgb, pixel_offset=offset)
+            tflite_model,
+            name=name,
+            parameters=model.count_params(),
+            dataset=dataset_meta,
+            quant=quant,
+            seed=config["seed"],
+            calibration=calibration_images if calibrated else None,
+            color=row_color,
+            luminance_fold=rgb,
+            pixel_offset=offset,
+        )
         manifest["converter"].update(extra)
         atomic_write(out / f"{stem}.tflite", tflite_model)
         atomic_write(out / f"{stem}.json", manifests.to_json(manifest))
-        _log(f"{row_name}: wrote {out / stem}.tflite ({len(tflite_model) / 1000:.1f} KB); evaluating on "
-             f"{len(x_test):,} test images")
+        _log(
+            f"{row_name}: wrote {out / stem}.tflite ({len(tflite_model) / 1000:.1f} KB); evaluating on "
+            f"{len(x_test):,} test images"
+        )
         variants[row_name], inputs[row_name] = tflite_model, model_space(x_test[:1], rgb)
-        report["variants"][row_name] = {"file": f"{stem}.tflite", "input": manifest["input"]["description"], **extra,
-                                        **reports.accuracy_row(tflite_model, model_space(x_test, rgb), y_test,
-                                                               keras_predicted, dataset.labels)}
+        report["variants"][row_name] = {
+            "file": f"{stem}.tflite",
+            "input": manifest["input"]["description"],
+            **extra,
+            **reports.accuracy_row(tflite_model, model_space(x_test, rgb), y_test, keras_predicted, dataset.labels),
+        }
 
     for quant in quants:
         preset = PRESETS[quant]
         _log(f"{quant}: converting ({preset.description})")
-        add(quant, f"{name}_{quant}", convert(export_model, preset, model_space(calibration_images, fold)
-                                              if preset.calibrated else None), quant, preset.calibrated)
+        add(
+            quant,
+            f"{name}_{quant}",
+            convert(export_model, preset, model_space(calibration_images, fold) if preset.calibrated else None),
+            quant,
+            preset.calibrated,
+        )
     if qat_epochs or prune_sparsity:
-        _optimized_rows(lambda *a, **k: add(*a, rgb=False, **k), model, dataset, train_images[tuning],
-                        train_labels[tuning], calibration_images, x_test[:64], name, qat_epochs, prune_sparsity,
-                        prune_epochs)
+        _optimized_rows(
+            lambda *a, **k: add(*a, rgb=False, **k),
+            model,
+            dataset,
+            train_images[tuning],
+            train_labels[tuning],
+            calibration_images,
+            x_test[:64],
+            name,
+            qat_epochs,
+            prune_sparsity,
+            prune_epochs,
+        )
 
     _log(f"timing {len(variants)} variants at batch 1 ({latency_rounds} interleaved rounds)")
     latencies = reports.median_latency_ms(variants, inputs, rounds=latency_rounds)
@@ -269,8 +340,10 @@ def kerascnn_version() -> str:
 def _input_description(input_shape, color: str, fold: bool) -> str:
     height, width = input_shape[:2]
     if fold:
-        return (f"Input: {height}x{width} RGB image; the model was trained on grey images and the luminance "
-                "(0.299 R + 0.587 G + 0.114 B) is folded into its first convolution.")
+        return (
+            f"Input: {height}x{width} RGB image; the model was trained on grey images and the luminance "
+            "(0.299 R + 0.587 G + 0.114 B) is folded into its first convolution."
+        )
     return f"Input: {height}x{width} {'RGB' if color == 'rgb' else 'grey'} image."
 
 
@@ -279,13 +352,26 @@ def _check_backend() -> None:
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        raise ValueError(f"The export runs on the TensorFlow backend (the TFLite converter traces TensorFlow graphs), "
-                         f"but Keras is on {keras.backend.backend()!r}: run it with KERAS_BACKEND=tensorflow. "
-                         "Models trained on any backend export.")
+        raise ValueError(
+            f"The export runs on the TensorFlow backend (the TFLite converter traces TensorFlow graphs), "
+            f"but Keras is on {keras.backend.backend()!r}: run it with KERAS_BACKEND=tensorflow. "
+            "Models trained on any backend export."
+        )
 
 
-def _optimized_rows(add, model, dataset, images, labels, calibration_images, check_images, name, qat_epochs,
-                    prune_sparsity, prune_epochs):
+def _optimized_rows(
+    add,
+    model,
+    dataset,
+    images,
+    labels,
+    calibration_images,
+    check_images,
+    name,
+    qat_epochs,
+    prune_sparsity,
+    prune_epochs,
+):
     """The tfmot rows: "int8 (QAT)", "pruned S", "pruned S + QAT", each fine-tuned from a fresh twin."""
     from kerascnn import optimize
 
@@ -293,19 +379,40 @@ def _optimized_rows(add, model, dataset, images, labels, calibration_images, che
     if qat_epochs:
         _log(f"int8 (QAT): {_epochs(qat_epochs)} of quantization-aware training on {len(images):,} images")
         qat = optimize.quantization_aware(optimize.to_tf_keras(model, check_images), images, labels, qat_epochs)
-        add("int8 (QAT)", f"{name}_int8_qat", convert(qat, "int8", quantization_aware=True), "int8", False,
-            qat_epochs=qat_epochs)
+        add(
+            "int8 (QAT)",
+            f"{name}_int8_qat",
+            convert(qat, "int8", quantization_aware=True),
+            "int8",
+            False,
+            qat_epochs=qat_epochs,
+        )
     if prune_sparsity:
         label = f"pruned {prune_sparsity:.0%}"
         _log(f"{label}: {_epochs(prune_epochs)} of magnitude pruning on {len(images):,} images")
-        pruned = optimize.prune(optimize.to_tf_keras(model, check_images), images, labels, prune_sparsity,
-                                prune_epochs)
+        pruned = optimize.prune(optimize.to_tf_keras(model, check_images), images, labels, prune_sparsity, prune_epochs)
         sparsity = optimize.sparsity_per_layer(pruned)
         stem = f"{name}_pruned{round(100 * prune_sparsity)}"
-        add(label, f"{stem}_int8", convert(pruned, "int8", calibration_images), "int8", True,
-            prune_epochs=prune_epochs, target_sparsity=prune_sparsity, sparsity_per_layer=sparsity)
+        add(
+            label,
+            f"{stem}_int8",
+            convert(pruned, "int8", calibration_images),
+            "int8",
+            True,
+            prune_epochs=prune_epochs,
+            target_sparsity=prune_sparsity,
+            sparsity_per_layer=sparsity,
+        )
         if qat_epochs:
             _log(f"{label} + QAT: {_epochs(qat_epochs)} of pruning-preserving QAT")
             both = optimize.quantization_aware(pruned, images, labels, qat_epochs, preserve_sparsity=True)
-            add(f"{label} + QAT", f"{stem}_qat_int8", convert(both, "int8", quantization_aware=True), "int8", False,
-                prune_epochs=prune_epochs, qat_epochs=qat_epochs, target_sparsity=prune_sparsity)
+            add(
+                f"{label} + QAT",
+                f"{stem}_qat_int8",
+                convert(both, "int8", quantization_aware=True),
+                "int8",
+                False,
+                prune_epochs=prune_epochs,
+                qat_epochs=qat_epochs,
+                target_sparsity=prune_sparsity,
+            )

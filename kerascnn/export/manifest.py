@@ -15,9 +15,19 @@ def calibration_hash(images: np.ndarray | None) -> str | None:
     return hashlib.sha256(np.ascontiguousarray(images, np.float32).tobytes()).hexdigest()
 
 
-def build_manifest(tflite_model: bytes, *, name: str, parameters: int, dataset: dict, quant: str,
-                   seed: int, calibration: np.ndarray | None, color: str | None = None, luminance_fold: bool = False,
-                   pixel_offset: int | None = None) -> dict:
+def build_manifest(
+    tflite_model: bytes,
+    *,
+    name: str,
+    parameters: int,
+    dataset: dict,
+    quant: str,
+    seed: int,
+    calibration: np.ndarray | None,
+    color: str | None = None,
+    luminance_fold: bool = False,
+    pixel_offset: int | None = None,
+) -> dict:
     """labels, input (shape, dtype, colour, normalization, quantization), output, model, versions, converter.
 
     Args:
@@ -51,11 +61,14 @@ def build_manifest(tflite_model: bytes, *, name: str, parameters: int, dataset: 
 
     description = f"{shape[1]}x{shape[2]} {'RGB' if color == 'rgb' else 'grey'} image"
     if luminance_fold:
-        description += (", trained on grey images: the luminance 0.299 R + 0.587 G + 0.114 B is folded into the first "
-                        "convolution (exact for R = G = B)")
+        description += (
+            ", trained on grey images: the luminance 0.299 R + 0.587 G + 0.114 B is folded into the first "
+            "convolution (exact for R = G = B)"
+        )
     if pixel_offset is not None:
-        description += f"; {np.dtype(given['dtype']).name} input q = pixel" + (f" - {-pixel_offset}" if pixel_offset
-                                                                              else "")
+        description += f"; {np.dtype(given['dtype']).name} input q = pixel" + (
+            f" - {-pixel_offset}" if pixel_offset else ""
+        )
     return {
         "format": "kerascnn-tflite-manifest/1",
         "labels": dataset["labels"],
@@ -63,24 +76,38 @@ def build_manifest(tflite_model: bytes, *, name: str, parameters: int, dataset: 
             "shape": shape,
             "dtype": np.dtype(given["dtype"]).name,
             "description": description,
-            "normalization": {"mean": per_channel(dataset["normalization"]["mean"]),
-                              "std": per_channel(dataset["normalization"]["std"]),
-                              "formula": "(pixel - mean) / std, pixel values 0..255, per channel"},
+            "normalization": {
+                "mean": per_channel(dataset["normalization"]["mean"]),
+                "std": per_channel(dataset["normalization"]["std"]),
+                "formula": "(pixel - mean) / std, pixel values 0..255, per channel",
+            },
             "quantization": quantization(given),
             "color": color,
             "luminance_fold": luminance_fold,
             "pixel_offset": pixel_offset,
         },
-        "output": {"dtype": np.dtype(returned["dtype"]).name, "quantization": quantization(returned),
-                   "meaning": "class probabilities (softmax), in label order"},
-        "metadata": {"tflite_metadata": "TFLITE_METADATA (name, description, version, license, image input with "
-                                        "NormalizationOptions, output labels)", "associated_files": ["labels.txt"]},
+        "output": {
+            "dtype": np.dtype(returned["dtype"]).name,
+            "quantization": quantization(returned),
+            "meaning": "class probabilities (softmax), in label order",
+        },
+        "metadata": {
+            "tflite_metadata": "TFLITE_METADATA (name, description, version, license, image input with "
+            "NormalizationOptions, output labels)",
+            "associated_files": ["labels.txt"],
+        },
         "model": {"name": name, "parameters": int(parameters), "dataset": dataset.get("dataset"), "seed": seed},
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
-                     "ai_edge_litert": getattr(ai_edge_litert, "__version__", "unknown")},
-        "converter": {"quantization": quant, "supported_ops": "TFLITE_BUILTINS only",
-                      "calibration_images": 0 if calibration is None else int(len(calibration)),
-                      "calibration_sha256": calibration_hash(calibration)},
+        "versions": {
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "ai_edge_litert": getattr(ai_edge_litert, "__version__", "unknown"),
+        },
+        "converter": {
+            "quantization": quant,
+            "supported_ops": "TFLITE_BUILTINS only",
+            "calibration_images": 0 if calibration is None else int(len(calibration)),
+            "calibration_sha256": calibration_hash(calibration),
+        },
     }
 
 

@@ -56,11 +56,15 @@ def input_normalization(mean, std, channels: int, input_dtype: str) -> tuple[lis
     values = []
     for key, given in (("mean", mean), ("std", std)):
         given = [given] if isinstance(given, (int, float)) else given
-        if (not isinstance(given, (list, tuple)) or len(given) not in (1, channels)
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in given)):
+        if (
+            not isinstance(given, (list, tuple))
+            or len(given) not in (1, channels)
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in given)
+        ):
             count = "1 number" if channels == 1 else f"1 or {channels} numbers"
-            raise MetadataError(f"The normalization {key} must be {count} (dataset.json of the run). "
-                                f"Received: {key}={given!r}.")
+            raise MetadataError(
+                f"The normalization {key} must be {count} (dataset.json of the run). Received: {key}={given!r}."
+            )
         values.append([float(v) for v in given] * (channels if len(given) == 1 else 1))
     if min(values[1]) <= 0:
         raise MetadataError(f"The normalization std must be > 0. Received: std={std!r}.")
@@ -76,13 +80,20 @@ def check_labels(labels, output_size: int) -> list[str]:
         MetadataError: no labels, labels that are not a list of non-empty one-line strings, or a count other than
             the output size.
     """
-    if not isinstance(labels, (list, tuple)) or not labels or not all(
-            isinstance(label, str) and label.strip() and "\n" not in label for label in labels):
-        raise MetadataError("The export needs the class labels (a list of one-line names, dataset.json of the run). "
-                            f"Received: labels={labels!r:.120}.")
+    if (
+        not isinstance(labels, (list, tuple))
+        or not labels
+        or not all(isinstance(label, str) and label.strip() and "\n" not in label for label in labels)
+    ):
+        raise MetadataError(
+            "The export needs the class labels (a list of one-line names, dataset.json of the run). "
+            f"Received: labels={labels!r:.120}."
+        )
     if len(labels) != output_size:
-        raise MetadataError(f"The model gives {output_size} scores but the run has {len(labels)} labels: the labels "
-                            "do not describe this model (export it with the run that trained it).")
+        raise MetadataError(
+            f"The model gives {output_size} scores but the run has {len(labels)} labels: the labels "
+            "do not describe this model (export it with the run that trained it)."
+        )
     return list(labels)
 
 
@@ -120,9 +131,19 @@ class _Writer:
         return self.builder.EndObject()
 
 
-def metadata_flatbuffer(*, name: str, description: str, version: str, author: str, license: str, labels_file: str,
-                        color: str, mean: list[float], std: list[float], input_range: tuple[list[float], list[float]],
-                        ) -> bytes:
+def metadata_flatbuffer(
+    *,
+    name: str,
+    description: str,
+    version: str,
+    author: str,
+    license: str,
+    labels_file: str,
+    color: str,
+    mean: list[float],
+    std: list[float],
+    input_range: tuple[list[float], list[float]],
+) -> bytes:
     """The ModelMetadata flatbuffer (file identifier "M001") of an image classifier.
 
     Args:
@@ -133,29 +154,59 @@ def metadata_flatbuffer(*, name: str, description: str, version: str, author: st
         input_range: (min, max) per channel of the input tensor's values (its Stats).
     """
     w = _Writer()
-    text = {key: w.string(value) for key, value in dict(
-        name=name, description=description, version=version, author=author, license=license,
-        min_parser_version=MIN_PARSER_VERSION, labels_file=labels_file, image="image", probability="probability",
-        image_description="Input image to be classified.",
-        probability_description="Probabilities of the labels respectively.",
-        labels_description="Labels for the categories the model classifies, one per line in output order.").items()}
+    text = {
+        key: w.string(value)
+        for key, value in dict(
+            name=name,
+            description=description,
+            version=version,
+            author=author,
+            license=license,
+            min_parser_version=MIN_PARSER_VERSION,
+            labels_file=labels_file,
+            image="image",
+            probability="probability",
+            image_description="Input image to be classified.",
+            probability_description="Probabilities of the labels respectively.",
+            labels_description="Labels for the categories the model classifies, one per line in output order.",
+        ).items()
+    }
     # input: image
     image_properties = w.table(2, bytes_={0: _RGB if color == "rgb" else _GRAYSCALE})  # color_space
     image_content = w.table(3, offsets={1: image_properties}, bytes_={0: _IMAGE_PROPERTIES})
     normalization = w.table(2, offsets={0: w.floats(mean), 1: w.floats(std)})
     unit = w.table(2, offsets={1: normalization}, bytes_={0: _NORMALIZATION_OPTIONS})
     stats = w.table(2, offsets={0: w.floats(input_range[1]), 1: w.floats(input_range[0])})  # max, min
-    image = w.table(7, offsets={0: text["image"], 1: text["image_description"], 3: image_content,
-                                4: w.offsets([unit]), 5: stats})
+    image = w.table(
+        7, offsets={0: text["image"], 1: text["image_description"], 3: image_content, 4: w.offsets([unit]), 5: stats}
+    )
     # output: probability, with the labels
-    labels = w.table(5, offsets={0: text["labels_file"], 1: text["labels_description"]},
-                     bytes_={2: _TENSOR_AXIS_LABELS})
+    labels = w.table(
+        5, offsets={0: text["labels_file"], 1: text["labels_description"]}, bytes_={2: _TENSOR_AXIS_LABELS}
+    )
     feature_content = w.table(3, offsets={1: w.table(0)}, bytes_={0: _FEATURE_PROPERTIES})
-    probability = w.table(7, offsets={0: text["probability"], 1: text["probability_description"],
-                                      3: feature_content, 6: w.offsets([labels])})
+    probability = w.table(
+        7,
+        offsets={
+            0: text["probability"],
+            1: text["probability_description"],
+            3: feature_content,
+            6: w.offsets([labels]),
+        },
+    )
     subgraph = w.table(10, offsets={2: w.offsets([image]), 3: w.offsets([probability])})
-    model = w.table(8, offsets={0: text["name"], 1: text["description"], 2: text["version"], 3: w.offsets([subgraph]),
-                                4: text["author"], 5: text["license"], 7: text["min_parser_version"]})
+    model = w.table(
+        8,
+        offsets={
+            0: text["name"],
+            1: text["description"],
+            2: text["version"],
+            3: w.offsets([subgraph]),
+            4: text["author"],
+            5: text["license"],
+            7: text["min_parser_version"],
+        },
+    )
     w.builder.Finish(model, file_identifier=FILE_IDENTIFIER)
     return bytes(w.builder.Output())
 
@@ -209,8 +260,19 @@ def metadata_of(tflite_model: bytes) -> bytes | None:
     return None
 
 
-def add_classifier_metadata(tflite_model: bytes, *, name: str, labels, mean, std, color: str, description: str,
-                            version: str, license: str = "Apache-2.0", author: str = "kerascnn") -> bytes:
+def add_classifier_metadata(
+    tflite_model: bytes,
+    *,
+    name: str,
+    labels,
+    mean,
+    std,
+    color: str,
+    description: str,
+    version: str,
+    license: str = "Apache-2.0",
+    author: str = "kerascnn",
+) -> bytes:
     """`tflite_model` with the metadata and label file an image classifier needs (see the module docstring).
 
     Args:
@@ -249,7 +311,16 @@ def add_classifier_metadata(tflite_model: bytes, *, name: str, labels, mean, std
         input_range = ([float(info.min)] * channels, [float(info.max)] * channels)
     else:
         raise MetadataError(f"Image inputs are float32, int8 or uint8; the model takes {dtype}.")
-    metadata = metadata_flatbuffer(name=name, description=description, version=version, author=author,
-                                   license=license, labels_file=LABELS_FILE, color=color, mean=mean, std=std,
-                                   input_range=input_range)
+    metadata = metadata_flatbuffer(
+        name=name,
+        description=description,
+        version=version,
+        author=author,
+        license=license,
+        labels_file=LABELS_FILE,
+        color=color,
+        mean=mean,
+        std=std,
+        input_range=input_range,
+    )
     return attach(tflite_model, metadata, {LABELS_FILE: ("\n".join(labels) + "\n").encode()})

@@ -45,17 +45,33 @@ PRESETS: dict[str, QuantizationPreset] = {
     preset.name: preset
     for preset in (
         QuantizationPreset("float32", "no quantization"),
-        QuantizationPreset("float16", "weights stored as float16, computed in float32", optimize=True,
-                           float16_weights=True),
-        QuantizationPreset("dynamic", "int8 weights, activations quantized on the fly (dynamic range)",
-                           optimize=True),
-        QuantizationPreset("int8", "full integer: int8 weights and activations, float32 input and output",
-                           optimize=True, calibrated=True),
-        QuantizationPreset("int8-io", "full integer with int8 input and output (no float at the edges)",
-                           optimize=True, calibrated=True, input_dtype="int8", output_dtype="int8"),
-        QuantizationPreset("uint8", "full integer with uint8 input and output: raw 0..255 pixels in, as MediaPipe "
-                           "and the TFLite Task Library feed quantized image models", optimize=True, calibrated=True,
-                           input_dtype="uint8", output_dtype="uint8"),
+        QuantizationPreset(
+            "float16", "weights stored as float16, computed in float32", optimize=True, float16_weights=True
+        ),
+        QuantizationPreset("dynamic", "int8 weights, activations quantized on the fly (dynamic range)", optimize=True),
+        QuantizationPreset(
+            "int8",
+            "full integer: int8 weights and activations, float32 input and output",
+            optimize=True,
+            calibrated=True,
+        ),
+        QuantizationPreset(
+            "int8-io",
+            "full integer with int8 input and output (no float at the edges)",
+            optimize=True,
+            calibrated=True,
+            input_dtype="int8",
+            output_dtype="int8",
+        ),
+        QuantizationPreset(
+            "uint8",
+            "full integer with uint8 input and output: raw 0..255 pixels in, as MediaPipe "
+            "and the TFLite Task Library feed quantized image models",
+            optimize=True,
+            calibrated=True,
+            input_dtype="uint8",
+            output_dtype="uint8",
+        ),
     )
 }
 

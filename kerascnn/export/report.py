@@ -62,8 +62,13 @@ def accuracy_row(tflite_model: bytes, x_test, y_test, keras_predicted, labels) -
     }
 
 
-def median_latency_ms(variants: dict[str, bytes], images: np.ndarray | dict[str, np.ndarray], rounds: int = 7,
-                      runs: int = 30, threads: tuple[int, ...] | None = None) -> dict[str, dict[str, float]]:
+def median_latency_ms(
+    variants: dict[str, bytes],
+    images: np.ndarray | dict[str, np.ndarray],
+    rounds: int = 7,
+    runs: int = 30,
+    threads: tuple[int, ...] | None = None,
+) -> dict[str, dict[str, float]]:
     """Median milliseconds per image at batch 1, per variant and thread count, over interleaved rounds
     (every round times every variant once, in rotating order, so machine noise hits all alike).
 
@@ -82,8 +87,10 @@ def median_latency_ms(variants: dict[str, bytes], images: np.ndarray | dict[str,
             for _ in range(runs):
                 runners[key](image_of[key[0]])
             samples[key].append(1000 * (time.perf_counter() - start) / runs)
-    return {name: {f"{t}_thread{'s' if t > 1 else ''}": round(statistics.median(samples[(name, t)]), 4)
-                   for t in threads} for name in variants}
+    return {
+        name: {f"{t}_thread{'s' if t > 1 else ''}": round(statistics.median(samples[(name, t)]), 4) for t in threads}
+        for name in variants
+    }
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,8 +99,15 @@ CHECK_MEDIAPIPE = ROOT / "export" / "check_mediapipe.py"
 NOT_MEASURED = "not measured (no .venv-edge: python export/edge_venv.py builds it)"
 
 
-def add_mediapipe(report: dict, out: Path, images: np.ndarray, labels: np.ndarray, log=print,
-                  python: Path = EDGE_PYTHON, timeout: int = 1800) -> None:
+def add_mediapipe(
+    report: dict,
+    out: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    log=print,
+    python: Path = EDGE_PYTHON,
+    timeout: int = 1800,
+) -> None:
     """Runs export/check_mediapipe.py in the edge environment on every variant in `out` and adds a "mediapipe"
     entry to each row (accuracy and ms per image, or why MediaPipe refused it); with no edge environment,
     report["mediapipe"] says so and the rows are left as they are.
@@ -110,8 +124,13 @@ def add_mediapipe(report: dict, out: Path, images: np.ndarray, labels: np.ndarra
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(Path(tmp) / "test.npz", images=images, labels=labels)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        done = subprocess.run([str(python), str(CHECK_MEDIAPIPE), "--data", str(Path(tmp) / "test.npz"),
-                               *map(str, files.values())], capture_output=True, text=True, timeout=timeout, env=env)
+        done = subprocess.run(
+            [str(python), str(CHECK_MEDIAPIPE), "--data", str(Path(tmp) / "test.npz"), *map(str, files.values())],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
     if done.returncode:
         last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
         report["mediapipe"] = f"failed: {last}"
@@ -119,10 +138,11 @@ def add_mediapipe(report: dict, out: Path, images: np.ndarray, labels: np.ndarra
     result = json.loads(done.stdout)
     report["mediapipe"] = f"mediapipe {result['mediapipe']}"
     for name, checked in zip(files, result["results"]):
-        report["variants"][name]["mediapipe"] = {**checked["mediapipe"],
-                                                 "ai_edge_litert_accuracy": checked["ai_edge_litert"]["accuracy"],
-                                                 **({"top1_agreement": checked["top1_agreement"]}
-                                                    if "top1_agreement" in checked else {})}
+        report["variants"][name]["mediapipe"] = {
+            **checked["mediapipe"],
+            "ai_edge_litert_accuracy": checked["ai_edge_litert"]["accuracy"],
+            **({"top1_agreement": checked["top1_agreement"]} if "top1_agreement" in checked else {}),
+        }
 
 
 def _mediapipe_cells(row: dict) -> list[str]:
@@ -137,32 +157,48 @@ def _mediapipe_cells(row: dict) -> list[str]:
 def markdown(report: dict) -> str:
     keras_row = report["keras"]
     threads = list(next(iter(report["variants"].values()))["latency_ms"])
-    lines = [f"# Quantization report: {report['model']} on {report['dataset']} ({report['test_images']:,} test images)",
-             "", f"Keras model: {keras_row['accuracy']:.2f} % test accuracy. {report.get('input', '')}", "",
-             "| variant | size (KB) | gzip (KB) | zero weights (%) | accuracy (%) | change (points) | "
-             "top-1 agreement (%) | worst class change | "
-             + " | ".join(f"latency {t.replace('_', ' ')} (ms)" for t in threads)
-             + " | MediaPipe accuracy (%) | MediaPipe latency (ms) |",
-             "|---" * (10 + len(threads)) + "|"]
+    lines = [
+        f"# Quantization report: {report['model']} on {report['dataset']} ({report['test_images']:,} test images)",
+        "",
+        f"Keras model: {keras_row['accuracy']:.2f} % test accuracy. {report.get('input', '')}",
+        "",
+        "| variant | size (KB) | gzip (KB) | zero weights (%) | accuracy (%) | change (points) | "
+        "top-1 agreement (%) | worst class change | "
+        + " | ".join(f"latency {t.replace('_', ' ')} (ms)" for t in threads)
+        + " | MediaPipe accuracy (%) | MediaPipe latency (ms) |",
+        "|---" * (10 + len(threads)) + "|",
+    ]
     for name, row in report["variants"].items():
         worst = min(row["per_class_accuracy_change_points"].items(), key=lambda kv: kv[1])
         zeros = "-" if row.get("weight_sparsity") is None else f"{100 * row['weight_sparsity']:.1f}"
-        lines.append(f"| {name} | {row['size_bytes'] / 1000:.1f} | {row['gzip_bytes'] / 1000:.1f} | {zeros} | "
-                     f"{row['accuracy']:.2f} | {row['accuracy'] - keras_row['accuracy']:+.2f} | "
-                     f"{row['agreement_with_keras']:.2f} | {worst[0]} {worst[1]:+.2f} | "
-                     + " | ".join(f"{row['latency_ms'][t]:.3f}" for t in threads) + " | "
-                     + " | ".join(_mediapipe_cells(row)) + " |")
-    lines += ["", "Latency: median per image at batch 1 over interleaved rounds, ai-edge-litert with its default "
-              f"XNNPACK delegate, on {report['machine']}. Zero weights: share of exact zeros in the CONV_2D and "
-              "FULLY_CONNECTED filters (what pruning zeroes; gzip shows what it saves on disk).", "",
-              "MediaPipe: MediaPipe Tasks' Python ImageClassifier on the same test images given as 8-bit RGB, "
-              "labels and normalization from the model's metadata (export/check_mediapipe.py in .venv-edge); "
-              "latency: median classify() call with its own pre-processing. "
-              + _mediapipe_note(report), ""]
+        lines.append(
+            f"| {name} | {row['size_bytes'] / 1000:.1f} | {row['gzip_bytes'] / 1000:.1f} | {zeros} | "
+            f"{row['accuracy']:.2f} | {row['accuracy'] - keras_row['accuracy']:+.2f} | "
+            f"{row['agreement_with_keras']:.2f} | {worst[0]} {worst[1]:+.2f} | "
+            + " | ".join(f"{row['latency_ms'][t]:.3f}" for t in threads)
+            + " | "
+            + " | ".join(_mediapipe_cells(row))
+            + " |"
+        )
+    lines += [
+        "",
+        "Latency: median per image at batch 1 over interleaved rounds, ai-edge-litert with its default "
+        f"XNNPACK delegate, on {report['machine']}. Zero weights: share of exact zeros in the CONV_2D and "
+        "FULLY_CONNECTED filters (what pruning zeroes; gzip shows what it saves on disk).",
+        "",
+        "MediaPipe: MediaPipe Tasks' Python ImageClassifier on the same test images given as 8-bit RGB, "
+        "labels and normalization from the model's metadata (export/check_mediapipe.py in .venv-edge); "
+        "latency: median classify() call with its own pre-processing. " + _mediapipe_note(report),
+        "",
+    ]
     pruned = {name: row for name, row in report["variants"].items() if row.get("sparsity_per_layer")}
     for name, row in pruned.items():
-        lines += [f"## Sparsity per layer ({name}, target {row['target_sparsity']:.0%})", "",
-                  ", ".join(f"{layer} {value:.0%}" for layer, value in row["sparsity_per_layer"].items()), ""]
+        lines += [
+            f"## Sparsity per layer ({name}, target {row['target_sparsity']:.0%})",
+            "",
+            ", ".join(f"{layer} {value:.0%}" for layer, value in row["sparsity_per_layer"].items()),
+            "",
+        ]
     lines += ["## Ops", ""]
     for name, row in report["variants"].items():
         lines.append(f"- {name}: " + ", ".join(f"{op} x{n}" for op, n in row["ops"].items()))
@@ -173,8 +209,11 @@ def _mediapipe_note(report: dict) -> str:
     status = report.get("mediapipe", NOT_MEASURED)
     if not status.startswith("mediapipe "):
         return f"MediaPipe: {status}."
-    refused = {row["mediapipe"]["error"] for row in report["variants"].values()
-               if "mediapipe" in row and not row["mediapipe"]["supported"]}
+    refused = {
+        row["mediapipe"]["error"]
+        for row in report["variants"].values()
+        if "mediapipe" in row and not row["mediapipe"]["supported"]
+    }
     return f"Measured with {status}." + "".join(f" Refused: {error}" for error in sorted(refused))
 
 

@@ -45,18 +45,23 @@ def _first_conv(model, config: dict, input_name: str):
 
     from kerascnn import layers
 
-    consumers = [entry["config"]["name"] for entry in config["layers"]
-                 if input_name in _histories(entry.get("inbound_nodes", []))]
+    consumers = [
+        entry["config"]["name"]
+        for entry in config["layers"]
+        if input_name in _histories(entry.get("inbound_nodes", []))
+    ]
     if len(consumers) != 1:
         raise NotFoldableError(
             f"The model's input feeds {len(consumers)} layers ({', '.join(consumers)}); the RGB fold needs it to feed "
-            "one convolution. Export with --input-color native (the trained channels).")
+            "one convolution. Export with --input-color native (the trained channels)."
+        )
     layer = model.get_layer(consumers[0])
     conv = layer.conv if isinstance(layer, layers.ConvBNAct) else layer
     if not isinstance(conv, (layers.Conv2D, keras.layers.Conv2D)) or getattr(conv, "groups", 1) != 1:
         raise NotFoldableError(
             f"The model's first layer {layer.name!r} ({type(layer).__name__}) is not a convolution with groups=1 whose "
-            "kernel can absorb the luminance weights. Export with --input-color native (the trained channels).")
+            "kernel can absorb the luminance weights. Export with --input-color native (the trained channels)."
+        )
     return layer, conv
 
 

@@ -44,4 +44,4 @@ class TFLiteClassifier:
         return out.astype(np.float32)
 
     def predict(self, images: np.ndarray, batch_size: int = 250) -> np.ndarray:
-        return np.concatenate([self(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+        return np.concatenate([self(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])

@@ -69,9 +69,7 @@ class Conv2D(keras.layers.Layer):
         if not is_int(groups) or groups < 1:
             raise ValueError(f"`groups` must be an int >= 1. Received: groups={groups!r}")
         if filters % groups:
-            raise ValueError(
-                f"`filters` must be divisible by `groups`. Received: filters={filters}, groups={groups}"
-            )
+            raise ValueError(f"`filters` must be divisible by `groups`. Received: filters={filters}, groups={groups}")
         self.filters = int(filters)
         self.groups = int(groups)
         self.kernel_size = normalize_tuple(kernel_size, "kernel_size")
@@ -94,8 +92,10 @@ class Conv2D(keras.layers.Layer):
         check_image_shape(self.__class__.__name__, input_shape)
         channels = input_shape[-1]
         if channels is None:
-            raise ValueError(f"{self.__class__.__name__} needs a known number of input channels. "
-                             f"Received input with shape {tuple(input_shape)}")
+            raise ValueError(
+                f"{self.__class__.__name__} needs a known number of input channels. "
+                f"Received input with shape {tuple(input_shape)}"
+            )
         if channels % self.groups:
             raise ValueError(
                 f"The input channels must be divisible by `groups`. Received: {channels} input channels, "

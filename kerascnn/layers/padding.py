@@ -18,10 +18,8 @@ def is_int(value) -> bool:
     """True for Python and NumPy integers, False for bools."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
-PADDING_FORMS = (
-    '"valid", "same", an int p (p on every side), a pair (ph, pw), '
-    "or ((top, bottom), (left, right))"
-)
+
+PADDING_FORMS = '"valid", "same", an int p (p on every side), a pair (ph, pw), or ((top, bottom), (left, right))'
 
 
 def conv_output_size(n: int | None, k: int, p: int, s: int, d: int = 1) -> int | None:
@@ -87,9 +85,7 @@ def normalize_padding(padding):
                 pads = None
         except TypeError:
             pads = None
-        if pads is None or any(len(pair) != 2 for pair in pads) or not all(
-            is_int(v) for pair in pads for v in pair
-        ):
+        if pads is None or any(len(pair) != 2 for pair in pads) or not all(is_int(v) for pair in pads for v in pair):
             raise ValueError(f"`padding` must be {PADDING_FORMS}. Received: padding={padding!r}")
     if any(v < 0 for pair in pads for v in pair):
         raise ValueError(f"`padding` must not be negative. Received: padding={padding!r}")

@@ -108,8 +108,10 @@ class AvgPool2D(_Pool2D):
         window_mean = ops.average_pool(ops.pad(inputs, pad_width), self.pool_size, self.strides, "valid")
         spatial = tuple(inputs.shape[1:3])
         if None not in spatial:  # a constant: TFLite gets PAD, AVERAGE_POOL_2D, MUL
-            counts = [real_cells(n, k, s, pads) for n, k, s, pads in zip(spatial, self.pool_size, self.strides,
-                                                                          pad_width[1:3])]
+            counts = [
+                real_cells(n, k, s, pads)
+                for n, k, s, pads in zip(spatial, self.pool_size, self.strides, pad_width[1:3])
+            ]
             correction = (self.pool_size[0] * self.pool_size[1]) / np.outer(*counts)
             return window_mean * ops.convert_to_tensor(correction[None, :, :, None], dtype=self.compute_dtype)
         real = ops.pad(ops.ones_like(inputs[:1, :, :, :1]), pad_width)  # sizes known only when called

@@ -17,9 +17,11 @@ def lenet5(input_shape, num_classes, activation="relu"):
     (C5 needs 5x5 maps); no variable (None) size, because F6 is a dense layer on the flattened maps.
     """
     if None in input_shape[:2]:
-        raise ValueError(f"lenet5 flattens its last feature maps into dense layers, so it needs a fixed height and "
-                         f"width. Received: input_shape={input_shape!r}. Give a fixed size, or use a model with a "
-                         "GAP head for variable sizes.")
+        raise ValueError(
+            f"lenet5 flattens its last feature maps into dense layers, so it needs a fixed height and "
+            f"width. Received: input_shape={input_shape!r}. Give a fixed size, or use a model with a "
+            "GAP head for variable sizes."
+        )
     inputs = keras.Input(input_shape)
     h = layers.Conv2D(6, 5, padding=2, activation=activation, name="c1")(inputs)
     h = layers.AvgPool2D(2, name="s2")(h)

@@ -18,6 +18,7 @@ def mobilenet(input_shape, num_classes, width_multiplier=1.0, blocks=DEFAULT_BLO
     3x3 convolution into a per-channel spatial filter and a 1x1 channel mix cuts parameters and
     multiply-adds by about 8x, and exports to TFLite DEPTHWISE_CONV_2D + CONV_2D pairs.
     """
+
     def scaled(filters):
         return max(8, int(round(filters * width_multiplier / 8)) * 8)
 

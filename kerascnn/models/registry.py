@@ -49,18 +49,26 @@ def create(name: str, input_shape=(28, 28, 1), num_classes: int = 10, **options)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"Unknown model {name!r}.{hint} Valid names: {', '.join(names())}.")
     input_shape = tuple(input_shape)
-    if len(input_shape) != 3 or not all(v is None or isinstance(v, int) and v > 0 for v in input_shape[:2]) or \
-            not isinstance(input_shape[2], int) or input_shape[2] < 1:
-        raise ValueError("`input_shape` must be (height, width, channels): positive ints, height and width may be "
-                         f"None for a variable size. Received: input_shape={input_shape!r}")
+    if (
+        len(input_shape) != 3
+        or not all(v is None or isinstance(v, int) and v > 0 for v in input_shape[:2])
+        or not isinstance(input_shape[2], int)
+        or input_shape[2] < 1
+    ):
+        raise ValueError(
+            "`input_shape` must be (height, width, channels): positive ints, height and width may be "
+            f"None for a variable size. Received: input_shape={input_shape!r}"
+        )
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"`num_classes` must be an int >= 2. Received: num_classes={num_classes!r}")
     builder = _BUILDERS[name]
     accepted = [p for p in inspect.signature(builder).parameters if p not in ("input_shape", "num_classes")]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise ValueError(f"Model {name!r} has no option {', '.join(map(repr, unknown))}. "
-                         f"Its options: {', '.join(accepted) or 'none'}.")
+        raise ValueError(
+            f"Model {name!r} has no option {', '.join(map(repr, unknown))}. "
+            f"Its options: {', '.join(accepted) or 'none'}."
+        )
     try:
         return builder(input_shape=input_shape, num_classes=num_classes, **options)
     except ValueError as error:
@@ -92,4 +100,3 @@ def _smallest_size(builder, input_shape, num_classes, options) -> tuple[int, int
             return None
         return smallest_input_size(probe)
     return None
-

@@ -6,5 +6,15 @@ from kerascnn.optimize.standard import NoStandardEquivalent, standard_twin, to_k
 from kerascnn.optimize.tfmot_tuning import prune, quantization_aware, sparsity_per_layer
 from kerascnn.optimize.twin import TwinMismatch, check_twin, to_tf_keras
 
-__all__ = ["NoStandardEquivalent", "TwinMismatch", "check_twin", "prune", "quantization_aware", "sparsity_per_layer",
-           "standard_twin", "tf_keras_and_tfmot", "to_keras_builtins", "to_tf_keras"]
+__all__ = [
+    "NoStandardEquivalent",
+    "TwinMismatch",
+    "check_twin",
+    "prune",
+    "quantization_aware",
+    "sparsity_per_layer",
+    "standard_twin",
+    "tf_keras_and_tfmot",
+    "to_keras_builtins",
+    "to_tf_keras",
+]

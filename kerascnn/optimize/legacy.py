@@ -23,8 +23,10 @@ def tf_keras_and_tfmot():
         import tensorflow_model_optimization as tfmot
         import tf_keras
     except ImportError as error:
-        raise ImportError("Quantization-aware training and pruning need tensorflow-model-optimization and "
-                          "tf-keras: pip install tensorflow-model-optimization 'tf-keras==2.21.*'") from error
+        raise ImportError(
+            "Quantization-aware training and pruning need tensorflow-model-optimization and "
+            "tf-keras: pip install tensorflow-model-optimization 'tf-keras==2.21.*'"
+        ) from error
     finally:
         if before is None:
             os.environ.pop(_VARIABLE, None)

@@ -35,12 +35,30 @@ def _conv(k, conv: Conv2D, spatial_shape, name):
     if conv.is_depthwise:
         multiplier = conv.filters // conv.groups
         weights[0] = weights[0].reshape(*conv.kernel_size, conv.groups, multiplier)
-        out.append(k.layers.DepthwiseConv2D(conv.kernel_size, conv.strides, mode, depth_multiplier=multiplier,
-                                            dilation_rate=conv.dilation_rate, use_bias=conv.use_bias, name=name))
+        out.append(
+            k.layers.DepthwiseConv2D(
+                conv.kernel_size,
+                conv.strides,
+                mode,
+                depth_multiplier=multiplier,
+                dilation_rate=conv.dilation_rate,
+                use_bias=conv.use_bias,
+                name=name,
+            )
+        )
     else:
-        out.append(k.layers.Conv2D(conv.filters, conv.kernel_size, conv.strides, mode,
-                                   dilation_rate=conv.dilation_rate, groups=conv.groups, use_bias=conv.use_bias,
-                                   name=name))
+        out.append(
+            k.layers.Conv2D(
+                conv.filters,
+                conv.kernel_size,
+                conv.strides,
+                mode,
+                dilation_rate=conv.dilation_rate,
+                groups=conv.groups,
+                use_bias=conv.use_bias,
+                name=name,
+            )
+        )
     if conv.activation is not keras.activations.linear:
         out.append(_activation(k, conv.activation, f"{name}_act"))
     return out, weights
@@ -68,7 +86,8 @@ def standard_equivalent(layer, k=keras, input_shape=None):
         if pads is not None:
             raise NoStandardEquivalent(
                 f"Layer {name!r} ({type(layer).__name__} with padding {layer.padding}) has no standard equivalent: "
-                "standard pooling cannot ignore explicitly padded cells. Use 'same' or 'valid' padding.")
+                "standard pooling cannot ignore explicitly padded cells. Use 'same' or 'valid' padding."
+            )
         pool = k.layers.MaxPooling2D if isinstance(layer, MaxPool2D) else k.layers.AveragePooling2D
         return [pool(layer.pool_size, layer.strides, mode, name=name)], []
     if isinstance(layer, GlobalAvgPool2D):
@@ -77,8 +96,11 @@ def standard_equivalent(layer, k=keras, input_shape=None):
         return [k.layers.GlobalMaxPooling2D(keepdims=layer.keepdims, name=name)], []
     if isinstance(layer, GAPHead):
         out, weights = _conv(k, layer.classifier, spatial, f"{name}_classifier")
-        out = [k.layers.Dropout(layer.dropout, name=f"{name}_dropout"), *out,
-               k.layers.GlobalAveragePooling2D(name=f"{name}_pool")]
+        out = [
+            k.layers.Dropout(layer.dropout, name=f"{name}_dropout"),
+            *out,
+            k.layers.GlobalAveragePooling2D(name=f"{name}_pool"),
+        ]
         if layer.activation is not keras.activations.linear:
             out.append(_activation(k, layer.activation, f"{name}_act"))
         return out, weights
@@ -103,8 +125,10 @@ def _builtin_equivalent(layer, k):
         return [k.layers.Concatenate(axis=layer.axis, name=name)]
     if kind in ("Add", "Multiply"):
         return [getattr(k.layers, kind)(name=name)]
-    raise NoStandardEquivalent(f"Layer {name!r} of type {kind} has no standard equivalent in kerascnn; "
-                               "build the model from kerascnn.layers and Dense/Flatten/Dropout/Activation/Add.")
+    raise NoStandardEquivalent(
+        f"Layer {name!r} of type {kind} has no standard equivalent in kerascnn; "
+        "build the model from kerascnn.layers and Dense/Flatten/Dropout/Activation/Add."
+    )
 
 
 def _tensor_of(tensors: dict, serialized: dict):
@@ -137,8 +161,10 @@ def standard_twin(model, k=keras):
     """
     config = model.get_config()
     if "layers" not in config or "input_layers" not in config:
-        raise ValueError(f"Model {model.name!r} is not a functional model; standard_twin needs keras.Model(inputs, "
-                         "outputs) built from kerascnn.layers.")
+        raise ValueError(
+            f"Model {model.name!r} is not a functional model; standard_twin needs keras.Model(inputs, "
+            "outputs) built from kerascnn.layers."
+        )
     tensors = {}
     for layer_config in config["layers"]:
         name = layer_config["name"]
@@ -147,12 +173,15 @@ def standard_twin(model, k=keras):
             tensors[(name, 0, 0)] = k.Input(shape=tuple(layer.batch_shape[1:]), name=name)
             continue
         if len(layer_config["inbound_nodes"]) != 1:
-            raise ValueError(f"Layer {name!r} is called {len(layer_config['inbound_nodes'])} times; standard_twin "
-                             "supports layers called once (no shared layers).")
+            raise ValueError(
+                f"Layer {name!r} is called {len(layer_config['inbound_nodes'])} times; standard_twin "
+                "supports layers called once (no shared layers)."
+            )
         node = layer_config["inbound_nodes"][0]
         args = node["args"][0]
-        inputs = ([_tensor_of(tensors, t) for t in args] if isinstance(args, (list, tuple))
-                  else _tensor_of(tensors, args))
+        inputs = (
+            [_tensor_of(tensors, t) for t in args] if isinstance(args, (list, tuple)) else _tensor_of(tensors, args)
+        )
         if layer.__class__.__module__.startswith("kerascnn.layers"):
             parts, weights = standard_equivalent(layer, k)
         else:
@@ -164,8 +193,9 @@ def standard_twin(model, k=keras):
         return [tensors[tuple(entry)] for entry in entries]
 
     inputs, outputs = outputs_of(config["input_layers"]), outputs_of(config["output_layers"])
-    return k.Model(inputs[0] if len(inputs) == 1 else inputs, outputs[0] if len(outputs) == 1 else outputs,
-                   name=model.name)
+    return k.Model(
+        inputs[0] if len(inputs) == 1 else inputs, outputs[0] if len(outputs) == 1 else outputs, name=model.name
+    )
 
 
 def to_keras_builtins(model: keras.Model) -> keras.Model:

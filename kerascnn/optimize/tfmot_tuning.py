@@ -21,13 +21,22 @@ PRUNABLE = ("Conv2D", "Dense")  # tfmot's registry keeps DepthwiseConv2D (9 weig
 def _fine_tune(model, images, labels, epochs: int, lr: float, batch_size: int, callbacks=(), verbose="auto"):
     k, _ = tf_keras_and_tfmot()
     model.compile(optimizer=k.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(images, labels, batch_size=batch_size, epochs=epochs, callbacks=list(callbacks), shuffle=True,
-              verbose=verbose)
+    model.fit(
+        images, labels, batch_size=batch_size, epochs=epochs, callbacks=list(callbacks), shuffle=True, verbose=verbose
+    )
     return model
 
 
-def quantization_aware(twin, images, labels, epochs: int = 2, lr: float = 1e-4, batch_size: int = 128,
-                       preserve_sparsity: bool = False, verbose="auto"):
+def quantization_aware(
+    twin,
+    images,
+    labels,
+    epochs: int = 2,
+    lr: float = 1e-4,
+    batch_size: int = 128,
+    preserve_sparsity: bool = False,
+    verbose="auto",
+):
     """QAT-fine-tuned model made from the tf_keras `twin` (convert it with Optimize.DEFAULT and no
     calibration: the fake-quantization layers carry the ranges).
 
@@ -45,8 +54,9 @@ def quantization_aware(twin, images, labels, epochs: int = 2, lr: float = 1e-4, 
     return _fine_tune(model, images, labels, epochs, lr, batch_size, verbose=verbose)
 
 
-def prune(twin, images, labels, sparsity: float, epochs: int = 2, lr: float = 1e-4, batch_size: int = 128,
-          verbose="auto"):
+def prune(
+    twin, images, labels, sparsity: float, epochs: int = 2, lr: float = 1e-4, batch_size: int = 128, verbose="auto"
+):
     """`twin` with `sparsity` of each Conv2D and Dense kernel zeroed, fine-tuned and stripped of
     the pruning wrappers. Fine-tunes the layers of `twin` in place: build a fresh twin for other uses.
 
@@ -60,8 +70,13 @@ def prune(twin, images, labels, sparsity: float, epochs: int = 2, lr: float = 1e
     k, tfmot = tf_keras_and_tfmot()
     sparse = tfmot.sparsity.keras
     steps = epochs * int(np.ceil(len(images) / batch_size))
-    schedule = sparse.PolynomialDecay(initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0,
-                                      end_step=max(1, (2 * steps) // 3), frequency=max(1, steps // 30))
+    schedule = sparse.PolynomialDecay(
+        initial_sparsity=0.0,
+        final_sparsity=sparsity,
+        begin_step=0,
+        end_step=max(1, (2 * steps) // 3),
+        frequency=max(1, steps // 30),
+    )
 
     def wrap(layer):
         if type(layer).__name__ in PRUNABLE:
@@ -69,8 +84,7 @@ def prune(twin, images, labels, sparsity: float, epochs: int = 2, lr: float = 1e
         return layer
 
     model = k.models.clone_model(twin, clone_function=wrap)  # the wrappers hold twin's own layers and weights
-    _fine_tune(model, images, labels, epochs, lr, batch_size, callbacks=[sparse.UpdatePruningStep()],
-               verbose=verbose)
+    _fine_tune(model, images, labels, epochs, lr, batch_size, callbacks=[sparse.UpdatePruningStep()], verbose=verbose)
     return sparse.strip_pruning(model)
 
 

@@ -51,6 +51,8 @@ def check_twin(model, twin, inputs: np.ndarray | None = None, atol: float = 1e-4
     got = np.asarray(twin(inputs, training=False), np.float32)
     difference = float(np.max(np.abs(expected - got)))
     if not difference <= atol:
-        raise TwinMismatch(f"The tf_keras twin of {model.name!r} differs from it by {difference:.3g} (allowed "
-                           f"{atol:g}): a layer's standard equivalent does not compute what the layer does.")
+        raise TwinMismatch(
+            f"The tf_keras twin of {model.name!r} differs from it by {difference:.3g} (allowed "
+            f"{atol:g}): a layer's standard equivalent does not compute what the layer does."
+        )
     return difference

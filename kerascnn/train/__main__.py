@@ -32,7 +32,7 @@ def _bool(text: str) -> bool:
 
 
 def _default(name: str) -> str:
-    """" (default: X)" from TrainConfig, for a flag's help."""
+    """ " (default: X)" from TrainConfig, for a flag's help."""
     field = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
     value = field.default_factory() if field.default is dataclasses.MISSING else field.default
     if isinstance(value, float):
@@ -43,84 +43,180 @@ def _default(name: str) -> str:
 def parser() -> argparse.ArgumentParser:
     """The CLI's flags. Every default is None, meaning "not given": only given flags override the config
     file, the preset and TrainConfig's defaults (which each help text shows)."""
-    p = argparse.ArgumentParser(prog="python -m kerascnn.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML or JSON file of options, keys as the flags' names with _ for - "
-                                    "(flags override it)")
+    p = argparse.ArgumentParser(
+        prog="python -m kerascnn.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--config", help="YAML or JSON file of options, keys as the flags' names with _ for - (flags override it)"
+    )
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named schedule (README lists them; default: none)")
     g = p.add_argument_group("model")
     g.add_argument("--model", help="registered model name, one of kerascnn.models.names()" + _default("model"))
-    g.add_argument("--model-options", type=json.loads, dest="model_options", metavar="JSON",
-                   help='JSON object of builder options, e.g. \'{"width": 48}\'' + _default("model_options"))
+    g.add_argument(
+        "--model-options",
+        type=json.loads,
+        dest="model_options",
+        metavar="JSON",
+        help="JSON object of builder options, e.g. '{\"width\": 48}'" + _default("model_options"),
+    )
     g = p.add_argument_group("data")
     g.add_argument("--dataset", help="tfds dataset name" + _default("dataset"))
-    g.add_argument("--data-dir", dest="data_dir",
-                   help="folder with one sub-folder of images per class, instead of --dataset (default: none)")
-    g.add_argument("--test-dir", dest="test_dir",
-                   help="folder with the same class sub-folders, the test split of --data-dir (default: a seeded "
-                        "--test-fraction of --data-dir, held out and never used to pick the best epoch)")
-    g.add_argument("--test-fraction", type=float, dest="test_fraction",
-                   help="seeded share of --data-dir held out as the test split, in [0, 0.5]"
-                        + _default("test_fraction"))
-    g.add_argument("--image-size", type=int, nargs=2, dest="image_size", metavar=("HEIGHT", "WIDTH"),
-                   help="resize every image to this size (default: the dataset's own size, or a folder's first "
-                        "image's)")
-    g.add_argument("--skip-bad-images", action="store_const", const=True, dest="skip_bad_images",
-                   help="leave out image files that cannot be decoded and report how many (default: stop with "
-                        "their names before the first epoch)")
-    g.add_argument("--input", choices=["auto", "memory", "stream"], dest="input_pipeline",
-                   help="memory: decode everything once; stream: tf.data, decoded every epoch, memory flat in the "
-                        "number of images; auto: memory when the training pixels fit in 128 MiB"
-                        + _default("input_pipeline"))
-    g.add_argument("--validation-fraction", type=float, dest="validation_fraction",
-                   help="seeded share of the training images held out for validation, in [0, 0.5]"
-                        + _default("validation_fraction"))
-    g.add_argument("--limit", type=int, help="use only the first N images of each split (smoke tests; accuracy "
-                                             "is then meaningless; default: all)")
-    g.add_argument("--augment-padding", type=int, dest="augment_padding",
-                   help="random-crop padding in pixels, 0 turns cropping off" + _default("augment_padding"))
-    g.add_argument("--augment-flip", type=_bool, dest="augment_flip", metavar="{true,false}",
-                   help="random horizontal flips (default: on, off for digit and text datasets)")
+    g.add_argument(
+        "--data-dir",
+        dest="data_dir",
+        help="folder with one sub-folder of images per class, instead of --dataset (default: none)",
+    )
+    g.add_argument(
+        "--test-dir",
+        dest="test_dir",
+        help="folder with the same class sub-folders, the test split of --data-dir (default: a seeded "
+        "--test-fraction of --data-dir, held out and never used to pick the best epoch)",
+    )
+    g.add_argument(
+        "--test-fraction",
+        type=float,
+        dest="test_fraction",
+        help="seeded share of --data-dir held out as the test split, in [0, 0.5]" + _default("test_fraction"),
+    )
+    g.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        dest="image_size",
+        metavar=("HEIGHT", "WIDTH"),
+        help="resize every image to this size (default: the dataset's own size, or a folder's first image's)",
+    )
+    g.add_argument(
+        "--skip-bad-images",
+        action="store_const",
+        const=True,
+        dest="skip_bad_images",
+        help="leave out image files that cannot be decoded and report how many (default: stop with "
+        "their names before the first epoch)",
+    )
+    g.add_argument(
+        "--input",
+        choices=["auto", "memory", "stream"],
+        dest="input_pipeline",
+        help="memory: decode everything once; stream: tf.data, decoded every epoch, memory flat in the "
+        "number of images; auto: memory when the training pixels fit in 128 MiB" + _default("input_pipeline"),
+    )
+    g.add_argument(
+        "--validation-fraction",
+        type=float,
+        dest="validation_fraction",
+        help="seeded share of the training images held out for validation, in [0, 0.5]"
+        + _default("validation_fraction"),
+    )
+    g.add_argument(
+        "--limit",
+        type=int,
+        help="use only the first N images of each split (smoke tests; accuracy is then meaningless; default: all)",
+    )
+    g.add_argument(
+        "--augment-padding",
+        type=int,
+        dest="augment_padding",
+        help="random-crop padding in pixels, 0 turns cropping off" + _default("augment_padding"),
+    )
+    g.add_argument(
+        "--augment-flip",
+        type=_bool,
+        dest="augment_flip",
+        metavar="{true,false}",
+        help="random horizontal flips (default: on, off for digit and text datasets)",
+    )
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, help="epochs to train" + _default("epochs"))
     g.add_argument("--batch-size", type=int, dest="batch_size", help="images per step" + _default("batch_size"))
-    g.add_argument("--optimizer", choices=["adamw", "sgd"], help="AdamW, or SGD with Nesterov momentum 0.9"
-                   + _default("optimizer"))
-    g.add_argument("--lr", type=float, help="peak learning rate (cosine decay after linear warm-up)"
-                   + _default("lr"))
-    g.add_argument("--warmup-epochs", type=float, dest="warmup_epochs",
-                   help="epochs of linear warm-up from 0 to --lr" + _default("warmup_epochs"))
-    g.add_argument("--weight-decay", type=float, dest="weight_decay",
-                   help="decoupled weight decay, not on biases and batch norm" + _default("weight_decay"))
-    g.add_argument("--label-smoothing", type=float, dest="label_smoothing",
-                   help="label smoothing of the cross-entropy, in [0, 1)" + _default("label_smoothing"))
-    g.add_argument("--mixed-precision", action="store_const", const=True, dest="mixed_precision",
-                   help="bfloat16 compute, float32 weights (default: off)")
-    g.add_argument("--jit-compile", choices=["auto", "on", "off"], dest="jit_compile",
-                   help="XLA; auto: on for JAX and for TensorFlow on a GPU, off for TensorFlow on a CPU and on "
-                        "PyTorch" + _default("jit_compile"))
-    g.add_argument("--seed", type=int, help="seed of the validation split, weights, batch order and augmentation"
-                   + _default("seed"))
-    g.add_argument("--early-stopping", type=int, dest="early_stopping", metavar="PATIENCE",
-                   help="stop after PATIENCE epochs without a better validation accuracy, 0 is off"
-                        + _default("early_stopping"))
-    g.add_argument("--distribute", action="store_const", const=True,
-                   help="data-parallel over all local devices (MirroredStrategy / keras DataParallel; default: off)")
-    g.add_argument("--coordinator", metavar="HOST:PORT",
-                   help="several processes or machines (JAX backend): the address of process 0, reachable from "
-                        "all (default: $KERAS_DISTRIBUTION_JOB_ADDRESSES)")
-    g.add_argument("--num-processes", type=int, dest="num_processes",
-                   help="number of processes taking part (default: $KERAS_DISTRIBUTION_NUM_PROCESSES, else 1)")
-    g.add_argument("--process-id", type=int, dest="process_id",
-                   help="this process's index, 0 is the chief that writes the run directory "
-                        "(default: $KERAS_DISTRIBUTION_PROCESS_ID, else 0)")
+    g.add_argument(
+        "--optimizer", choices=["adamw", "sgd"], help="AdamW, or SGD with Nesterov momentum 0.9" + _default("optimizer")
+    )
+    g.add_argument("--lr", type=float, help="peak learning rate (cosine decay after linear warm-up)" + _default("lr"))
+    g.add_argument(
+        "--warmup-epochs",
+        type=float,
+        dest="warmup_epochs",
+        help="epochs of linear warm-up from 0 to --lr" + _default("warmup_epochs"),
+    )
+    g.add_argument(
+        "--weight-decay",
+        type=float,
+        dest="weight_decay",
+        help="decoupled weight decay, not on biases and batch norm" + _default("weight_decay"),
+    )
+    g.add_argument(
+        "--label-smoothing",
+        type=float,
+        dest="label_smoothing",
+        help="label smoothing of the cross-entropy, in [0, 1)" + _default("label_smoothing"),
+    )
+    g.add_argument(
+        "--mixed-precision",
+        action="store_const",
+        const=True,
+        dest="mixed_precision",
+        help="bfloat16 compute, float32 weights (default: off)",
+    )
+    g.add_argument(
+        "--jit-compile",
+        choices=["auto", "on", "off"],
+        dest="jit_compile",
+        help="XLA; auto: on for JAX and for TensorFlow on a GPU, off for TensorFlow on a CPU and on "
+        "PyTorch" + _default("jit_compile"),
+    )
+    g.add_argument(
+        "--seed",
+        type=int,
+        help="seed of the validation split, weights, batch order and augmentation" + _default("seed"),
+    )
+    g.add_argument(
+        "--early-stopping",
+        type=int,
+        dest="early_stopping",
+        metavar="PATIENCE",
+        help="stop after PATIENCE epochs without a better validation accuracy, 0 is off" + _default("early_stopping"),
+    )
+    g.add_argument(
+        "--distribute",
+        action="store_const",
+        const=True,
+        help="data-parallel over all local devices (MirroredStrategy / keras DataParallel; default: off)",
+    )
+    g.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="several processes or machines (JAX backend): the address of process 0, reachable from "
+        "all (default: $KERAS_DISTRIBUTION_JOB_ADDRESSES)",
+    )
+    g.add_argument(
+        "--num-processes",
+        type=int,
+        dest="num_processes",
+        help="number of processes taking part (default: $KERAS_DISTRIBUTION_NUM_PROCESSES, else 1)",
+    )
+    g.add_argument(
+        "--process-id",
+        type=int,
+        dest="process_id",
+        help="this process's index, 0 is the chief that writes the run directory "
+        "(default: $KERAS_DISTRIBUTION_PROCESS_ID, else 0)",
+    )
     g = p.add_argument_group("output")
     g.add_argument("--out", help="run directory (default: runs/<preset or model>)")
-    g.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last epoch, with the settings in its config.yaml "
-                        "(flags change only what they name: --epochs, --early-stopping, --no-tensorboard)")
-    g.add_argument("--no-tensorboard", action="store_const", const=False, dest="tensorboard",
-                   help="write no TensorBoard logs (default: write them to <out>/tb)")
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last epoch, with the settings in its config.yaml "
+        "(flags change only what they name: --epochs, --early-stopping, --no-tensorboard)",
+    )
+    g.add_argument(
+        "--no-tensorboard",
+        action="store_const",
+        const=False,
+        dest="tensorboard",
+        help="write no TensorBoard logs (default: write them to <out>/tb)",
+    )
     return p
 
 
@@ -135,11 +231,15 @@ def resume_values(values: dict) -> dict:
     run_dir = resolve(values).run_dir
     config_file = run_dir / rundir.CONFIG
     if not run_dir.is_dir():
-        raise ValueError(f"--resume: {run_dir} does not exist. Give the --out of the run to continue, or drop "
-                         "--resume to start a new run.")
+        raise ValueError(
+            f"--resume: {run_dir} does not exist. Give the --out of the run to continue, or drop "
+            "--resume to start a new run."
+        )
     if not config_file.exists():
-        raise ValueError(f"--resume: {run_dir} holds no run ({rundir.CONFIG} is missing). Give the --out of the run "
-                         "to continue, or drop --resume to start a new run.")
+        raise ValueError(
+            f"--resume: {run_dir} holds no run ({rundir.CONFIG} is missing). Give the --out of the run "
+            "to continue, or drop --resume to start a new run."
+        )
     saved = read_config_file(config_file)
     saved.pop("resume", None)
     return {**saved, "out": str(run_dir), **values}
@@ -172,9 +272,12 @@ def main(argv=None) -> int:
         return 1
     if "test_accuracy" in metrics:
         if "test_accuracy_best" in metrics:
-            chosen = (f"best epoch {metrics['best_epoch']}, chosen by validation accuracy "
-                      f"{100 * metrics['best_val_accuracy']:.2f} %; " if metrics.get("best_val_accuracy") is not None
-                      else "best epoch; ")
+            chosen = (
+                f"best epoch {metrics['best_epoch']}, chosen by validation accuracy "
+                f"{100 * metrics['best_val_accuracy']:.2f} %; "
+                if metrics.get("best_val_accuracy") is not None
+                else "best epoch; "
+            )
             detail = f"{chosen}last epoch {100 * metrics['test_accuracy_last']:.2f} %"
         else:
             detail = "last epoch"

@@ -45,7 +45,7 @@ class EpochBatches(keras.utils.PyDataset):
         return self._order
 
     def __getitem__(self, index: int):
-        chosen = self.order()[index * self.batch_size:(index + 1) * self.batch_size]
+        chosen = self.order()[index * self.batch_size : (index + 1) * self.batch_size]
         return self.images[chosen], self.one_hot[self.labels[chosen]]
 
     def on_epoch_end(self):

@@ -30,8 +30,7 @@ def atomic_save_model(model: keras.Model, path: Path) -> None:
 
 def all_finite(model: keras.Model) -> bool:
     """True when every variable of `model` (weights, batch-norm statistics; optimizer state excluded) is finite."""
-    return all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.weights
-               if "float" in str(v.dtype))
+    return all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.weights if "float" in str(v.dtype))
 
 
 def checkpoint_path(run_dir: Path, name: object, state_file: Path) -> Path:
@@ -43,8 +42,10 @@ def checkpoint_path(run_dir: Path, name: object, state_file: Path) -> Path:
     """
     directory = Path(run_dir) / rundir.CHECKPOINT_DIR
     if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name or "\\" in name:
-        raise CheckpointError(f"{state_file} names {name!r} as its checkpoint, which is not a file name inside "
-                              f"{directory}. Restore the file or start a new run (a new --out).")
+        raise CheckpointError(
+            f"{state_file} names {name!r} as its checkpoint, which is not a file name inside "
+            f"{directory}. Restore the file or start a new run (a new --out)."
+        )
     path = directory / name
     if path.resolve().parent != directory.resolve():
         raise CheckpointError(f"{state_file} names {name!r}, which resolves outside {directory}.")
@@ -84,11 +85,14 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         try:
             state = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise CheckpointError(f"{path} is not readable JSON ({error}): the run cannot be resumed. Start a new "
-                                  "run (a new --out).") from error
+            raise CheckpointError(
+                f"{path} is not readable JSON ({error}): the run cannot be resumed. Start a new run (a new --out)."
+            ) from error
         if not isinstance(state, dict) or not isinstance(state.get("epoch"), int) or "file" not in state:
-            raise CheckpointError(f"{path} must be a JSON object with \"epoch\" (an int) and \"file\" (the "
-                                  "checkpoint's name): the run cannot be resumed. Start a new run (a new --out).")
+            raise CheckpointError(
+                f'{path} must be a JSON object with "epoch" (an int) and "file" (the '
+                "checkpoint's name): the run cannot be resumed. Start a new run (a new --out)."
+            )
         file = checkpoint_path(run_dir, state["file"], path)
         if not file.exists():
             raise CheckpointError(f"{path} names {state['file']}, which is missing: the checkpoint is incomplete.")
@@ -106,8 +110,11 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             self.nan_guard.stop(self.model, epoch, None, what)
             return
         val_accuracy = logs.get("val_accuracy")  # None without validation images: the latest epoch is the best
-        if val_accuracy is None or self.state["best_val_accuracy"] is None or \
-                val_accuracy > self.state["best_val_accuracy"]:
+        if (
+            val_accuracy is None
+            or self.state["best_val_accuracy"] is None
+            or val_accuracy > self.state["best_val_accuracy"]
+        ):
             atomic_save_model(self.network, self.run_dir / rundir.BEST_MODEL)
             self.state["best_val_accuracy"] = val_accuracy
             self.state["best_epoch"] = epoch

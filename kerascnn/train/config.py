@@ -67,8 +67,10 @@ class TrainConfig:
             raise ValueError(f"--jit-compile must be auto, on or off, not {self.jit_compile!r}.")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"--limit must be >= 1 (got {self.limit}).")
-        if self.image_size is not None and (len(self.image_size) != 2 or not all(
-                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in self.image_size)):
+        if self.image_size is not None and (
+            len(self.image_size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in self.image_size)
+        ):
             raise ValueError(f"--image-size must be two positive integers, HEIGHT WIDTH (got {self.image_size}).")
         if self.input_pipeline not in ("auto", "memory", "stream"):
             raise ValueError(f"--input must be auto, memory or stream, not {self.input_pipeline!r}.")
@@ -81,14 +83,29 @@ class TrainConfig:
 # Named schedules. Each row of the README's accuracy table names its preset and command.
 PRESETS: dict[str, dict] = {
     # the README main command: an edge-sized model that finishes in about 10 minutes on 2 CPU cores
-    "quick": dict(model="vgg", model_options=dict(widths=(24, 48, 96)), epochs=8, batch_size=128, lr=4e-3,
-                  weight_decay=0.05, warmup_epochs=0.5, augment_padding=0, label_smoothing=0.0),
+    "quick": dict(
+        model="vgg",
+        model_options=dict(widths=(24, 48, 96)),
+        epochs=8,
+        batch_size=128,
+        lr=4e-3,
+        weight_decay=0.05,
+        warmup_epochs=0.5,
+        augment_padding=0,
+        label_smoothing=0.0,
+    ),
     # the < 100K-parameter edge net, full schedule (CPU, in the background: about 2 hours)
-    "mobilenet": dict(model="mobilenet", epochs=40, batch_size=128, lr=3e-3, weight_decay=0.05,
-                      label_smoothing=0.1),
+    "mobilenet": dict(model="mobilenet", epochs=40, batch_size=128, lr=3e-3, weight_decay=0.05, label_smoothing=0.1),
     # the best configuration under 1M parameters (GPU, JAX backend)
-    "best": dict(model="resnet", epochs=60, batch_size=256, lr=3e-3, weight_decay=0.05, label_smoothing=0.1,
-                 model_options=dict(width=32, depth=(2, 2, 2), dropout=0.1)),
+    "best": dict(
+        model="resnet",
+        epochs=60,
+        batch_size=256,
+        lr=3e-3,
+        weight_decay=0.05,
+        label_smoothing=0.1,
+        model_options=dict(width=32, depth=(2, 2, 2), dropout=0.1),
+    ),
 }
 
 
@@ -141,8 +158,10 @@ def read_config_file(path: str | Path) -> dict:
         details = " ".join(str(error).split())
         raise ValueError(f"Config file {path} is not valid {kind}: {details}. Fix the file.") from error
     if not isinstance(values, dict):
-        raise ValueError(f"Config file {path} must hold a mapping of option names to values (e.g. `epochs: 10`), "
-                         f"not {type(values).__name__}.")
+        raise ValueError(
+            f"Config file {path} must hold a mapping of option names to values (e.g. `epochs: 10`), "
+            f"not {type(values).__name__}."
+        )
     check_types(values, f"Config file {path}")
     return values
 

@@ -48,8 +48,9 @@ class Cluster:
         return self.process_id == 0
 
 
-def cluster_from(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None,
-                 environ=None) -> Cluster:
+def cluster_from(
+    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None, environ=None
+) -> Cluster:
     """The cluster from flags, falling back to KERAS_DISTRIBUTION_JOB_ADDRESSES / _NUM_PROCESSES / _PROCESS_ID.
 
     Args:
@@ -89,12 +90,16 @@ def cluster_from(coordinator: str | None = None, num_processes: int | None = Non
     if num_processes < 1:
         raise DistributionError(f"--num-processes must be >= 1. Received: {num_processes}")
     if not 0 <= process_id < num_processes:
-        raise DistributionError(f"--process-id must be in 0..{num_processes - 1} for --num-processes "
-                                f"{num_processes}. Received: {process_id}")
+        raise DistributionError(
+            f"--process-id must be in 0..{num_processes - 1} for --num-processes "
+            f"{num_processes}. Received: {process_id}"
+        )
     if num_processes > 1:
         if not coordinator:
-            raise DistributionError(f"--num-processes {num_processes} needs --coordinator HOST:PORT (the address of "
-                                    f"process 0, reachable from every process; or set {ENV_COORDINATOR}).")
+            raise DistributionError(
+                f"--num-processes {num_processes} needs --coordinator HOST:PORT (the address of "
+                f"process 0, reachable from every process; or set {ENV_COORDINATOR})."
+            )
         first = coordinator.split(",")[0]
         if not re.fullmatch(r"[\w.\-\[\]:]+:\d+", first):
             raise DistributionError(f"--coordinator must be HOST:PORT, e.g. 10.0.0.1:1234. Received: {coordinator!r}")
@@ -133,8 +138,10 @@ def _cpu_only() -> bool:
         return platforms.split(",")[0].strip() == "cpu"
     import importlib.util
 
-    return not any(importlib.util.find_spec(name) for name in ("jax_cuda12_plugin", "jax_cuda13_plugin",
-                                                               "libtpu", "jax_rocm60_plugin"))
+    return not any(
+        importlib.util.find_spec(name)
+        for name in ("jax_cuda12_plugin", "jax_cuda13_plugin", "libtpu", "jax_rocm60_plugin")
+    )
 
 
 def data_parallel(cluster: Cluster) -> keras.distribution.DataParallel:

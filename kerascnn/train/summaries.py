@@ -26,8 +26,8 @@ def class_activation_maps(network: keras.Model, images: np.ndarray) -> tuple[np.
     predicted = maps.mean(axis=(1, 2)).argmax(axis=1)
     chosen = maps[np.arange(len(images)), :, :, predicted]  # (N, h, w)
     height, width = images.shape[1:3]
-    rows = (np.arange(height) * chosen.shape[1] // height)
-    cols = (np.arange(width) * chosen.shape[2] // width)
+    rows = np.arange(height) * chosen.shape[1] // height
+    cols = np.arange(width) * chosen.shape[2] // width
     return chosen[:, rows][:, :, cols], predicted
 
 
@@ -72,8 +72,10 @@ class ImageSummaries(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         probabilities = self.network.predict(self.x_val, batch_size=512, verbose=0)
         predicted = probabilities.argmax(axis=1)
-        images = {"confusion_matrix": self._confusion_png(predicted, epoch),
-                  "misclassified": self._misclassified_png(predicted)}
+        images = {
+            "confusion_matrix": self._confusion_png(predicted, epoch),
+            "misclassified": self._misclassified_png(predicted),
+        }
         if self.has_gap_head:
             images["class_activation_maps"] = self._cam_png()
         tf = self.tf

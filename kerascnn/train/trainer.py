@@ -35,8 +35,7 @@ from kerascnn.train.config import TrainConfig, to_yaml
 # horizontal flips change what digits and letters mean
 NO_FLIP_DATASETS = {"mnist", "emnist", "kmnist", "svhn_cropped"}
 # changing these between a run and its --resume would make the checkpoint meaningless
-RESUME_MAY_CHANGE = {"epochs", "early_stopping", "tensorboard", "out", "preset", "resume", "coordinator",
-                     "process_id"}
+RESUME_MAY_CHANGE = {"epochs", "early_stopping", "tensorboard", "out", "preset", "resume", "coordinator", "process_id"}
 # --input auto|memory|stream as StreamingDataset cache limits (None: never in memory)
 CACHE_BYTES = {"auto": stream.DEFAULT_CACHE_BYTES, "memory": 1 << 62, "stream": None}
 # streamed runs show the TensorBoard image summaries on this many validation images
@@ -53,7 +52,7 @@ class RunDirError(TrainingError):
 
 
 def resolve_jit_compile(setting: str) -> bool:
-    """"auto": XLA on the JAX backend and for TensorFlow on a GPU; off for TensorFlow on a CPU (measured 5-7x
+    """ "auto": XLA on the JAX backend and for TensorFlow on a GPU; off for TensorFlow on a CPU (measured 5-7x
     slower there, bench/train.py) and on the PyTorch backend."""
     if setting != "auto":
         return setting == "on"
@@ -121,7 +120,8 @@ def _distribution_scope(config: TrainConfig, cluster: distribute.Cluster = SINGL
         import tensorflow as tf
 
         devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [
-            d.name for d in tf.config.list_logical_devices("CPU")]
+            d.name for d in tf.config.list_logical_devices("CPU")
+        ]
         strategy = tf.distribute.MirroredStrategy(devices)
         return strategy.scope, strategy.num_replicas_in_sync
     if backend == "jax":
@@ -162,8 +162,10 @@ def _check_resume(run_dir: Path, config: TrainConfig) -> None:
     changed = sorted(k for k in current if k not in RESUME_MAY_CHANGE and saved.get(k) != current[k])
     if changed:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
-        raise RunDirError(f"--resume must use the run's own settings; these differ from {run_dir / rundir.CONFIG}: "
-                            f"{details}. Resume with the original command, or use a new --out.")
+        raise RunDirError(
+            f"--resume must use the run's own settings; these differ from {run_dir / rundir.CONFIG}: "
+            f"{details}. Resume with the original command, or use a new --out."
+        )
 
 
 def _check_writable(run_dir: Path) -> None:
@@ -185,8 +187,10 @@ def check_run_dir(config: TrainConfig) -> tuple[Path, dict | None]:
     run_dir = config.run_dir
     _check_writable(run_dir)
     if config.resume and not run_dir.is_dir():
-        raise RunDirError(f"--resume: {run_dir} does not exist. Give the --out of the run to continue, or drop "
-                            "--resume to start a new run.")
+        raise RunDirError(
+            f"--resume: {run_dir} does not exist. Give the --out of the run to continue, or drop "
+            "--resume to start a new run."
+        )
     state = ResumableCheckpoint.load_state(run_dir) if config.resume else None
     if not config.resume and (run_dir / rundir.CHECKPOINT_DIR / rundir.STATE).exists():
         raise RunDirError(f"{run_dir} already holds a run. Continue it with --resume, or choose a new --out.")
@@ -204,34 +208,81 @@ def load_data(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS)
     `--input stream` run and every run across several processes (each reads its own shard).
     """
     image_size = tuple(config.image_size) if config.image_size else None
-    if config.data_dir is None and image_size is None and not cluster.multi_process and \
-            config.input_pipeline != "stream":
+    if (
+        config.data_dir is None
+        and image_size is None
+        and not cluster.multi_process
+        and config.input_pipeline != "stream"
+    ):
         native = stream.native_size_bytes(config.dataset)
         if config.input_pipeline == "memory" or (native is not None and native <= stream.DEFAULT_CACHE_BYTES):
             dataset = load_dataset(config.dataset, None, config.validation_fraction, config.seed)
             (x_train, y_train), (raw_val, y_val), (raw_test, y_test) = (
-                (images[: config.limit], labels[: config.limit]) for images, labels in
-                (dataset.splits[split] for split in ("train", "validation", "test"))
+                (images[: config.limit], labels[: config.limit])
+                for images, labels in (dataset.splits[split] for split in ("train", "validation", "test"))
             )
-            return Data(dataset, dataset.normalize(x_train), y_train, dataset.normalize(raw_val), y_val, raw_val,
-                        dataset.normalize(raw_test), y_test, "memory", f"the {dataset.name} test split")
-    data = stream.open_dataset(config.dataset, config.data_dir, test_dir=config.test_dir, image_size=image_size,
-                               validation_fraction=config.validation_fraction, test_fraction=config.test_fraction,
-                               seed=config.seed, skip_bad=config.skip_bad_images,
-                               cache_bytes=CACHE_BYTES[config.input_pipeline])
+            return Data(
+                dataset,
+                dataset.normalize(x_train),
+                y_train,
+                dataset.normalize(raw_val),
+                y_val,
+                raw_val,
+                dataset.normalize(raw_test),
+                y_test,
+                "memory",
+                f"the {dataset.name} test split",
+            )
+    data = stream.open_dataset(
+        config.dataset,
+        config.data_dir,
+        test_dir=config.test_dir,
+        image_size=image_size,
+        validation_fraction=config.validation_fraction,
+        test_fraction=config.test_fraction,
+        seed=config.seed,
+        skip_bad=config.skip_bad_images,
+        cache_bytes=CACHE_BYTES[config.input_pipeline],
+    )
     if data.skipped:
-        print(f"Skipped {len(data.skipped)} image file(s) that cannot be decoded (--skip-bad-images), e.g. "
-              f"{data.skipped[0]}.")
+        print(
+            f"Skipped {len(data.skipped)} image file(s) that cannot be decoded (--skip-bad-images), e.g. "
+            f"{data.skipped[0]}."
+        )
     if config.limit:
         data = data.limited(config.limit)
     if data.input_path == "memory" and not cluster.multi_process:
         (x_train, y_train), (raw_val, y_val), (raw_test, y_test) = (
-            data.arrays(split) for split in ("train", "validation", "test"))
-        return Data(data, data.normalize(x_train), y_train, data.normalize(raw_val), y_val, raw_val,
-                    data.normalize(raw_test), y_test, "memory", data.test_source)
+            data.arrays(split) for split in ("train", "validation", "test")
+        )
+        return Data(
+            data,
+            data.normalize(x_train),
+            y_train,
+            data.normalize(raw_val),
+            y_val,
+            raw_val,
+            data.normalize(raw_test),
+            y_test,
+            "memory",
+            data.test_source,
+        )
     raw_val, y_val = data.arrays("validation", limit=SUMMARY_IMAGES)
-    return Data(data, None, None, data.normalize(raw_val), y_val, raw_val, None, None, "stream", data.test_source,
-                data, cluster.num_processes, cluster.process_id)
+    return Data(
+        data,
+        None,
+        None,
+        data.normalize(raw_val),
+        y_val,
+        raw_val,
+        None,
+        None,
+        "stream",
+        data.test_source,
+        data,
+        cluster.num_processes,
+        cluster.process_id,
+    )
 
 
 def write_run_files(run_dir: Path, config: TrainConfig, data: Data) -> None:
@@ -275,19 +326,32 @@ def resume_model(config: TrainConfig, data: Data, run_dir: Path, state: dict, st
     try:
         train_model.load_weights(path)
     except Exception as error:  # zipfile, h5py and Keras raise many kinds for a damaged file
-        raise CheckpointError(f"Checkpoint {path} is damaged (truncated or not a .keras file: "
-                              f"{type(error).__name__}). Resume is not possible from it; start a new run (a new "
-                              "--out).") from error
+        raise CheckpointError(
+            f"Checkpoint {path} is damaged (truncated or not a .keras file: "
+            f"{type(error).__name__}). Resume is not possible from it; start a new run (a new "
+            "--out)."
+        ) from error
     return train_model, network
 
 
-def make_callbacks(config: TrainConfig, run_dir: Path, data: Data, network, state, nan_guard,
-                   cluster: distribute.Cluster = SINGLE_PROCESS) -> list:
+def make_callbacks(
+    config: TrainConfig,
+    run_dir: Path,
+    data: Data,
+    network,
+    state,
+    nan_guard,
+    cluster: distribute.Cluster = SINGLE_PROCESS,
+) -> list:
     """The run's callbacks. Across several processes, saving a model is a collective operation (JAX checks
     that every process saves the same values), so every process checkpoints, the others into a private
     scratch `run_dir`; only the chief (process 0) writes TensorBoard logs."""
-    callbacks = [nan_guard, EpochSeeds(config.seed), LearningRateLogger(),
-                 ResumableCheckpoint(run_dir, network, nan_guard, state)]
+    callbacks = [
+        nan_guard,
+        EpochSeeds(config.seed),
+        LearningRateLogger(),
+        ResumableCheckpoint(run_dir, network, nan_guard, state),
+    ]
     has_validation = data.count("validation") > 0
     if config.early_stopping and has_validation:
         callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=config.early_stopping))
@@ -304,8 +368,9 @@ def make_callbacks(config: TrainConfig, run_dir: Path, data: Data, network, stat
         tb = run_dir / rundir.TENSORBOARD_DIR
         callbacks.append(keras.callbacks.TensorBoard(tb, histogram_freq=1))
         if has_validation:
-            callbacks.append(ImageSummaries(tb / "images", network, data.x_val, data.y_val, data.raw_val,
-                                            data.dataset.labels))
+            callbacks.append(
+                ImageSummaries(tb / "images", network, data.x_val, data.y_val, data.raw_val, data.dataset.labels)
+            )
     elif config.tensorboard:
         print("TensorFlow is not installed here: no TensorBoard logs (the metrics still go to metrics.json).")
     return callbacks
@@ -315,16 +380,23 @@ def nan_message(nan_guard: NaNGuard, state: dict | None, run_dir: Path) -> str:
     where = nan_guard.triggered
     at = f"epoch {where['epoch'] + 1}" + (f", batch {where['batch'] + 1}" if where["batch"] is not None else "")
     if state and state.get("file"):
-        kept = (f"The last good checkpoint (epoch {state['epoch'] + 1}) is kept in {run_dir / rundir.CHECKPOINT_DIR}"
-                ".")
+        kept = f"The last good checkpoint (epoch {state['epoch'] + 1}) is kept in {run_dir / rundir.CHECKPOINT_DIR}."
     else:
         kept = "No epoch finished with finite weights, so no checkpoint was saved."
-    return (f"Training stopped: {where['what']} in {at}. {kept} Lower --lr (or raise --warmup-epochs) and start a "
-            "new run.")
+    return (
+        f"Training stopped: {where['what']} in {at}. {kept} Lower --lr (or raise --warmup-epochs) and start a new run."
+    )
 
 
-def evaluate(config: TrainConfig, run_dir: Path, data: Data, network, scope, seconds: float,
-             cluster: distribute.Cluster = SINGLE_PROCESS) -> dict:
+def evaluate(
+    config: TrainConfig,
+    run_dir: Path,
+    data: Data,
+    network,
+    scope,
+    seconds: float,
+    cluster: distribute.Cluster = SINGLE_PROCESS,
+) -> dict:
     """The metrics of the run (history from state.json; test accuracy of best.keras, the epoch chosen by
     validation accuracy, and of the last network), written to metrics.json by the chief.
 
@@ -355,14 +427,19 @@ def evaluate(config: TrainConfig, run_dir: Path, data: Data, network, scope, sec
             if not cluster.multi_process:
                 candidates.insert(0, ("best", keras.saving.load_model(best_path) if best_path.exists() else network))
             for name, model in candidates:
-                model.compile(loss=keras.losses.CategoricalCrossentropy(),
-                              metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+                model.compile(
+                    loss=keras.losses.CategoricalCrossentropy(),
+                    metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+                )
                 if data.stream is not None:
-                    loss, accuracy = model.evaluate(data.stream.batches("test", 512, num_shards=data.num_shards,
-                                                                        shard_index=data.shard_index), verbose=0)
+                    loss, accuracy = model.evaluate(
+                        data.stream.batches("test", 512, num_shards=data.num_shards, shard_index=data.shard_index),
+                        verbose=0,
+                    )
                 else:
-                    loss, accuracy = model.evaluate(data.x_test, _one_hot(data.y_test, data.num_classes),
-                                                    batch_size=512, verbose=0)
+                    loss, accuracy = model.evaluate(
+                        data.x_test, _one_hot(data.y_test, data.num_classes), batch_size=512, verbose=0
+                    )
                 metrics[f"test_accuracy_{name}"] = round(float(accuracy), 5)
                 metrics[f"test_loss_{name}"] = round(float(loss), 5)
         metrics["test_accuracy"] = metrics[f"test_accuracy_{candidates[0][0]}"]
@@ -403,12 +480,16 @@ def _train(config: TrainConfig) -> dict:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     data = load_data(config, cluster)
     if config.batch_size % cluster.num_processes:
-        raise TrainingError(f"--batch-size {config.batch_size} must be divisible by the {cluster.num_processes} "
-                            "processes (it is the global batch; each process feeds its share).")
+        raise TrainingError(
+            f"--batch-size {config.batch_size} must be divisible by the {cluster.num_processes} "
+            "processes (it is the global batch; each process feeds its share)."
+        )
     batch_size = config.batch_size // cluster.num_processes  # this process's share of every batch
     if data.count("train") == 0:
-        raise TrainingError(f"No training images for this process ({data.dataset.name}: "
-                            f"{data.count('train') * cluster.num_processes} for {cluster.num_processes} processes).")
+        raise TrainingError(
+            f"No training images for this process ({data.dataset.name}: "
+            f"{data.count('train') * cluster.num_processes} for {cluster.num_processes} processes)."
+        )
     steps_per_epoch = math.ceil(data.count("train") / batch_size)
 
     scope, replicas = _distribution_scope(config, cluster)
@@ -426,12 +507,17 @@ def _train(config: TrainConfig) -> dict:
     if cluster.is_chief:  # only now: a run that fails its checks leaves nothing behind
         write_run_files(run_dir, config, data)
 
-    share = (f"; process {cluster.process_id} of {cluster.num_processes} reads 1/{cluster.num_processes} of each split"
-             if cluster.multi_process else "")
+    share = (
+        f"; process {cluster.process_id} of {cluster.num_processes} reads 1/{cluster.num_processes} of each split"
+        if cluster.multi_process
+        else ""
+    )
     counts = " / ".join(f"{data.count(s) * data.num_shards:,} {s}" for s in ("train", "validation", "test"))
-    print(f"{config.model}: {network.count_params():,} parameters; {data.dataset.name}: {counts} images "
-          f"(test: {data.test_source}); input: {data.input_path}; backend {keras.backend.backend()}, "
-          f"jit_compile={train_model.jit_compile}; replicas: {replicas}{share}; run directory {run_dir}")
+    print(
+        f"{config.model}: {network.count_params():,} parameters; {data.dataset.name}: {counts} images "
+        f"(test: {data.test_source}); input: {data.input_path}; backend {keras.backend.backend()}, "
+        f"jit_compile={train_model.jit_compile}; replicas: {replicas}{share}; run directory {run_dir}"
+    )
 
     nan_guard = NaNGuard()
     # processes other than the chief save their (identical) checkpoints into a scratch folder, then delete it
@@ -443,19 +529,40 @@ def _train(config: TrainConfig) -> dict:
         seeds = [epoch_seed(config.seed, epoch) for epoch in range(initial_epoch, config.epochs)]
         # the epochs back to back (each exactly steps_per_epoch batches); .repeat() only guards against Keras
         # asking for a batch past the last epoch's end
-        batches = data.stream.train_batches(batch_size, seeds, num_shards=data.num_shards,
-                                            shard_index=data.shard_index, normalize=False).repeat()
-        validation = data.stream.batches("validation", batch_size, num_shards=data.num_shards,
-                                         shard_index=data.shard_index, normalize=False) \
-            if data.count("validation") else None
-        train_model.fit(batches, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-                        validation_data=validation, callbacks=callbacks, shuffle=False, verbose=verbose)
+        batches = data.stream.train_batches(
+            batch_size, seeds, num_shards=data.num_shards, shard_index=data.shard_index, normalize=False
+        ).repeat()
+        validation = (
+            data.stream.batches(
+                "validation", batch_size, num_shards=data.num_shards, shard_index=data.shard_index, normalize=False
+            )
+            if data.count("validation")
+            else None
+        )
+        train_model.fit(
+            batches,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=validation,
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=verbose,
+        )
     elif initial_epoch < config.epochs:
-        batches = EpochBatches(data.x_train, data.y_train, data.num_classes, config.batch_size, config.seed,
-                               initial_epoch)
+        batches = EpochBatches(
+            data.x_train, data.y_train, data.num_classes, config.batch_size, config.seed, initial_epoch
+        )
         validation = (data.x_val, _one_hot(data.y_val, data.num_classes)) if len(data.x_val) else None
-        train_model.fit(batches, epochs=config.epochs, initial_epoch=initial_epoch, validation_data=validation,
-                        callbacks=callbacks, shuffle=False, verbose=verbose)
+        train_model.fit(
+            batches,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            validation_data=validation,
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=verbose,
+        )
     seconds = time.perf_counter() - started
 
     if nan_guard.triggered:

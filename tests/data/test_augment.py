@@ -14,7 +14,7 @@ def candidates(image, padding, flip):
     h, w = image.shape[:2]
     for dy in range(2 * padding + 1):
         for dx in range(2 * padding + 1):
-            crop = padded[dy:dy + h, dx:dx + w]
+            crop = padded[dy : dy + h, dx : dx + w]
             yield crop
             if flip:
                 yield crop[:, ::-1]

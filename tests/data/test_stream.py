@@ -77,8 +77,11 @@ def test_bad_files_are_named_before_training_or_skipped_and_counted(tmp_path):
     (tmp_path / "cat" / "notes.jpg").write_text("not an image")
     good = (tmp_path / "dog" / "000.jpg").read_bytes()
     (tmp_path / "dog" / "cut.jpg").write_bytes(good[:-10])  # the header is fine: only the EOI check sees it
-    with pytest.raises(ValueError, match=r"2 image file\(s\) cannot be decoded: .*notes\.jpg .*cut\.jpg "
-                                         r"\(truncated JPEG.*--skip-bad-images"):
+    with pytest.raises(
+        ValueError,
+        match=r"2 image file\(s\) cannot be decoded: .*notes\.jpg .*cut\.jpg "
+        r"\(truncated JPEG.*--skip-bad-images",
+    ):
         stream.open_image_folder(tmp_path)
     data = stream.open_image_folder(tmp_path, skip_bad=True, validation_fraction=0.0, test_fraction=0.0)
     assert sorted(p.rsplit("/", 1)[1] for p in data.skipped) == ["cut.jpg", "notes.jpg"]
@@ -148,8 +151,10 @@ def test_batches_are_normalized_one_hot_and_shuffled_by_seed(tmp_path):
     np.testing.assert_array_equal(y.numpy(), np.eye(3)[labels])
 
     def order(seed):
-        return [np.argmax(b[1].numpy(), 1).tolist() + b[0].numpy()[:, 0, 0, 0].tolist()
-                for b in data.batches("train", 30, shuffle=True, seed=seed)]
+        return [
+            np.argmax(b[1].numpy(), 1).tolist() + b[0].numpy()[:, 0, 0, 0].tolist()
+            for b in data.batches("train", 30, shuffle=True, seed=seed)
+        ]
 
     assert order(5) == order(5) and order(5) != order(6)
 
@@ -162,8 +167,12 @@ def test_input_path_is_chosen_by_size_and_both_give_the_same_images(tmp_path, ca
     epochs = [np.concatenate([x.numpy() for x, _ in data.batches("train", 7)]) for _ in range(2)]
     np.testing.assert_array_equal(epochs[0], epochs[1])
     assert stream.open_image_folder(tmp_path, cache_bytes=24 * 12 * 10 * 3).input_path == "memory"
-    assert stream.open_image_folder(tmp_path, cache_bytes=24 * 12 * 10 * 3 - 1,
-                                    validation_fraction=0.0, test_fraction=0.0).input_path == "stream"
+    assert (
+        stream.open_image_folder(
+            tmp_path, cache_bytes=24 * 12 * 10 * 3 - 1, validation_fraction=0.0, test_fraction=0.0
+        ).input_path
+        == "stream"
+    )
 
 
 def test_shards_are_disjoint_and_equal(tmp_path):
@@ -186,18 +195,26 @@ def write_idx(path, array):
 
 def test_idx_files_stream_with_load_datasets_split(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
-    arrays = {split: (rng.integers(0, 256, (n, 28, 28)), rng.integers(0, 10, n)) for split, n in
-              (("train", 120), ("test", 30))}
-    names = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-             "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+    arrays = {
+        split: (rng.integers(0, 256, (n, 28, 28)), rng.integers(0, 10, n))
+        for split, n in (("train", 120), ("test", 30))
+    }
+    names = {
+        "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+        "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+    }
     for split, (images, labels) in arrays.items():
         write_idx(tmp_path / names[split][0], images)
         write_idx(tmp_path / names[split][1], labels)
     monkeypatch.setenv("KERASCNN_FASHION_MNIST_DIR", str(tmp_path))
     in_memory = load_dataset("fashion_mnist", seed=3)
-    data = stream.open_idx({s: tmp_path / n[0] for s, n in names.items()},
-                           {s: tmp_path / n[1] for s, n in names.items()}, in_memory.labels, seed=3,
-                           stats_images=None)
+    data = stream.open_idx(
+        {s: tmp_path / n[0] for s, n in names.items()},
+        {s: tmp_path / n[1] for s, n in names.items()},
+        in_memory.labels,
+        seed=3,
+        stats_images=None,
+    )
     assert data.input_shape == (28, 28, 1) and "test IDX" in data.test_source
     for split in ("train", "validation", "test"):  # the same images (load_dataset keeps validation unsorted)
         images, labels = decoded(data, split)
@@ -207,21 +224,43 @@ def test_idx_files_stream_with_load_datasets_split(tmp_path, monkeypatch):
             np.testing.assert_array_equal(images, expected_images)
     np.testing.assert_allclose(data.mean, in_memory.mean, atol=1e-3)
     np.testing.assert_allclose(data.std, in_memory.std, atol=1e-3)
-    assert decoded(stream.open_idx({s: tmp_path / n[0] for s, n in names.items()},
-                                   {s: tmp_path / n[1] for s, n in names.items()}, in_memory.labels,
-                                   image_size=(32, 32)), "test")[0].shape == (30, 32, 32, 1)
+    assert decoded(
+        stream.open_idx(
+            {s: tmp_path / n[0] for s, n in names.items()},
+            {s: tmp_path / n[1] for s, n in names.items()},
+            in_memory.labels,
+            image_size=(32, 32),
+        ),
+        "test",
+    )[0].shape == (30, 32, 32, 1)
 
 
 def test_record_split_without_a_test_split_holds_one_out():
     import tensorflow as tf
 
     images = np.arange(100, dtype=np.uint8).reshape(100, 1, 1, 1)
-    train = stream.Split(100, lambda: tf.data.Dataset.from_tensor_slices((images, np.arange(100) % 2)),
-                         lambda x, y: (x, tf.cast(y, tf.int64)))
-    data = stream._record_dataset("toy", ["a", "b"], train, None, (1, 1, 1), validation_fraction=0.1,
-                                  test_fraction=0.2, seed=0, cache_bytes=None, stats_images=None, test_source="")
-    seen = {split: {int(x[0, 0, 0]) for x, _ in data.images(split).as_numpy_iterator()}
-            for split in ("train", "validation", "test")}
+    train = stream.Split(
+        100,
+        lambda: tf.data.Dataset.from_tensor_slices((images, np.arange(100) % 2)),
+        lambda x, y: (x, tf.cast(y, tf.int64)),
+    )
+    data = stream._record_dataset(
+        "toy",
+        ["a", "b"],
+        train,
+        None,
+        (1, 1, 1),
+        validation_fraction=0.1,
+        test_fraction=0.2,
+        seed=0,
+        cache_bytes=None,
+        stats_images=None,
+        test_source="",
+    )
+    seen = {
+        split: {int(x[0, 0, 0]) for x, _ in data.images(split).as_numpy_iterator()}
+        for split in ("train", "validation", "test")
+    }
     assert [len(seen[s]) for s in ("train", "validation", "test")] == [70, 10, 20]
     assert set().union(*seen.values()) == set(range(100)) and "held out" in data.test_source
 
@@ -240,11 +279,18 @@ def test_tfds_datasets_stream_example_by_example(monkeypatch):
         assert x.shape == (8, 32, 32, 1) and y.shape == (8, 10)
 
 
-@pytest.mark.parametrize("modes,channels,direct", [
-    ({"RGB": 5, "L": 2, "P": 1}, 3, True), ({"L": 3}, 1, True), ({"RGB": 1}, 1, False),
-    ({"RGBA": 1, "RGB": 4}, 3, False),
-    ({"P+t": 1}, 3, False), ({"I;16": 1}, 1, False), ({"LA": 1}, 1, False),
-])
+@pytest.mark.parametrize(
+    "modes,channels,direct",
+    [
+        ({"RGB": 5, "L": 2, "P": 1}, 3, True),
+        ({"L": 3}, 1, True),
+        ({"RGB": 1}, 1, False),
+        ({"RGBA": 1, "RGB": 4}, 3, False),
+        ({"P+t": 1}, 3, False),
+        ({"I;16": 1}, 1, False),
+        ({"LA": 1}, 1, False),
+    ],
+)
 def test_plain_8_bit_folders_skip_the_conversion_path(modes, channels, direct):
     summary = stream.FolderSummary(np.ones(1, bool), [], (8, 8), True, modes)
     assert summary.decodes_directly(channels) is direct
@@ -264,8 +310,10 @@ def test_train_batches_depend_only_on_each_epochs_seed_and_end_with_the_epoch(tm
         np.testing.assert_array_equal(y, y2)
     assert not np.array_equal(first[0][0], second[0][0])
     all_images = np.concatenate([x for x, _ in first])
-    np.testing.assert_allclose(np.sort(all_images.reshape(12, -1), 0),
-                               np.sort(next(iter(data.batches("train", 12)))[0].numpy().reshape(12, -1), 0))
+    np.testing.assert_allclose(
+        np.sort(all_images.reshape(12, -1), 0),
+        np.sort(next(iter(data.batches("train", 12)))[0].numpy().reshape(12, -1), 0),
+    )
 
 
 def test_arrays_hold_the_decoded_split(tmp_path):

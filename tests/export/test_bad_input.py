@@ -29,6 +29,7 @@ import predict  # noqa: E402  (export/predict.py, TensorFlow-free)
 
 # --- the export ----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("limit", ["0", "-1"])
 def test_export_limit_below_one_is_refused(limit, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -46,8 +47,9 @@ def test_export_out_that_is_a_file_or_not_writable(exported, tmp_path, monkeypat
     assert export_main([str(root / "run"), "--quant", "float32", "--out", str(tmp_path / "file" / "sub")]) == 2
     assert "Cannot create the output folder" in capsys.readouterr().err
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == tmp_path / "ro" else
-                        real_access(path, mode))  # root ignores permission bits: pretend
+    monkeypatch.setattr(
+        os, "access", lambda path, mode: False if Path(path) == tmp_path / "ro" else real_access(path, mode)
+    )  # root ignores permission bits: pretend
     (tmp_path / "ro").mkdir()
     with pytest.raises(ValueError, match="output folder .*ro is not writable"):
         export_run(root / "run", ["float32"], out=tmp_path / "ro", mediapipe=False)
@@ -55,10 +57,12 @@ def test_export_out_that_is_a_file_or_not_writable(exported, tmp_path, monkeypat
 
 def test_export_refuses_runs_without_labels_or_normalization_or_with_the_wrong_label_count(exported, tmp_path):
     root, _ = exported
-    for change, message in [({"labels": []}, "needs the class labels"),
-                            ({"labels": ["a"] * 9}, "gives 10 scores but the run has 9 labels"),
-                            ({"normalization": {"mean": [], "std": [1.0]}}, "mean must be 1 number"),
-                            ({"normalization": {"mean": [1.0], "std": [0]}}, "std must be > 0")]:
+    for change, message in [
+        ({"labels": []}, "needs the class labels"),
+        ({"labels": ["a"] * 9}, "gives 10 scores but the run has 9 labels"),
+        ({"normalization": {"mean": [], "std": [1.0]}}, "mean must be 1 number"),
+        ({"normalization": {"mean": [1.0], "std": [0]}}, "std must be > 0"),
+    ]:
         run = tmp_path / "run"
         shutil.rmtree(run, ignore_errors=True)
         shutil.copytree(root / "run", run, ignore=shutil.ignore_patterns("checkpoint", "tb"))
@@ -72,8 +76,14 @@ def test_export_refuses_runs_without_labels_or_normalization_or_with_the_wrong_l
 def test_export_under_another_backend_says_it_runs_on_tensorflow(exported):
     root, _ = exported
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "kerascnn.export", str(root / "run"), "--quant", "float32"],
-                          capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "kerascnn.export", str(root / "run"), "--quant", "float32"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "export runs on the TensorFlow backend" in done.stderr and "KERAS_BACKEND=tensorflow" in done.stderr
 
@@ -86,6 +96,7 @@ def test_export_help_says_what_finetune_images_does(capsys):
 
 
 # --- mutation survivors: rounding, the audit (test_presets.py), the report's sign ----------------------------
+
 
 @pytest.mark.parametrize("quantize", [runner_quantize, predict.quantize], ids=["runner", "predict"])
 def test_integer_input_quantization_rounds_to_nearest(quantize):
@@ -101,14 +112,30 @@ def test_per_class_change_is_export_minus_keras():
     exported_predicted = np.array([0, 0, 1, 0])  # the export misses one image of class 1
     change = reports.per_class_change(exported_predicted, keras_predicted, y, ["a", "b"])
     assert change == {"a": 0.0, "b": -50.0}
-    row = {"size_bytes": 1, "gzip_bytes": 1, "accuracy": 75.0, "agreement_with_keras": 75.0,
-           "per_class_accuracy_change_points": change, "latency_ms": {"1_thread": 1.0}, "ops": {}}
-    text = reports.markdown({"model": "m", "dataset": "d", "test_images": 4, "keras": {"accuracy": 100.0},
-                             "machine": "x", "variants": {"int8": row}})
+    row = {
+        "size_bytes": 1,
+        "gzip_bytes": 1,
+        "accuracy": 75.0,
+        "agreement_with_keras": 75.0,
+        "per_class_accuracy_change_points": change,
+        "latency_ms": {"1_thread": 1.0},
+        "ops": {},
+    }
+    text = reports.markdown(
+        {
+            "model": "m",
+            "dataset": "d",
+            "test_images": 4,
+            "keras": {"accuracy": 100.0},
+            "machine": "x",
+            "variants": {"int8": row},
+        }
+    )
     assert "| b -50.00 |" in text  # the worst class is the one the export got worse on
 
 
 # --- export/predict.py ---------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def model_files(exported, tmp_path):
@@ -117,13 +144,16 @@ def model_files(exported, tmp_path):
     return model, json.loads(model.with_suffix(".json").read_text())
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda m: m["input"]["normalization"].update(mean=[1.0, 2.0]), "mean must be a list of 1 or 3 numbers"),
-    (lambda m: m["input"]["normalization"].update(mean="72.9"), "mean must be a list of 1 or 3 numbers"),
-    (lambda m: m["input"]["normalization"].update(std=[0.0]), "std must be > 0"),
-    (lambda m: m.update(labels="T-shirt/top"), "labels must be a list of names"),
-    (lambda m: m["input"].update(shape=[28, 28, 3]), "input.shape must be \\[1, height, width, channels\\]"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: m["input"]["normalization"].update(mean=[1.0, 2.0]), "mean must be a list of 1 or 3 numbers"),
+        (lambda m: m["input"]["normalization"].update(mean="72.9"), "mean must be a list of 1 or 3 numbers"),
+        (lambda m: m["input"]["normalization"].update(std=[0.0]), "std must be > 0"),
+        (lambda m: m.update(labels="T-shirt/top"), "labels must be a list of names"),
+        (lambda m: m["input"].update(shape=[28, 28, 3]), "input.shape must be \\[1, height, width, channels\\]"),
+    ],
+)
 def test_predict_refuses_malformed_manifests(model_files, tmp_path, change, message):
     model, manifest = model_files
     change(manifest)
@@ -160,8 +190,9 @@ def test_predict_scales_16_bit_images_and_composites_alpha(model_files, tmp_path
     Image.fromarray(pixels).save(tmp_path / "8bit.png")
     Image.fromarray(pixels.astype(np.uint16) * 257).save(tmp_path / "16bit.png")  # mode I;16
     assert Image.open(tmp_path / "16bit.png").mode.startswith("I")
-    np.testing.assert_allclose(classifier.preprocess(tmp_path / "16bit.png"),
-                               classifier.preprocess(tmp_path / "8bit.png"))
+    np.testing.assert_allclose(
+        classifier.preprocess(tmp_path / "16bit.png"), classifier.preprocess(tmp_path / "8bit.png")
+    )
     rgba = np.zeros((28, 28, 4), np.uint8)
     rgba[..., :3], rgba[:14, :, 3] = 40, 255  # top half opaque dark grey, bottom half fully transparent
     Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
@@ -174,11 +205,14 @@ def test_predict_scales_16_bit_images_and_composites_alpha(model_files, tmp_path
 
 def png_header_only(path: Path, width: int, height: int) -> None:
     """A PNG whose IHDR claims width x height (Pillow checks the size at open, before decoding)."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) +
-                     chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
 
 
 def test_predict_explains_a_decompression_bomb(model_files, tmp_path):

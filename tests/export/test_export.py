@@ -138,14 +138,17 @@ def test_shipped_model_classifies_fashion_mnist_with_predict_py(variant, tmp_pat
     assert report["variants"][variant]["accuracy"] >= 92.5 and report["test_images"] == 10_000
     manifest = json.loads((shipped / f"vgg_{variant}.json").read_text())
     assert manifest["input"]["shape"] == [1, 28, 28, 3] and manifest["input"]["luminance_fold"] is True
-    assert metadata.associated_files((shipped / f"vgg_{variant}.tflite").read_bytes())["labels.txt"].decode() \
+    assert (
+        metadata.associated_files((shipped / f"vgg_{variant}.tflite").read_bytes())["labels.txt"].decode()
         == "\n".join(dataset.labels) + "\n"
+    )
 
 
 def test_predict_py_benchmark(exported, tmp_path):
     root, _ = exported
-    done = run_predict("--model", root / "out" / "vgg_int8.tflite", "--benchmark", "--benchmark-out",
-                       tmp_path / "b.json")
+    done = run_predict(
+        "--model", root / "out" / "vgg_int8.tflite", "--benchmark", "--benchmark-out", tmp_path / "b.json"
+    )
     assert done.returncode == 0, done.stderr
     assert set(json.loads((tmp_path / "b.json").read_text())["median_ms_per_image"]) >= {"1"}
 

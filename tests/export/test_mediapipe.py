@@ -39,16 +39,29 @@ def test_data(tmp_path_factory):
 
 def check_mediapipe(python, data, *models):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([str(python), str(ROOT / "export" / "check_mediapipe.py"), "--data", str(data),
-                           *map(str, models)], capture_output=True, text=True, timeout=900, env=env)
+    done = subprocess.run(
+        [str(python), str(ROOT / "export" / "check_mediapipe.py"), "--data", str(data), *map(str, models)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)["results"]
 
 
 def test_edge_environment_has_no_tensorflow_and_is_reused(edge_python):
-    done = subprocess.run([str(edge_python), "-c", "import importlib.util as u, mediapipe, ai_edge_litert, PIL;"
-                           "print(u.find_spec('tensorflow') is None, u.find_spec('keras') is None)"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            str(edge_python),
+            "-c",
+            "import importlib.util as u, mediapipe, ai_edge_litert, PIL;"
+            "print(u.find_spec('tensorflow') is None, u.find_spec('keras') is None)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.stdout.split() == ["True", "True"], done.stderr
     stamp = edge_python.parents[1] / edge_venv.STAMP
     before = stamp.stat().st_mtime_ns
@@ -63,8 +76,7 @@ def test_mediapipe_classifies_every_supported_variant_like_ai_edge_litert(export
     for variant, result in by_variant.items():
         assert result["images"] == 1000
         # predict.py's route in the edge venv gives what the TensorFlow side measured on the same images
-        assert result["ai_edge_litert"]["accuracy"] == pytest.approx(report["variants"][variant]["accuracy"],
-                                                                     abs=0.2)
+        assert result["ai_edge_litert"]["accuracy"] == pytest.approx(report["variants"][variant]["accuracy"], abs=0.2)
         meta = result["metadata"]
         assert meta["identifier_ok"] and meta["color_space"] == "RGB" and meta["name"] == "vgg"
         assert meta["label_files"] == [["labels.txt", 2]] and meta["license"] == "Apache-2.0"
@@ -86,8 +98,10 @@ def test_the_report_gains_mediapipe_columns(exported, edge_python, test_data):
     report = json.loads(json.dumps(report))
     reports.add_mediapipe(report, root / "out", images, labels, python=edge_python)
     assert report["mediapipe"].startswith("mediapipe 1.")
-    assert report["variants"]["uint8"]["mediapipe"]["supported"] and not report["variants"]["int8-io"]["mediapipe"][
-        "supported"]
+    assert (
+        report["variants"]["uint8"]["mediapipe"]["supported"]
+        and not report["variants"]["int8-io"]["mediapipe"]["supported"]
+    )
     text = reports.markdown(report)
     assert "| refused | - |" in text and "Refused: Type mismatch" in text
     missing = json.loads(json.dumps(report))

@@ -45,8 +45,9 @@ def test_unknown_row_is_refused_with_the_valid_names():
 def test_a_file_that_is_not_a_manifest_is_refused_in_one_line(tmp_path):
     (tmp_path / "m.tflite").write_bytes(b"")
     (tmp_path / "m.json").write_text('{"labels": ["a"]}')
-    result = subprocess.run([sys.executable, str(SCRIPT), "--model", str(tmp_path / "m.tflite")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--model", str(tmp_path / "m.tflite")], capture_output=True, text=True
+    )
     assert result.returncode == 2 and "is not a kerascnn manifest" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -64,8 +65,12 @@ def require_emulation():
 
 def check(tmp_path, rows: str, images: int) -> dict:
     out = tmp_path / "arm64.json"
-    result = subprocess.run([sys.executable, str(SCRIPT), "--rows", rows, "--images", str(images), "--json-out",
-                             str(out)], capture_output=True, text=True, timeout=1500)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--rows", rows, "--images", str(images), "--json-out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     print(result.stdout, result.stderr)
     assert result.returncode == 0, result.stderr
     return {row["row"]: row for row in json.loads(out.read_text())["rows"]}
@@ -87,8 +92,15 @@ def test_full_table_and_the_qemu_7_2_root_cause(tmp_path):
     """export/pi/README.md's table: 500 images, every row. `pytest -m slow tests/export/test_pi.py` (~15 minutes)."""
     require_emulation()
     rows = check(tmp_path, "all", 500)
-    for name in ("pi4", "pi5", "bookworm-1.4", "trixie-max", "trixie-1.4-a72", "bookworm-2.3-picpuinfo",
-                 "bookworm-2.3-picpuinfo-nosme"):
+    for name in (
+        "pi4",
+        "pi5",
+        "bookworm-1.4",
+        "trixie-max",
+        "trixie-1.4-a72",
+        "bookworm-2.3-picpuinfo",
+        "bookworm-2.3-picpuinfo-nosme",
+    ):
         assert rows[name]["status"] == "ok" and rows[name]["differ_from_x86"] <= 5, rows[name]
     # ai-edge-litert >= 2.2 dies in cpuinfo's ARM /proc/cpuinfo parser on the x86 text that qemu 7.2 passes through,
     # under any -cpu; the same wheel and qemu run once /proc/cpuinfo is a Pi's.

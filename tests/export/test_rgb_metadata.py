@@ -34,8 +34,9 @@ def test_rgb_fold_keeps_the_ops_and_the_outputs_on_grey_images(name):
     np.testing.assert_allclose(rgb.predict(np.repeat(x, 3, -1), verbose=0), model.predict(x, verbose=0), atol=1e-5)
     grey_tflite, rgb_tflite = convert(model, "float32"), convert(rgb, "float32")
     assert op_counts(rgb_tflite) == op_counts(grey_tflite)  # no op added
-    np.testing.assert_allclose(TFLiteClassifier(rgb_tflite)(np.repeat(x, 3, -1)), TFLiteClassifier(grey_tflite)(x),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        TFLiteClassifier(rgb_tflite)(np.repeat(x, 3, -1)), TFLiteClassifier(grey_tflite)(x), atol=1e-5
+    )
 
 
 def test_per_channel_normalization_then_luminance_is_the_grey_path():
@@ -95,27 +96,32 @@ def rgb_lenet():
 def test_metadata_keeps_the_model_running_with_the_same_outputs(rgb_lenet, quant):
     model, x = rgb_lenet
     plain = convert(model, quant, x)
-    with_meta = md.add_classifier_metadata(plain, name="lenet5", labels=LABELS, mean=[MEAN], std=[STD], color="rgb",
-                                           description="test", version="1")
+    with_meta = md.add_classifier_metadata(
+        plain, name="lenet5", labels=LABELS, mean=[MEAN], std=[STD], color="rgb", description="test", version="1"
+    )
     audit(with_meta, quant)
     np.testing.assert_array_equal(TFLiteClassifier(with_meta)(x), TFLiteClassifier(plain)(x))
     assert md.associated_files(with_meta) == {"labels.txt": ("\n".join(LABELS) + "\n").encode()}
     raw = meta_fields(with_meta)
     assert b"lenet5" in raw and b"Apache-2.0" in raw and b"labels.txt" in raw
-    mean, std = (np.frombuffer(v, np.float32) for v in (np.float32([MEAN] * 3).tobytes(),
-                                                          np.float32([STD] * 3).tobytes()))
+    mean, std = (
+        np.frombuffer(v, np.float32) for v in (np.float32([MEAN] * 3).tobytes(), np.float32([STD] * 3).tobytes())
+    )
     if quant == "uint8":  # raw pixels in: identity normalization
         assert np.float32([0, 0, 0]).tobytes() in raw and np.float32([1, 1, 1]).tobytes() in raw
     else:
         assert mean.tobytes() in raw and std.tobytes() in raw
-    again = md.add_classifier_metadata(with_meta, name="lenet5", labels=LABELS, mean=[MEAN], std=[STD], color="rgb",
-                                       description="test", version="2")
+    again = md.add_classifier_metadata(
+        with_meta, name="lenet5", labels=LABELS, mean=[MEAN], std=[STD], color="rgb", description="test", version="2"
+    )
     from tensorflow.lite.python import schema_py_generated as schema
 
     parsed = schema.Model.GetRootAs(bytearray(again), 0)
     names = [parsed.Metadata(i).Name() for i in range(parsed.MetadataLength())]
-    assert names.count(b"TFLITE_METADATA") == 1 and parsed.BuffersLength() == \
-        schema.Model.GetRootAs(bytearray(with_meta), 0).BuffersLength()  # replaced, not added
+    assert (
+        names.count(b"TFLITE_METADATA") == 1
+        and parsed.BuffersLength() == schema.Model.GetRootAs(bytearray(with_meta), 0).BuffersLength()
+    )  # replaced, not added
     assert abs(len(again) - len(with_meta)) <= 16  # (alignment)
 
 
@@ -123,13 +129,15 @@ def test_metadata_refuses_missing_or_mismatched_labels_and_normalization(rgb_len
     model, _ = rgb_lenet
     plain = convert(model, "float32")
     good = dict(name="m", labels=LABELS, mean=[MEAN], std=[STD], color="rgb", description="d", version="1")
-    for change, message in [(dict(labels=LABELS[:9]), "gives 10 scores but the run has 9 labels"),
-                            (dict(labels=[]), "needs the class labels"),
-                            (dict(labels="T-shirt,Trouser"), "needs the class labels"),
-                            (dict(mean=None), "mean must be 1 or 3 numbers"),
-                            (dict(std=[1.0, 2.0]), "std must be 1 or 3 numbers"),
-                            (dict(std=[0.0]), "std must be > 0"),
-                            (dict(color="grey"), "grey image input must be \\(1, H, W, 1\\)")]:
+    for change, message in [
+        (dict(labels=LABELS[:9]), "gives 10 scores but the run has 9 labels"),
+        (dict(labels=[]), "needs the class labels"),
+        (dict(labels="T-shirt,Trouser"), "needs the class labels"),
+        (dict(mean=None), "mean must be 1 or 3 numbers"),
+        (dict(std=[1.0, 2.0]), "std must be 1 or 3 numbers"),
+        (dict(std=[0.0]), "std must be > 0"),
+        (dict(color="grey"), "grey image input must be \\(1, H, W, 1\\)"),
+    ]:
         with pytest.raises(md.MetadataError, match=message):
             md.add_classifier_metadata(plain, **{**good, **change})
 

@@ -66,8 +66,10 @@ def site(tmp_path_factory):
             shutil.copy(path, root / "dev" / path.name)
         url += f"?model=../dev/{model.name}"
     if not model.exists():
-        pytest.fail(f"{model} does not exist: export the MediaPipe-ready uint8 model there, or set "
-                    "KERASCNN_WEB_MODEL to a .tflite with TFLite metadata and its manifest beside it.")
+        pytest.fail(
+            f"{model} does not exist: export the MediaPipe-ready uint8 model there, or set "
+            "KERASCNN_WEB_MODEL to a .tflite with TFLite metadata and its manifest beside it."
+        )
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}{url}", model
@@ -77,8 +79,9 @@ def site(tmp_path_factory):
 
 def drive(**options) -> dict:
     """Run export/web/drive.mjs with these options; its JSON report."""
-    run = subprocess.run(["node", str(WEB / "drive.mjs"), json.dumps(options)], capture_output=True, text=True,
-                         timeout=240)
+    run = subprocess.run(
+        ["node", str(WEB / "drive.mjs"), json.dumps(options)], capture_output=True, text=True, timeout=240
+    )
     assert run.stdout, f"drive.mjs printed nothing:\n{run.stderr}"
     report = json.loads(run.stdout)
     assert "error" not in report, f"{report['error']}\nbrowser console:\n" + "\n".join(report["console"])
@@ -100,8 +103,21 @@ def cells(tmp_path_factory):
 
 def predict(model: Path, images: list[Path], k: int) -> list[list]:
     """export/predict.py's top-k [label, probability] pairs, one list per image."""
-    run = subprocess.run([sys.executable, str(ROOT / "export" / "predict.py"), "--model", str(model), "--json",
-                          "--top-k", str(k), *map(str, images)], capture_output=True, text=True, check=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "export" / "predict.py"),
+            "--model",
+            str(model),
+            "--json",
+            "--top-k",
+            str(k),
+            *map(str, images),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return [json.loads(line)["top"] for line in run.stdout.splitlines()]
 
 
@@ -121,9 +137,16 @@ def browser(site, cells, tmp_path_factory):
         first.convert("RGB").resize((112, 112), Image.BICUBIC).save(files["photo.png"])
         second.save(files["dropped.png"])
     (tmp / "notes.png").write_text("not an image")
-    report = drive(url=url, selftest=SELFTEST, files=[str(files["picked.png"]), str(files["photo.png"])],
-                   bad=str(tmp / "notes.png"), drop=str(files["dropped.png"]), camera=str(tmp / "camera.png"),
-                   screenshot=str(tmp / "shot.png"), chromium=str(CHROMIUM))
+    report = drive(
+        url=url,
+        selftest=SELFTEST,
+        files=[str(files["picked.png"]), str(files["photo.png"])],
+        bad=str(tmp / "notes.png"),
+        drop=str(files["dropped.png"]),
+        camera=str(tmp / "camera.png"),
+        screenshot=str(tmp / "shot.png"),
+        chromium=str(CHROMIUM),
+    )
     assert report["results"], f"{report['selftest']}\nbrowser console:\n" + "\n".join(report["console"])
     files["camera.png"] = tmp / "camera.png"
     return report, files, tmp / "shot.png"
@@ -193,19 +216,23 @@ def test_a_file_that_is_not_an_image_is_named_and_the_page_goes_on(browser):
 def test_missing_or_unusable_model_is_named_on_the_page(site):
     page = site[0].split("?")[0]
     report = drive(url=page + "?model=../fashion_mnist/no_such_model.tflite", selftest=3, chromium=str(CHROMIUM))
-    assert report["selftest"] == ("error: ../fashion_mnist/no_such_model.tflite: HTTP 404. "
-                                  "Pass ?model=PATH (relative to this page).")
+    assert report["selftest"] == (
+        "error: ../fashion_mnist/no_such_model.tflite: HTTP 404. Pass ?model=PATH (relative to this page)."
+    )
     assert report["results"] is None
     report = drive(url=page + "?model=samples.png", selftest=3, chromium=str(CHROMIUM))
-    assert report["selftest"] == ("error: MediaPipe cannot use samples.png (INVALID_ARGUMENT: The model is not a "
-                                  "valid Flatbuffer buffer). It must be a .tflite with TFLite metadata (labels, "
-                                  "normalization) and a 3-channel input: use a model exported with its metadata.")
+    assert report["selftest"] == (
+        "error: MediaPipe cannot use samples.png (INVALID_ARGUMENT: The model is not a "
+        "valid Flatbuffer buffer). It must be a .tflite with TFLite metadata (labels, "
+        "normalization) and a 3-channel input: use a model exported with its metadata."
+    )
 
 
 def test_bundled_samples_are_the_first_100_test_images(tmp_path):
     """make_samples.py rebuilds samples.png and samples.json from Debian's Fashion-MNIST files."""
-    run = subprocess.run([sys.executable, str(WEB / "make_samples.py"), "--out", str(tmp_path)],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, str(WEB / "make_samples.py"), "--out", str(tmp_path)], capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr
     with Image.open(WEB / "samples.png") as shipped, Image.open(tmp_path / "samples.png") as rebuilt:
         np.testing.assert_array_equal(np.asarray(shipped), np.asarray(rebuilt))
@@ -213,7 +240,10 @@ def test_bundled_samples_are_the_first_100_test_images(tmp_path):
 
 
 def test_make_samples_names_missing_dataset(tmp_path):
-    run = subprocess.run([sys.executable, str(WEB / "make_samples.py"), "--idx-dir", str(tmp_path), "--out",
-                          str(tmp_path)], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, str(WEB / "make_samples.py"), "--idx-dir", str(tmp_path), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 2 and run.stderr.startswith("error: No t10k-images-idx3-ubyte(.gz) in ")
     assert "Traceback" not in run.stderr

@@ -16,9 +16,16 @@ def reference_block(x_shape, filters, **conv_kwargs):
     return keras.Model(inputs, keras.layers.ReLU()(h))
 
 
-@pytest.mark.parametrize("conv_kwargs", [dict(padding="same"), dict(padding="valid", strides=2),
-                                         dict(padding="same", groups=4), dict(padding="same", dilation_rate=2),
-                                         dict(padding="valid", dilation_rate=2, groups=4)])
+@pytest.mark.parametrize(
+    "conv_kwargs",
+    [
+        dict(padding="same"),
+        dict(padding="valid", strides=2),
+        dict(padding="same", groups=4),
+        dict(padding="same", dilation_rate=2),
+        dict(padding="valid", dilation_rate=2, groups=4),
+    ],
+)
 def test_matches_conv_bn_relu_in_training_and_inference(conv_kwargs):
     x = random_images((4, 8, 8, 4))
     block = layers.ConvBNAct(8, 3, bn_momentum=0.9, **conv_kwargs)
@@ -91,8 +98,13 @@ def test_conv_has_no_bias_and_bn_owns_scale_and_shift():
     block = layers.ConvBNAct(6, 3, name="block")
     block.build((None, 8, 8, 3))
     shapes = {w.path: tuple(w.shape) for w in block.weights}
-    assert shapes == {"block/conv/kernel": (3, 3, 3, 6), "block/bn/gamma": (6,), "block/bn/beta": (6,),
-                      "block/bn/moving_mean": (6,), "block/bn/moving_variance": (6,)}
+    assert shapes == {
+        "block/conv/kernel": (3, 3, 3, 6),
+        "block/bn/gamma": (6,),
+        "block/bn/beta": (6,),
+        "block/bn/moving_mean": (6,),
+        "block/bn/moving_variance": (6,),
+    }
 
 
 def test_activation_comes_after_bn():
@@ -106,16 +118,22 @@ def test_activation_comes_after_bn():
     assert_close(relu(x, training=True), np.maximum(y, 0), atol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(bn_momentum=1.0), "bn_momentum"), (dict(bn_epsilon=0), "bn_epsilon"), (dict(groups=3), "groups"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(bn_momentum=1.0), "bn_momentum"),
+        (dict(bn_epsilon=0), "bn_epsilon"),
+        (dict(groups=3), "groups"),
+    ],
+)
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         layers.ConvBNAct(8, 3, **kwargs)
 
 
 def test_config_round_trip():
-    block = layers.ConvBNAct(8, 3, strides=2, padding=((1, 0), (1, 0)), groups=2, activation="swish",
-                             bn_momentum=0.9, bn_epsilon=1e-5)
+    block = layers.ConvBNAct(
+        8, 3, strides=2, padding=((1, 0), (1, 0)), groups=2, activation="swish", bn_momentum=0.9, bn_epsilon=1e-5
+    )
     clone = layers.ConvBNAct.from_config(block.get_config())
     assert clone.get_config() == block.get_config()

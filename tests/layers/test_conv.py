@@ -23,24 +23,28 @@ def conv_pair(in_shape, **kwargs):
     return ours, reference
 
 
-@pytest.mark.parametrize("padding,strides,dilation,groups,kernel", [
-    ("same", 1, 1, 1, 3),
-    ("valid", 1, 1, 1, 3),
-    ("same", 2, 1, 1, 3),
-    ("valid", 2, 1, 1, (3, 2)),
-    ("same", (1, 2), 1, 1, 4),
-    ("same", 1, 2, 1, 3),
-    ("valid", 1, (2, 3), 1, 3),
-    ("same", 1, 1, 2, 3),
-    ("valid", 2, 1, 4, 3),
-    ("same", 1, 1, 1, 1),
-    ("same", 1, 2, 4, 3),  # depthwise (groups == C) with dilation
-    ("valid", 1, (3, 2), 4, 3),
-])
+@pytest.mark.parametrize(
+    "padding,strides,dilation,groups,kernel",
+    [
+        ("same", 1, 1, 1, 3),
+        ("valid", 1, 1, 1, 3),
+        ("same", 2, 1, 1, 3),
+        ("valid", 2, 1, 1, (3, 2)),
+        ("same", (1, 2), 1, 1, 4),
+        ("same", 1, 2, 1, 3),
+        ("valid", 1, (2, 3), 1, 3),
+        ("same", 1, 1, 2, 3),
+        ("valid", 2, 1, 4, 3),
+        ("same", 1, 1, 1, 1),
+        ("same", 1, 2, 4, 3),  # depthwise (groups == C) with dilation
+        ("valid", 1, (3, 2), 4, 3),
+    ],
+)
 def test_matches_keras_conv2d(padding, strides, dilation, groups, kernel):
     x = random_images((2, 11, 10, 4))
-    ours, reference = conv_pair(x.shape, filters=8, kernel_size=kernel, strides=strides, padding=padding,
-                                dilation_rate=dilation, groups=groups)
+    ours, reference = conv_pair(
+        x.shape, filters=8, kernel_size=kernel, strides=strides, padding=padding, dilation_rate=dilation, groups=groups
+    )
     assert_close(ours(x), reference(x), atol=1e-5)
 
 
@@ -51,25 +55,29 @@ def test_depthwise_matches_keras_depthwise_conv2d(multiplier, strides, padding):
     ours.build(x.shape)
     assert ours.is_depthwise
     pads = padding if not isinstance(padding, str) else ((0, 0), (0, 0))
-    reference = keras.layers.DepthwiseConv2D(3, strides=strides, depth_multiplier=multiplier,
-                                             padding=padding if isinstance(padding, str) else "valid")
+    reference = keras.layers.DepthwiseConv2D(
+        3, strides=strides, depth_multiplier=multiplier, padding=padding if isinstance(padding, str) else "valid"
+    )
     reference.build((2, 9 + sum(pads[0]), 9 + sum(pads[1]), 4))
     kernel, bias = ours.get_weights()
     reference.set_weights([kernel.reshape(3, 3, 4, multiplier), bias])
     assert_close(ours(x), reference(np.pad(x, ((0, 0), *pads, (0, 0)))), atol=1e-5)
 
 
-@pytest.mark.parametrize("padding,strides,dilation,groups", [
-    (1, 1, 1, 1),
-    (2, 2, 1, 1),
-    ((1, 2), (2, 1), 1, 2),
-    (((0, 2), (1, 0)), 1, 1, 1),
-    (((2, 1), (0, 3)), 2, 1, 4),
-    (((1, 1), (3, 3)), 1, 3, 1),
-    (((1, 1), (1, 1)), 1, 1, 1),  # "same"-equivalent: runs as "same"
-    (((0, 1), (0, 1)), 2, 1, 1),  # TensorFlow's "same" for stride 2 on an even size
-    (((2, 0), (1, 2)), 1, 2, 4),  # depthwise with dilation and asymmetric padding
-])
+@pytest.mark.parametrize(
+    "padding,strides,dilation,groups",
+    [
+        (1, 1, 1, 1),
+        (2, 2, 1, 1),
+        ((1, 2), (2, 1), 1, 2),
+        (((0, 2), (1, 0)), 1, 1, 1),
+        (((2, 1), (0, 3)), 2, 1, 4),
+        (((1, 1), (3, 3)), 1, 3, 1),
+        (((1, 1), (1, 1)), 1, 1, 1),  # "same"-equivalent: runs as "same"
+        (((0, 1), (0, 1)), 2, 1, 1),  # TensorFlow's "same" for stride 2 on an even size
+        (((2, 0), (1, 2)), 1, 2, 4),  # depthwise with dilation and asymmetric padding
+    ],
+)
 def test_explicit_padding_matches_the_loop_oracle(padding, strides, dilation, groups):
     x = random_images((2, 8, 8, 4))
     conv = layers.Conv2D(8, 3, strides=strides, padding=padding, dilation_rate=dilation, groups=groups)
@@ -88,12 +96,15 @@ def test_bias_is_added_before_the_activation():
     assert_close(y, expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("channels,filters,groups,depthwise", [
-    (1, 8, 1, False),  # one input channel: kernel (3, 3, 1, 8) but groups == 1, an ordinary convolution
-    (4, 8, 2, False),  # grouped, 2 channels per group
-    (4, 8, 4, True),
-    (4, 4, 4, True),
-])
+@pytest.mark.parametrize(
+    "channels,filters,groups,depthwise",
+    [
+        (1, 8, 1, False),  # one input channel: kernel (3, 3, 1, 8) but groups == 1, an ordinary convolution
+        (4, 8, 2, False),  # grouped, 2 channels per group
+        (4, 8, 4, True),
+        (4, 4, 4, True),
+    ],
+)
 def test_is_depthwise_means_one_channel_per_group(channels, filters, groups, depthwise):
     conv = layers.Conv2D(filters, 3, groups=groups)
     conv.build((1, 8, 8, channels))
@@ -126,14 +137,21 @@ def test_output_shape_is_the_formula_symbolic_and_eager(n, k, p, s, d):
     assert conv.compute_output_shape((1, n, n + 1, 2)) == tuple(eager.shape)
 
 
-@pytest.mark.parametrize("padding,strides,dilation", [
-    (((0, 2), (1, 0)), 1, 1), (((3, 0), (0, 1)), 2, 1), (((1, 2), (2, 0)), 1, 2),
-])
+@pytest.mark.parametrize(
+    "padding,strides,dilation",
+    [
+        (((0, 2), (1, 0)), 1, 1),
+        (((3, 0), (0, 1)), 2, 1),
+        (((1, 2), (2, 0)), 1, 2),
+    ],
+)
 def test_asymmetric_padding_output_shape_symbolic_and_eager(padding, strides, dilation):
     (top, bottom), (left, right) = padding
     conv = layers.Conv2D(3, 3, strides=strides, padding=padding, dilation_rate=dilation)
-    expected = (conv_output_size(9, 3, top + bottom, strides, dilation),
-                conv_output_size(8, 3, left + right, strides, dilation))
+    expected = (
+        conv_output_size(9, 3, top + bottom, strides, dilation),
+        conv_output_size(8, 3, left + right, strides, dilation),
+    )
     assert tuple(conv(keras.Input((9, 8, 2))).shape) == (None, *expected, 3)
     assert tuple(conv(random_images((1, 9, 8, 2))).shape) == (1, *expected, 3)
 
@@ -157,18 +175,21 @@ def test_shift_of_the_input_shifts_the_output():
     assert not np.allclose(y_shifted_input, y, atol=1e-3)  # the output really moved
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(filters=0, kernel_size=3), "filters"),
-    (dict(filters=4, kernel_size=0), "kernel_size"),
-    (dict(filters=4, kernel_size=(3, -1)), "kernel_size"),
-    (dict(filters=4, kernel_size=3, strides=0), "strides"),
-    (dict(filters=4, kernel_size=3, dilation_rate=0), "dilation_rate"),
-    (dict(filters=4, kernel_size=3, padding=-1), "padding"),
-    (dict(filters=4, kernel_size=3, padding="full"), "padding"),
-    (dict(filters=4, kernel_size=3, groups=0), "groups"),
-    (dict(filters=6, kernel_size=3, groups=4), "divisible by `groups`"),
-    (dict(filters=4, kernel_size=3, strides=2, dilation_rate=2), "dilation_rate"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(filters=0, kernel_size=3), "filters"),
+        (dict(filters=4, kernel_size=0), "kernel_size"),
+        (dict(filters=4, kernel_size=(3, -1)), "kernel_size"),
+        (dict(filters=4, kernel_size=3, strides=0), "strides"),
+        (dict(filters=4, kernel_size=3, dilation_rate=0), "dilation_rate"),
+        (dict(filters=4, kernel_size=3, padding=-1), "padding"),
+        (dict(filters=4, kernel_size=3, padding="full"), "padding"),
+        (dict(filters=4, kernel_size=3, groups=0), "groups"),
+        (dict(filters=6, kernel_size=3, groups=4), "divisible by `groups`"),
+        (dict(filters=4, kernel_size=3, strides=2, dilation_rate=2), "dilation_rate"),
+    ],
+)
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         layers.Conv2D(**kwargs)
@@ -191,8 +212,17 @@ def test_input_must_be_4d(shape):
 
 
 def test_config_round_trip():
-    conv = layers.Conv2D(6, (3, 2), strides=(2, 1), padding=((0, 1), (2, 1)), groups=2, use_bias=False,
-                         activation="relu", kernel_regularizer="l2", name="c")
+    conv = layers.Conv2D(
+        6,
+        (3, 2),
+        strides=(2, 1),
+        padding=((0, 1), (2, 1)),
+        groups=2,
+        use_bias=False,
+        activation="relu",
+        kernel_regularizer="l2",
+        name="c",
+    )
     clone = layers.Conv2D.from_config(conv.get_config())
     assert clone.get_config() == conv.get_config()
     assert clone.padding == ((0, 1), (2, 1))

@@ -52,8 +52,9 @@ def test_dropout_only_in_training():
     assert not np.allclose(*(keras.ops.convert_to_numpy(head(x, training=t)) for t in (True, False)))
 
 
-@pytest.mark.parametrize("kwargs,match", [(dict(num_classes=0), "num_classes"),
-                                          (dict(num_classes=3, dropout=1.0), "dropout")])
+@pytest.mark.parametrize(
+    "kwargs,match", [(dict(num_classes=0), "num_classes"), (dict(num_classes=3, dropout=1.0), "dropout")]
+)
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         layers.GAPHead(**kwargs)

@@ -14,11 +14,14 @@ def count_windows(n, k, p, s, d):
     return sum(1 for start in range(0, n + p, s) if start + span <= n + p)
 
 
-@pytest.mark.parametrize("n,k,p,s,d", [
-    (n, k, p, s, d)
-    for n, k, p, s, d in itertools.product(range(1, 9), range(1, 5), range(0, 4), range(1, 4), range(1, 3))
-    if n + p >= d * (k - 1) + 1
-])
+@pytest.mark.parametrize(
+    "n,k,p,s,d",
+    [
+        (n, k, p, s, d)
+        for n, k, p, s, d in itertools.product(range(1, 9), range(1, 5), range(0, 4), range(1, 4), range(1, 3))
+        if n + p >= d * (k - 1) + 1
+    ],
+)
 def test_formula_counts_window_positions(n, k, p, s, d):
     assert conv_output_size(n, k, p, s, d) == count_windows(n, k, p, s, d)
 
@@ -44,14 +47,17 @@ def test_bad_formula_arguments_are_named(name, kwargs):
         conv_output_size(**args)
 
 
-@pytest.mark.parametrize("padding,expected", [
-    ("VALID", "valid"),
-    ("same", "same"),
-    (2, ((2, 2), (2, 2))),
-    ((1, 2), ((1, 1), (2, 2))),
-    (((0, 1), (2, 3)), ((0, 1), (2, 3))),
-    ([[0, 1], [2, 3]], ((0, 1), (2, 3))),
-])
+@pytest.mark.parametrize(
+    "padding,expected",
+    [
+        ("VALID", "valid"),
+        ("same", "same"),
+        (2, ((2, 2), (2, 2))),
+        ((1, 2), ((1, 1), (2, 2))),
+        (((0, 1), (2, 3)), ((0, 1), (2, 3))),
+        ([[0, 1], [2, 3]], ((0, 1), (2, 3))),
+    ],
+)
 def test_padding_forms(padding, expected):
     assert normalize_padding(padding) == expected
 

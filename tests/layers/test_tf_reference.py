@@ -8,20 +8,27 @@ from tests.helpers import assert_close, random_images
 tf = pytest.importorskip("tensorflow")
 
 
-@pytest.mark.parametrize("padding,strides,dilation", [
-    (1, 1, 1),
-    (2, 2, 1),
-    ((0, 2), (1, 2), 1),
-    (((0, 2), (1, 0)), 1, 1),
-    (((3, 1), (0, 2)), 2, 1),
-    (((2, 2), (1, 3)), 1, 2),
-])
+@pytest.mark.parametrize(
+    "padding,strides,dilation",
+    [
+        (1, 1, 1),
+        (2, 2, 1),
+        ((0, 2), (1, 2), 1),
+        (((0, 2), (1, 0)), 1, 1),
+        (((3, 1), (0, 2)), 2, 1),
+        (((2, 2), (1, 3)), 1, 2),
+    ],
+)
 def test_explicit_padding_matches_tf_nn_conv2d(padding, strides, dilation):
     x = random_images((2, 9, 10, 3))
     conv = layers.Conv2D(5, 3, strides=strides, padding=padding, dilation_rate=dilation, use_bias=False)
     y = conv(x)
     (top, bottom), (left, right) = conv.padding
-    expected = tf.nn.conv2d(x, conv.kernel.value, strides=(1, *conv.strides, 1),
-                            padding=[[0, 0], [top, bottom], [left, right], [0, 0]],
-                            dilations=(1, *conv.dilation_rate, 1))
+    expected = tf.nn.conv2d(
+        x,
+        conv.kernel.value,
+        strides=(1, *conv.strides, 1),
+        padding=[[0, 0], [top, bottom], [left, right], [0, 0]],
+        dilations=(1, *conv.dilation_rate, 1),
+    )
     assert_close(y, expected, atol=1e-5)

@@ -29,16 +29,22 @@ CASES = {
     # the converter fuses SPACE_TO_BATCH_ND + CONV_2D + BATCH_TO_SPACE_ND into a dilated CONV_2D only for a
     # static batch size (see BATCH_1)
     "conv_dilated": (lambda: layers.Conv2D(6, 3, padding="same", dilation_rate=2), DILATED),
-    "conv_dilated_explicit": (lambda: layers.Conv2D(6, 3, padding=((1, 0), (2, 1)), dilation_rate=2),
-                              ["PAD", *DILATED]),
-    "conv_depthwise_dilated": (lambda: layers.Conv2D(4, 3, padding="same", dilation_rate=2, groups=4),
-                               DILATED_DEPTHWISE),
+    "conv_dilated_explicit": (
+        lambda: layers.Conv2D(6, 3, padding=((1, 0), (2, 1)), dilation_rate=2),
+        ["PAD", *DILATED],
+    ),
+    "conv_depthwise_dilated": (
+        lambda: layers.Conv2D(4, 3, padding="same", dilation_rate=2, groups=4),
+        DILATED_DEPTHWISE,
+    ),
     "conv_bn_act_folded": (lambda: layers.ConvBNAct(6, 3), ["CONV_2D"]),
     "conv_bn_act_depthwise_folded": (lambda: layers.ConvBNAct(4, 3, groups=4), ["DEPTHWISE_CONV_2D"]),
     # BN's scale folds into the kernel (no MUL); its shift stays an ADD after BATCH_TO_SPACE_ND, ReLU fused
     "conv_bn_act_dilated": (lambda: layers.ConvBNAct(6, 3, dilation_rate=2), [*DILATED, "ADD"]),
-    "conv_bn_act_depthwise_dilated": (lambda: layers.ConvBNAct(4, 3, dilation_rate=2, groups=4),
-                                      [*DILATED_DEPTHWISE, "ADD"]),
+    "conv_bn_act_depthwise_dilated": (
+        lambda: layers.ConvBNAct(4, 3, dilation_rate=2, groups=4),
+        [*DILATED_DEPTHWISE, "ADD"],
+    ),
     "max_pool_same": (lambda: layers.MaxPool2D(3, 2, padding="same"), ["MAX_POOL_2D"]),
     "max_pool_explicit": (lambda: layers.MaxPool2D(3, 2, padding=1), ["PADV2", "MAX_POOL_2D"]),
     "avg_pool_valid": (lambda: layers.AvgPool2D(2), ["AVERAGE_POOL_2D"]),

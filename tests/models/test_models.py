@@ -7,9 +7,15 @@ from tests.helpers import assert_close, random_images
 
 pytestmark = pytest.mark.backend_portable
 
-KERAS_WINDOW_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D,
-                       keras.layers.MaxPooling2D, keras.layers.AveragePooling2D,
-                       keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+KERAS_WINDOW_LAYERS = (
+    keras.layers.Conv2D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv2D,
+    keras.layers.MaxPooling2D,
+    keras.layers.AveragePooling2D,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalMaxPooling2D,
+)
 
 
 def all_layers(model):
@@ -62,8 +68,9 @@ def test_options_reach_the_builder():
 
 
 def test_unknown_name_lists_the_valid_ones():
-    with pytest.raises(ValueError,
-                       match=r"Unknown model 'resnt'\. Did you mean 'resnet'\? Valid names: lenet5, mobilenet"):
+    with pytest.raises(
+        ValueError, match=r"Unknown model 'resnt'\. Did you mean 'resnet'\? Valid names: lenet5, mobilenet"
+    ):
         models.create("resnt")
 
 
@@ -72,8 +79,9 @@ def test_unknown_option_is_named():
         models.create("mobilenet", depth=3)
 
 
-@pytest.mark.parametrize("input_shape,match",
-                         [((28, 28), "input_shape"), ((4, 4, 1), "at least 28x28"), ((0, 28, 1), "input_shape")])
+@pytest.mark.parametrize(
+    "input_shape,match", [((28, 28), "input_shape"), ((4, 4, 1), "at least 28x28"), ((0, 28, 1), "input_shape")]
+)
 def test_bad_input_shape(input_shape, match):
     with pytest.raises(ValueError, match=match):
         models.create("lenet5", input_shape)

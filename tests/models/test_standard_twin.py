@@ -19,5 +19,8 @@ def test_builtins_twin_matches_every_zoo_model(name):
     twin = to_keras_builtins(model)
     assert not [layer for layer in twin.layers if type(layer).__module__.startswith("kerascnn")]
     assert twin.count_params() == model.count_params()
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(twin(x, training=False)),
-                               keras.ops.convert_to_numpy(model(x, training=False)), atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(twin(x, training=False)),
+        keras.ops.convert_to_numpy(model(x, training=False)),
+        atol=1e-5,
+    )

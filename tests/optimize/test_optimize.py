@@ -101,8 +101,9 @@ print("KERAS", keras.__version__, type(model).__module__)
 
 
 def test_keras3_keeps_working_in_the_same_process_after_tfmot():
-    done = subprocess.run([sys.executable, "-c", KERAS3_AFTER_TFMOT], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", KERAS3_AFTER_TFMOT], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "KERAS 3." in done.stdout and "keras.src" in done.stdout
 
@@ -116,8 +117,9 @@ def test_plain_tfmot_import_would_switch_the_process_to_keras2():
 
 def test_pruning_reaches_the_target_sparsity_per_layer():
     x = random_images((256, 28, 28, 1))
-    pruned = prune(to_tf_keras(models.create("mobilenet"), x[:8]), x, np.arange(256) % 10, 0.5, epochs=2,
-                   batch_size=32, verbose=0)
+    pruned = prune(
+        to_tf_keras(models.create("mobilenet"), x[:8]), x, np.arange(256) % 10, 0.5, epochs=2, batch_size=32, verbose=0
+    )
     sparsity = sparsity_per_layer(pruned)
     assert len(sparsity) == 8  # stem, 6 pointwise convs, the head's 1x1 conv (depthwise stays dense)
     assert all(abs(value - 0.5) < 0.01 for value in sparsity.values()), sparsity
@@ -128,10 +130,32 @@ def test_pruning_reaches_the_target_sparsity_per_layer():
 def optimized(tmp_path_factory):
     """A briefly trained vgg exported with PTQ int8, QAT, pruning and pruning-preserving QAT rows."""
     root = tmp_path_factory.mktemp("optimize")
-    train(resolve(dict(model="vgg", limit=2048, epochs=4, batch_size=32, lr=3e-3, tensorboard=False,
-                       model_options=dict(widths=(16, 32, 64)), out=str(root / "run"))))
-    report = export_run(root / "run", ["int8"], calibration=200, out=root / "out", limit=500, latency_rounds=1,
-                        qat_epochs=1, prune_sparsity=0.5, prune_epochs=1, finetune_images=1024)
+    train(
+        resolve(
+            dict(
+                model="vgg",
+                limit=2048,
+                epochs=4,
+                batch_size=32,
+                lr=3e-3,
+                tensorboard=False,
+                model_options=dict(widths=(16, 32, 64)),
+                out=str(root / "run"),
+            )
+        )
+    )
+    report = export_run(
+        root / "run",
+        ["int8"],
+        calibration=200,
+        out=root / "out",
+        limit=500,
+        latency_rounds=1,
+        qat_epochs=1,
+        prune_sparsity=0.5,
+        prune_epochs=1,
+        finetune_images=1024,
+    )
     return root, report
 
 
@@ -157,9 +181,27 @@ def test_cli_flags_reach_the_report(optimized, tmp_path):
     root, _ = optimized
 
     def cli(*flags):
-        return subprocess.run([sys.executable, "-m", "kerascnn.export", root / "run", "--quant", "float32",
-                               "--limit", "50", "--calibration", "32", "--out", tmp_path, *flags], cwd=ROOT,
-                              capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "kerascnn.export",
+                root / "run",
+                "--quant",
+                "float32",
+                "--limit",
+                "50",
+                "--calibration",
+                "32",
+                "--out",
+                tmp_path,
+                *flags,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     done = cli("--qat-epochs", "1", "--finetune-images", "64")
     assert done.returncode == 0, done.stderr[-3000:]

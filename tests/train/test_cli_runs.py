@@ -33,8 +33,10 @@ def test_resume_of_a_directory_without_a_run_says_so(tmp_path, capsys, setup):
     assert out.exists() == (setup == "empty")
 
 
-@pytest.mark.parametrize("args", [["--model", "resnet50"], ["--model-options", '{"nope": 1}'],
-                                  ["--dataset", "no_such_dataset", "--limit", "8"]])
+@pytest.mark.parametrize(
+    "args",
+    [["--model", "resnet50"], ["--model-options", '{"nope": 1}'], ["--dataset", "no_such_dataset", "--limit", "8"]],
+)
 def test_a_run_that_fails_its_checks_leaves_nothing_behind(tmp_path, args, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
     out = tmp_path / "run"
@@ -43,8 +45,19 @@ def test_a_run_that_fails_its_checks_leaves_nothing_behind(tmp_path, args, monke
 
 
 def test_mixed_precision_run_restores_the_float32_policy(tmp_path):
-    metrics = train(resolve(dict(model="lenet5", limit=128, batch_size=64, epochs=1, tensorboard=False,
-                                 mixed_precision=True, out=str(tmp_path / "run"))))
+    metrics = train(
+        resolve(
+            dict(
+                model="lenet5",
+                limit=128,
+                batch_size=64,
+                epochs=1,
+                tensorboard=False,
+                mixed_precision=True,
+                out=str(tmp_path / "run"),
+            )
+        )
+    )
     assert 0 <= metrics["test_accuracy"] <= 1
     assert keras.mixed_precision.global_policy().name == "float32"
     model = keras.saving.load_model(tmp_path / "run" / rundir.LAST_MODEL)
@@ -58,15 +71,18 @@ def _error(capsys, argv):
     return err
 
 
-@pytest.mark.parametrize("text,message", [
-    ("epochs: [1, 2\n", "is not valid YAML"),
-    ("- 1\n- 2\n", "must hold a mapping"),
-    ("just words\n", "must hold a mapping"),
-    ('epochs: "ten"\n', 'epochs must be an integer, not \'ten\''),
-    ("lr: fast\n", "lr must be a number, not 'fast'"),
-    ("model: 5\n", "model must be a string, not 5"),
-    ("model_options: [1]\n", "model_options must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("epochs: [1, 2\n", "is not valid YAML"),
+        ("- 1\n- 2\n", "must hold a mapping"),
+        ("just words\n", "must hold a mapping"),
+        ('epochs: "ten"\n', "epochs must be an integer, not 'ten'"),
+        ("lr: fast\n", "lr must be a number, not 'fast'"),
+        ("model: 5\n", "model must be a string, not 5"),
+        ("model_options: [1]\n", "model_options must be a mapping"),
+    ],
+)
 def test_bad_config_files_are_one_line_errors(tmp_path, capsys, text, message):
     path = tmp_path / "my.yaml"
     path.write_text(text)
@@ -75,8 +91,9 @@ def test_bad_config_files_are_one_line_errors(tmp_path, capsys, text, message):
 
 
 def test_bad_model_options_type(tmp_path, capsys):
-    assert "model_options must be a mapping" in _error(capsys, ["--model-options", "[1, 2]", "--out",
-                                                                str(tmp_path / "run")])
+    assert "model_options must be a mapping" in _error(
+        capsys, ["--model-options", "[1, 2]", "--out", str(tmp_path / "run")]
+    )
 
 
 @pytest.mark.parametrize("where", ["file", "below a file"])
@@ -86,11 +103,14 @@ def test_out_that_is_a_file(tmp_path, capsys, where):
     assert "is a file, not a folder" in _error(capsys, [*TINY, "--out", str(out)])
 
 
-@pytest.mark.parametrize("content,message", [
-    ("{not json", "is not readable JSON"),
-    ("[1, 2]", "must be a JSON object"),
-    ('{"epoch": 0}', "must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("{not json", "is not readable JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ('{"epoch": 0}', "must be a JSON object"),
+    ],
+)
 def test_damaged_state_json_is_named(tmp_path, capsys, content, message):
     out = tmp_path / "run"
     assert cli([*TINY, "--epochs", "1", "--out", str(out)]) == 0

@@ -11,28 +11,39 @@ import pytest
 from kerascnn.train.__main__ import parser
 
 ROOT = Path(__file__).resolve().parents[2]
-PROBE = ("import sys, atexit\n"
-         "atexit.register(lambda: print('HEAVY', sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') "
-         "if m in sys.modules), file=sys.stderr))\n"
-         "from kerascnn.train.__main__ import main\n"
-         "sys.exit(main(sys.argv[1:]))\n")
+PROBE = (
+    "import sys, atexit\n"
+    "atexit.register(lambda: print('HEAVY', sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') "
+    "if m in sys.modules), file=sys.stderr))\n"
+    "from kerascnn.train.__main__ import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
 
 
-@pytest.mark.parametrize("args,code", [(["--help"], 0), (["--epochs", "0"], 2), (["--preset", "slow"], 2),
-                                       (["--model-options", "[1]"], 2), (["--out", "/nonexistent", "--resume"], 2)])
+@pytest.mark.parametrize(
+    "args,code",
+    [
+        (["--help"], 0),
+        (["--epochs", "0"], 2),
+        (["--preset", "slow"], 2),
+        (["--model-options", "[1]"], 2),
+        (["--out", "/nonexistent", "--resume"], 2),
+    ],
+)
 def test_help_and_argument_errors_answer_before_tensorflow(args, code):
-    done = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == code, done.stderr[-2000:]
     assert "HEAVY []" in done.stderr, done.stderr[-2000:]
 
 
 def test_import_kerascnn_is_light_and_subpackages_still_import():
-    script = ("import sys, kerascnn\n"
-              "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, 'heavy'\n"
-              "from kerascnn import layers, models\n"
-              "assert kerascnn.models is models and 'mobilenet' in models.names()\n"
-              "assert callable(kerascnn.load_model)\n")
+    script = (
+        "import sys, kerascnn\n"
+        "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, 'heavy'\n"
+        "from kerascnn import layers, models\n"
+        "assert kerascnn.models is models and 'mobilenet' in models.names()\n"
+        "assert callable(kerascnn.load_model)\n"
+    )
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
 
@@ -47,9 +58,29 @@ def test_every_flag_has_help_with_its_default():
 
 def test_run_log_is_one_line_per_epoch_and_quiet_when_not_a_terminal(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    done = subprocess.run([sys.executable, "-m", "kerascnn.train", "--model", "lenet5", "--limit", "256",
-                           "--batch-size", "16", "--epochs", "2", "--no-tensorboard", "--out", str(tmp_path / "run")],
-                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kerascnn.train",
+            "--model",
+            "lenet5",
+            "--limit",
+            "256",
+            "--batch-size",
+            "16",
+            "--epochs",
+            "2",
+            "--no-tensorboard",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     progress = [line for line in done.stdout.splitlines() if re.match(r"\s*\d+/\d+ ", line)]
     assert len(progress) == 2 and all(line.startswith("16/16 ") for line in progress), done.stdout

@@ -16,20 +16,26 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_cluster_from_flags_then_environment():
-    env = {distribute.ENV_COORDINATOR: "10.0.0.1:1234", distribute.ENV_NUM_PROCESSES: "4",
-           distribute.ENV_PROCESS_ID: "3"}
+    env = {
+        distribute.ENV_COORDINATOR: "10.0.0.1:1234",
+        distribute.ENV_NUM_PROCESSES: "4",
+        distribute.ENV_PROCESS_ID: "3",
+    }
     assert distribute.cluster_from(environ=env) == distribute.Cluster("10.0.0.1:1234", 4, 3)
     assert distribute.cluster_from(process_id=0, environ=env).is_chief
     assert distribute.cluster_from(environ={}) == distribute.Cluster(None, 1, 0)
     assert not distribute.cluster_from(environ={}).multi_process
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"num_processes": 2, "process_id": 0}, "needs --coordinator HOST:PORT"),
-    ({"coordinator": "a:1", "num_processes": 2, "process_id": 2}, r"--process-id must be in 0\.\.1"),
-    ({"coordinator": "nohost", "num_processes": 2, "process_id": 0}, "HOST:PORT"),
-    ({"num_processes": 0}, "must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"num_processes": 2, "process_id": 0}, "needs --coordinator HOST:PORT"),
+        ({"coordinator": "a:1", "num_processes": 2, "process_id": 2}, r"--process-id must be in 0\.\.1"),
+        ({"coordinator": "nohost", "num_processes": 2, "process_id": 0}, "HOST:PORT"),
+        ({"num_processes": 0}, "must be >= 1"),
+    ],
+)
 def test_bad_cluster_settings_are_named(kwargs, match):
     with pytest.raises(distribute.DistributionError, match=match):
         distribute.cluster_from(environ={}, **kwargs)
@@ -85,11 +91,25 @@ def test_two_workers_read_different_halves_and_end_with_identical_weights(tmp_pa
     port = free_port()
     workers = []
     for process_id in range(2):
-        env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
-               "TF_CPP_MIN_LOG_LEVEL": "2", distribute.ENV_COORDINATOR: f"127.0.0.1:{port}",
-               distribute.ENV_NUM_PROCESSES: "2", distribute.ENV_PROCESS_ID: str(process_id)}
-        workers.append(subprocess.Popen([sys.executable, str(script), str(tmp_path / "images"), str(tmp_path)],
-                                        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        env = {
+            **os.environ,
+            "KERAS_BACKEND": "jax",
+            "JAX_PLATFORMS": "cpu",
+            "PYTHONPATH": str(ROOT),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            distribute.ENV_COORDINATOR: f"127.0.0.1:{port}",
+            distribute.ENV_NUM_PROCESSES: "2",
+            distribute.ENV_PROCESS_ID: str(process_id),
+        }
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, str(script), str(tmp_path / "images"), str(tmp_path)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     try:
         logs = [worker.communicate(timeout=240)[0] for worker in workers]
     finally:
@@ -113,13 +133,44 @@ def test_cli_on_two_processes_writes_one_run_directory(tmp_path):
     port = free_port()
     workers = []
     for process_id in range(2):
-        env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
-               "TF_CPP_MIN_LOG_LEVEL": "2"}
-        args = ["--data-dir", str(tmp_path / "images"), "--model", "vgg", "--model-options", '{"widths": [8]}',
-                "--epochs", "1", "--batch-size", "4", "--no-tensorboard", "--out", str(tmp_path / f"run{process_id}"),
-                "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(process_id)]
-        workers.append(subprocess.Popen([sys.executable, "-m", "kerascnn.train", *args], env=env, cwd=tmp_path,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        env = {
+            **os.environ,
+            "KERAS_BACKEND": "jax",
+            "JAX_PLATFORMS": "cpu",
+            "PYTHONPATH": str(ROOT),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+        }
+        args = [
+            "--data-dir",
+            str(tmp_path / "images"),
+            "--model",
+            "vgg",
+            "--model-options",
+            '{"widths": [8]}',
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--no-tensorboard",
+            "--out",
+            str(tmp_path / f"run{process_id}"),
+            "--coordinator",
+            f"127.0.0.1:{port}",
+            "--num-processes",
+            "2",
+            "--process-id",
+            str(process_id),
+        ]
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "kerascnn.train", *args],
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     try:
         logs = [worker.communicate(timeout=240)[0] for worker in workers]
     finally:

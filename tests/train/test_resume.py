@@ -34,16 +34,19 @@ def test_checkpoint_loads_after_import_kerascnn(tmp_path):
     out = tmp_path / "run"
     train(resolve(dict(TINY, epochs=1, out=str(out))))  # fashion_mnist: crop and flip on, RandomCropFlip inside
     [checkpoint] = (out / rundir.CHECKPOINT_DIR).glob("epoch-*.keras")
-    for script in (f"import keras, kerascnn; print(keras.saving.load_model({str(checkpoint)!r}).get_layer('augment'))",
-                   f"import kerascnn; print(kerascnn.load_model({str(checkpoint)!r}).get_layer('augment'))"):
+    for script in (
+        f"import keras, kerascnn; print(keras.saving.load_model({str(checkpoint)!r}).get_layer('augment'))",
+        f"import kerascnn; print(kerascnn.load_model({str(checkpoint)!r}).get_layer('augment'))",
+    ):
         done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0 and "RandomCropFlip" in done.stdout, done.stderr[-2000:]
 
 
 def test_resumed_run_ends_with_the_uninterrupted_weights(tmp_path, monkeypatch):
     """Crops, flips and batch order depend only on (seed, epoch): stop after epoch 2, resume, same weights."""
-    settings = dict(model="vgg", model_options=dict(widths=(8, 16, 32)), limit=256, batch_size=32, epochs=3,
-                    tensorboard=False)
+    settings = dict(
+        model="vgg", model_options=dict(widths=(8, 16, 32)), limit=256, batch_size=32, epochs=3, tensorboard=False
+    )
     train(resolve(dict(settings, out=str(tmp_path / "straight"))))
 
     class Killed(Exception):
@@ -61,8 +64,9 @@ def test_resumed_run_ends_with_the_uninterrupted_weights(tmp_path, monkeypatch):
         train(resolve(dict(settings, out=str(tmp_path / "resumed"))))
     monkeypatch.undo()
     train(resolve(dict(settings, out=str(tmp_path / "resumed"), resume=True)))
-    for a, b in zip(weights(tmp_path / "straight" / rundir.LAST_MODEL), weights(tmp_path / "resumed" /
-                                                                                rundir.LAST_MODEL)):
+    for a, b in zip(
+        weights(tmp_path / "straight" / rundir.LAST_MODEL), weights(tmp_path / "resumed" / rundir.LAST_MODEL)
+    ):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
@@ -76,8 +80,9 @@ def test_batches_depend_only_on_seed_and_epoch():
         np.testing.assert_array_equal(first[index][0], resumed[index][0])
     order = np.concatenate([first[i][0][:, 0] for i in range(3)])
     assert sorted(order) == list(range(10)) and list(order) != list(range(10))
-    assert not np.array_equal(order, np.concatenate([EpochBatches(images, labels, 2, 4, 3)[i][0][:, 0]
-                                                     for i in range(3)]))
+    assert not np.array_equal(
+        order, np.concatenate([EpochBatches(images, labels, 2, 4, 3)[i][0][:, 0] for i in range(3)])
+    )
 
 
 def test_resume_with_more_epochs_extends_the_schedule(tmp_path):
@@ -121,8 +126,23 @@ def test_checkpoint_with_nan_validation_loss_is_not_kept(tmp_path):
 
 def test_nan_in_the_first_epoch_says_no_checkpoint_exists(tmp_path, capsys):
     out = tmp_path / "run"
-    code = cli(["--model", "lenet5", "--limit", "256", "--batch-size", "64", "--epochs", "2", "--lr", "inf",
-                "--no-tensorboard", "--out", str(out)])
+    code = cli(
+        [
+            "--model",
+            "lenet5",
+            "--limit",
+            "256",
+            "--batch-size",
+            "64",
+            "--epochs",
+            "2",
+            "--lr",
+            "inf",
+            "--no-tensorboard",
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "no checkpoint was saved" in err and "last good checkpoint" not in err
     assert not (out / rundir.BEST_MODEL).exists() and not (out / rundir.LAST_MODEL).exists()
@@ -142,16 +162,31 @@ def test_resume_never_loads_or_deletes_another_runs_checkpoint(tmp_path, capsys)
     state = json.loads(state_file.read_text())
     state["file"] = "../../other/checkpoint/epoch-0000.keras"
     state_file.write_text(json.dumps(state))
-    code = cli(["--model", "lenet5", "--limit", "192", "--batch-size", "64", "--epochs", "2", "--no-tensorboard",
-                "--out", str(run), "--resume"])
+    code = cli(
+        [
+            "--model",
+            "lenet5",
+            "--limit",
+            "192",
+            "--batch-size",
+            "64",
+            "--epochs",
+            "2",
+            "--no-tensorboard",
+            "--out",
+            str(run),
+            "--resume",
+        ]
+    )
     assert code != 0 and "not a file name inside" in capsys.readouterr().err
     assert (other / rundir.CHECKPOINT_DIR / "epoch-0000.keras").exists()
 
 
 def test_empty_validation_split_trains_and_keeps_the_last_epoch_as_best(tmp_path):
     out = tmp_path / "run"
-    metrics = train(resolve(dict(TINY, epochs=2, validation_fraction=0, tensorboard=True, early_stopping=1,
-                                 out=str(out))))
+    metrics = train(
+        resolve(dict(TINY, epochs=2, validation_fraction=0, tensorboard=True, early_stopping=1, out=str(out)))
+    )
     assert metrics["epochs"] == 2 and metrics["best_epoch"] == 2 and "test_accuracy" in metrics
     assert (out / rundir.BEST_MODEL).exists()
 
@@ -163,8 +198,18 @@ def test_four_image_folder_has_no_validation_or_test_images(tmp_path):
         (tmp_path / "images" / name).mkdir(parents=True)
         for index in range(2):
             Image.fromarray(np.full((28, 28), 60 * index, np.uint8)).save(tmp_path / "images" / name / f"{index}.png")
-    metrics = train(resolve(dict(model="lenet5", epochs=1, batch_size=2, data_dir=str(tmp_path / "images"),
-                                 model_options=dict(), out=str(tmp_path / "run"))))
+    metrics = train(
+        resolve(
+            dict(
+                model="lenet5",
+                epochs=1,
+                batch_size=2,
+                data_dir=str(tmp_path / "images"),
+                model_options=dict(),
+                out=str(tmp_path / "run"),
+            )
+        )
+    )
     assert metrics["epochs"] == 1 and "test_accuracy" not in metrics
 
 

@@ -25,9 +25,28 @@ def test_streamed_folder_with_test_dir_image_size_and_a_skipped_file(tmp_path, c
     tinted_folder(tmp_path / "train")
     tinted_folder(tmp_path / "test", per_class=5, size=(30, 30))
     (tmp_path / "train" / "dark" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    args = ["--data-dir", str(tmp_path / "train"), "--test-dir", str(tmp_path / "test"), "--image-size", "24", "24",
-            "--model", "vgg", "--model-options", '{"widths": [8, 16]}', "--epochs", "2", "--batch-size", "8",
-            "--input", "stream", "--no-tensorboard", "--out", str(tmp_path / "run")]
+    args = [
+        "--data-dir",
+        str(tmp_path / "train"),
+        "--test-dir",
+        str(tmp_path / "test"),
+        "--image-size",
+        "24",
+        "24",
+        "--model",
+        "vgg",
+        "--model-options",
+        '{"widths": [8, 16]}',
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--input",
+        "stream",
+        "--no-tensorboard",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     assert cli(args) == 1  # the bad file is named before the first epoch
     err = capsys.readouterr().err
     assert "broken.png" in err and "--skip-bad-images" in err and not (tmp_path / "run").exists()
@@ -43,8 +62,27 @@ def test_streamed_folder_with_test_dir_image_size_and_a_skipped_file(tmp_path, c
 
 def test_small_folder_is_held_out_in_memory_and_labelled(tmp_path, capsys):
     write_images(tmp_path / "images", classes=("a", "b"), per_class=24, size=(12, 12))
-    assert cli(["--data-dir", str(tmp_path / "images"), "--model", "lenet5", "--image-size", "28", "28",
-                "--epochs", "1", "--batch-size", "8", "--no-tensorboard", "--out", str(tmp_path / "run")]) == 0
+    assert (
+        cli(
+            [
+                "--data-dir",
+                str(tmp_path / "images"),
+                "--model",
+                "lenet5",
+                "--image-size",
+                "28",
+                "28",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--no-tensorboard",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["input_path"] == "memory" and "held out" in metrics["test_split"]
     assert metrics["test_images"] == 4  # round(48 / 12): its own images, not the validation split's
@@ -59,8 +97,21 @@ def test_streamed_run_killed_after_an_epoch_resumes_to_the_uninterrupted_weights
     from kerascnn.train.checkpoint import ResumableCheckpoint
 
     tinted_folder(tmp_path / "images", per_class=10)
-    common = ["--data-dir", str(tmp_path / "images"), "--model", "vgg", "--model-options", '{"widths": [8, 16]}',
-              "--batch-size", "8", "--epochs", "2", "--input", "stream", "--no-tensorboard"]
+    common = [
+        "--data-dir",
+        str(tmp_path / "images"),
+        "--model",
+        "vgg",
+        "--model-options",
+        '{"widths": [8, 16]}',
+        "--batch-size",
+        "8",
+        "--epochs",
+        "2",
+        "--input",
+        "stream",
+        "--no-tensorboard",
+    ]
     assert cli([*common, "--out", str(tmp_path / "whole")]) == 0
 
     class Killed(Exception):

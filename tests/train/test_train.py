@@ -35,8 +35,20 @@ def test_one_short_run_per_model(name, tmp_path):
 
 def test_learns_on_a_small_subset(tmp_path):
     # 256 steps, enough for batch norm's running averages (momentum 0.99) to follow the weights
-    metrics = train(resolve(dict(model="vgg", limit=2048, epochs=4, batch_size=32, lr=3e-3, tensorboard=False,
-                                 model_options=dict(widths=(16, 32, 64)), out=str(tmp_path / "run"))))
+    metrics = train(
+        resolve(
+            dict(
+                model="vgg",
+                limit=2048,
+                epochs=4,
+                batch_size=32,
+                lr=3e-3,
+                tensorboard=False,
+                model_options=dict(widths=(16, 32, 64)),
+                out=str(tmp_path / "run"),
+            )
+        )
+    )
     assert metrics["test_accuracy"] > 0.6  # chance is 0.1
     history = metrics["history"]
     assert [h["epoch"] for h in history] == [0, 1, 2, 3]
@@ -69,16 +81,36 @@ def test_tensorboard_has_the_named_summaries(tmp_path):
 
 
 def run_cli(args, env=None, **kwargs):
-    return subprocess.run([sys.executable, "-m", "kerascnn.train", *args], cwd=ROOT, capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "kerascnn.train", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        **kwargs,
+    )
 
 
 def test_resume_after_kill_continues_at_the_right_epoch(tmp_path):
     out = tmp_path / "run"
-    args = ["--model", "vgg", "--model-options", '{"widths": [8, 16, 32]}', "--limit", "3072", "--batch-size", "32",
-            "--epochs", "4", "--no-tensorboard", "--out", str(out)]
-    process = subprocess.Popen([sys.executable, "-m", "kerascnn.train", *args], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        "--model",
+        "vgg",
+        "--model-options",
+        '{"widths": [8, 16, 32]}',
+        "--limit",
+        "3072",
+        "--batch-size",
+        "32",
+        "--epochs",
+        "4",
+        "--no-tensorboard",
+        "--out",
+        str(out),
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kerascnn.train", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     state_file = out / "checkpoint" / "state.json"
     deadline = time.time() + 300
     while not state_file.exists() and time.time() < deadline and process.poll() is None:
@@ -102,15 +134,33 @@ def test_resume_refuses_other_settings(tmp_path, capsys):
     assert cli(["--model", "lenet5", "--limit", "128", "--epochs", "1", "--no-tensorboard", "--out", out]) == 0
     assert cli(["--model", "lenet5", "--limit", "128", "--epochs", "1", "--no-tensorboard", "--out", out]) == 2
     assert "already holds a run" in capsys.readouterr().err
-    assert cli(["--model", "lenet5", "--limit", "128", "--lr", "0.1", "--no-tensorboard", "--out", out,
-                "--resume"]) == 2
+    assert (
+        cli(["--model", "lenet5", "--limit", "128", "--lr", "0.1", "--no-tensorboard", "--out", out, "--resume"]) == 2
+    )
     assert "lr: 0.003 -> 0.1" in capsys.readouterr().err
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path, capsys):
     out = tmp_path / "run"
-    code = cli(["--model", "lenet5", "--limit", "512", "--batch-size", "64", "--epochs", "3", "--lr", "1e12",
-                "--warmup-epochs", "0", "--no-tensorboard", "--out", str(out)])
+    code = cli(
+        [
+            "--model",
+            "lenet5",
+            "--limit",
+            "512",
+            "--batch-size",
+            "64",
+            "--epochs",
+            "3",
+            "--lr",
+            "1e12",
+            "--warmup-epochs",
+            "0",
+            "--no-tensorboard",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert "the loss became nan" in err and "Lower --lr" in err
@@ -125,8 +175,25 @@ def test_image_folder_through_the_cli(tmp_path):
             base = 40 if label == 0 else 200
             pixels = np.clip(base + rng.normal(0, 20, (28, 28, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(tmp_path / "images" / name / f"{index}.jpg")
-    done = run_cli(["--data-dir", str(tmp_path / "images"), "--model", "lenet5", "--epochs", "5", "--batch-size",
-                    "8", "--lr", "0.01", "--validation-fraction", "0.25", "--out", str(tmp_path / "run")], timeout=600)
+    done = run_cli(
+        [
+            "--data-dir",
+            str(tmp_path / "images"),
+            "--model",
+            "lenet5",
+            "--epochs",
+            "5",
+            "--batch-size",
+            "8",
+            "--lr",
+            "0.01",
+            "--validation-fraction",
+            "0.25",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["dataset"] == "images" and metrics["test_accuracy"] >= 0.9
@@ -147,18 +214,22 @@ def test_images_too_small_for_the_model(tmp_path):
         (tmp_path / "images" / name).mkdir(parents=True)
         for index in range(4):
             Image.fromarray(np.zeros((6, 6), np.uint8)).save(tmp_path / "images" / name / f"{index}.png")
-    done = run_cli(["--data-dir", str(tmp_path / "images"), "--model", "lenet5", "--out", str(tmp_path / "run")],
-                   timeout=300)
+    done = run_cli(
+        ["--data-dir", str(tmp_path / "images"), "--model", "lenet5", "--out", str(tmp_path / "run")], timeout=300
+    )
     assert done.returncode == 1
     assert "'lenet5' takes images of at least 28x28 pixels; input_shape=(6, 6, 1) is too small" in done.stderr
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--model", "resnet50"], "Unknown model 'resnet50'"),
-    (["--dataset", "no_such_dataset"], "Cannot load dataset 'no_such_dataset'"),
-    (["--preset", "slow"], "invalid choice: 'slow'"),
-    (["--epochs", "0"], "--epochs and --batch-size must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--model", "resnet50"], "Unknown model 'resnet50'"),
+        (["--dataset", "no_such_dataset"], "Cannot load dataset 'no_such_dataset'"),
+        (["--preset", "slow"], "invalid choice: 'slow'"),
+        (["--epochs", "0"], "--epochs and --batch-size must be >= 1"),
+    ],
+)
 def test_bad_arguments(tmp_path, args, message):
     done = run_cli([*args, "--out", str(tmp_path / "run"), "--no-tensorboard", "--limit", "64"], timeout=300)
     assert done.returncode != 0 and message in done.stderr, done.stderr[-2000:]
@@ -166,16 +237,34 @@ def test_bad_arguments(tmp_path, args, message):
 
 @pytest.mark.parametrize("backend", ["jax"])
 def test_other_backend_trains(tmp_path, backend):
-    done = run_cli(["--model", "mobilenet", "--limit", "128", "--batch-size", "64", "--epochs", "1",
-                    "--no-tensorboard", "--out", str(tmp_path / "run")], env={"KERAS_BACKEND": backend}, timeout=600)
+    done = run_cli(
+        [
+            "--model",
+            "mobilenet",
+            "--limit",
+            "128",
+            "--batch-size",
+            "64",
+            "--epochs",
+            "1",
+            "--no-tensorboard",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        env={"KERAS_BACKEND": backend},
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["backend"] == backend
 
 
-@pytest.mark.parametrize("backend,env", [
-    ("tensorflow", {}),
-    ("jax", {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}),
-])
+@pytest.mark.parametrize(
+    "backend,env",
+    [
+        ("tensorflow", {}),
+        ("jax", {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}),
+    ],
+)
 def test_distribute_over_two_cpu_devices(tmp_path, backend, env):
     script = (
         "import sys, keras\n"
@@ -187,8 +276,28 @@ def test_distribute_over_two_cpu_devices(tmp_path, backend, env):
         "sys.exit(main(sys.argv[1:]))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, "--model", "mobilenet", "--limit", "256", "--batch-size", "64", "--epochs",
-         "1", "--distribute", "--no-tensorboard", "--out", str(tmp_path / "run")],
-        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": backend, **env}, timeout=600)
+        [
+            sys.executable,
+            "-c",
+            script,
+            "--model",
+            "mobilenet",
+            "--limit",
+            "256",
+            "--batch-size",
+            "64",
+            "--epochs",
+            "1",
+            "--distribute",
+            "--no-tensorboard",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": backend, **env},
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "replicas: 2" in done.stdout
