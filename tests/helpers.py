@@ -17,3 +17,11 @@ def assert_close(actual, expected, atol=1e-5):
     import keras
 
     np.testing.assert_allclose(keras.ops.convert_to_numpy(actual), keras.ops.convert_to_numpy(expected), atol=atol)
+
+
+def copy_run(run_dir, root):
+    """A copy of the run directory `run_dir` as `root / "run"` (shared runs stay unchanged)."""
+    import shutil
+
+    shutil.copytree(run_dir, root / "run")
+    return root / "run"

@@ -13,8 +13,7 @@ import pytest
 from kerascnn import layers, models
 from kerascnn.export import audit, convert, export_run
 from kerascnn.optimize import NoStandardEquivalent, TwinMismatch, check_twin, prune, sparsity_per_layer, to_tf_keras
-from kerascnn.train import resolve, train
-from tests.helpers import random_images
+from tests.helpers import copy_run, random_images
 
 if keras.backend.backend() != "tensorflow":
     pytest.skip("tfmot and the TFLite export run on the TensorFlow backend", allow_module_level=True)
@@ -127,23 +126,10 @@ def test_pruning_reaches_the_target_sparsity_per_layer():
 
 
 @pytest.fixture(scope="module")
-def optimized(tmp_path_factory):
+def optimized(tmp_path_factory, small_vgg_run):
     """A briefly trained vgg exported with PTQ int8, QAT, pruning and pruning-preserving QAT rows."""
     root = tmp_path_factory.mktemp("optimize")
-    train(
-        resolve(
-            dict(
-                model="vgg",
-                limit=2048,
-                epochs=4,
-                batch_size=32,
-                lr=3e-3,
-                tensorboard=False,
-                model_options=dict(widths=(16, 32, 64)),
-                out=str(root / "run"),
-            )
-        )
-    )
+    copy_run(small_vgg_run[0], root)
     report = export_run(
         root / "run",
         ["int8"],

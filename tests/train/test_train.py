@@ -33,22 +33,9 @@ def test_one_short_run_per_model(name, tmp_path):
     assert model.name == name and model.output_shape == (None, 10)
 
 
-def test_learns_on_a_small_subset(tmp_path):
+def test_learns_on_a_small_subset(small_vgg_run):
     # 256 steps, enough for batch norm's running averages (momentum 0.99) to follow the weights
-    metrics = train(
-        resolve(
-            dict(
-                model="vgg",
-                limit=2048,
-                epochs=4,
-                batch_size=32,
-                lr=3e-3,
-                tensorboard=False,
-                model_options=dict(widths=(16, 32, 64)),
-                out=str(tmp_path / "run"),
-            )
-        )
-    )
+    _, metrics = small_vgg_run
     assert metrics["test_accuracy"] > 0.6  # chance is 0.1
     history = metrics["history"]
     assert [h["epoch"] for h in history] == [0, 1, 2, 3]
