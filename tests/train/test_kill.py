@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras
@@ -94,7 +93,11 @@ def start(out: Path, *extra: str, kill: str = "") -> subprocess.Popen:
 
 
 def finish(process: subprocess.Popen) -> tuple[int, str]:
-    output, _ = process.communicate(timeout=300)
+    try:
+        output, _ = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
     return process.returncode, output
 
 
@@ -102,45 +105,49 @@ def network_weights(path: Path) -> list:
     return keras.saving.load_model(path).get_weights()
 
 
-# where the run dies, and the epochs its checkpoint holds then
-KILLS = {
-    "batch:1:3": 1,  # mid-epoch 2: 4 of its 8 steps trained
-    "save:epoch-0001.keras": 1,  # half-way through writing epoch 2's checkpoint (best.keras already saved)
-    "state:1": 2,  # state.json names epoch 2's checkpoint; epoch 1's file is not deleted yet
-}
+# where the run dies, one process after another (each resuming the last); the epochs its checkpoint holds then;
+# the file the kill leaves behind in checkpoint/ (the resumed run must clean it up)
+KILLS = [
+    ("batch:1:3", 1, None),  # mid-epoch 2: 4 of its 8 steps trained
+    ("save:epoch-0001.keras", 1, ".partial-epoch-0001.keras"),  # resumed, killed half-way through epoch 2's save
+    ("state:1", 2, "epoch-0000.keras"),  # resumed, killed once state.json names epoch 2's file, before the clean-up
+]
 
 
-def test_runs_killed_with_sigkill_resume_to_the_uninterrupted_weights(tmp_path):
-    """Killed mid-epoch, mid-save and between the state and the clean-up, each run resumes to the weights,
-    history and files of an uninterrupted run. The runs go side by side: they share nothing but the CPU."""
-    started = time.perf_counter()
-    straight = tmp_path / "straight"
-    killed = {kill: tmp_path / f"killed-{index}" for index, kill in enumerate(KILLS)}
-    runs = [start(straight)] + [start(out, kill=kill) for kill, out in killed.items()]
-    (code, output), *killed_runs = (finish(p) for p in runs)
-    assert code == 0, output[-3000:]
-    for (kill, out), (killed_code, killed_output) in zip(killed.items(), killed_runs):
-        assert killed_code == -9, f"the run was not killed at {kill}: {killed_output[-3000:]}"
-        assert state(out)["epoch"] + 1 == KILLS[kill], (kill, state(out))
-    first_round = time.perf_counter() - started
-
-    resumed = {kill: start(out, "--resume") for kill, out in killed.items()}
-    straight_history = json.loads((straight / rundir.METRICS).read_text())["history"]
-    for kill, process in resumed.items():
-        out, (code, output) = killed[kill], finish(process)
+def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_weights(tmp_path):
+    """One run killed three times (mid-epoch, mid-save, between the state and the clean-up), resumed after
+    each kill, ends with the weights, history and files of an uninterrupted run."""
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    uninterrupted = start(straight)  # side by side with the first killed process: they share nothing but the CPU
+    try:
+        for index, (kill, done, leftover) in enumerate(KILLS):
+            code, output = finish(start(killed, *(["--resume"] if index else []), kill=kill))
+            assert code == -9, f"the run was not killed at {kill}: {output[-3000:]}"
+            if index:
+                assert f"at epoch {KILLS[index - 1][1] + 1} " in output, output[-3000:]
+            assert state(killed)["epoch"] + 1 == done, (kill, state(killed))
+            assert leftover is None or (killed / rundir.CHECKPOINT_DIR / leftover).exists(), kill
+        code, output = finish(start(killed, "--resume"))
+        assert code == 0 and "at epoch 3 (epochs 1-2 are done)" in output, output[-3000:]
+        code, output = finish(uninterrupted)
         assert code == 0, output[-3000:]
-        assert f"at epoch {KILLS[kill] + 1} (epochs 1-{KILLS[kill]} are done)" in output, output[-3000:]
-        for name in (rundir.LAST_MODEL, rundir.BEST_MODEL):
-            for a, b in zip(network_weights(straight / name), network_weights(out / name), strict=True):
-                np.testing.assert_allclose(b, a, rtol=0, atol=1e-6, err_msg=f"{name} after a kill at {kill}")
-        history = json.loads((out / rundir.METRICS).read_text())["history"]
-        assert [h["epoch"] for h in history] == [0, 1, 2], kill
-        for h, s in zip(history, straight_history, strict=True):
-            assert h == pytest.approx(s, rel=0, abs=1e-6), kill
-        files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-        expected = sorted(str(p.relative_to(straight)) for p in straight.rglob("*") if p.is_file())
-        assert files == expected, f"after a kill at {kill}"
-    print(f"killed runs and the uninterrupted one: {first_round:.1f} s; resumed: {time.perf_counter() - started:.1f} s")
+    finally:
+        uninterrupted.kill()  # a no-op once it has ended
+        uninterrupted.communicate()
+
+    for name in (rundir.LAST_MODEL, rundir.BEST_MODEL):
+        for a, b in zip(network_weights(straight / name), network_weights(killed / name), strict=True):
+            np.testing.assert_allclose(b, a, rtol=0, atol=1e-6, err_msg=name)
+    history, straight_history = (
+        json.loads((run / rundir.METRICS).read_text())["history"] for run in (killed, straight)
+    )
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    for h, s in zip(history, straight_history, strict=True):
+        assert h == pytest.approx(s, rel=0, abs=1e-6)
+    files, expected = (
+        sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()) for run in (killed, straight)
+    )
+    assert files == expected  # no temporary file, no stale checkpoint
 
 
 def state(run: Path) -> dict:
