@@ -55,8 +55,9 @@ def checkpoint_path(run_dir: Path, name: object, state_file: Path) -> Path:
 class ResumableCheckpoint(keras.callbacks.Callback):
     """After every epoch: saves the training model with its optimizer state as
     `checkpoint/epoch-NNNN.keras`, then `checkpoint/state.json` (last epoch, best validation accuracy,
-    history, the network's layer name), then deletes the previous epoch's file. Saves `best.keras` (the
-    network alone) when the validation accuracy improves (every epoch when there are no validation images).
+    history, the network's layer name), then deletes every other `epoch-*.keras` (the previous epoch's, and
+    any a kill between those two steps left behind). Saves `best.keras` (the network alone) when the
+    validation accuracy improves (every epoch when there are no validation images).
     State is written last, so it always names a complete file. An epoch whose weights or losses are not
     all finite is never saved: the NaN guard is triggered and training stops, leaving the last good
     checkpoint in place.
@@ -120,11 +121,11 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             self.state["best_epoch"] = epoch
         name = f"epoch-{epoch:04d}.keras"
         atomic_save_model(self.model, self.directory / name)
-        previous = self.state.get("file")
         self.state.update(epoch=epoch, file=name, history=[*self.state["history"], {"epoch": epoch, **logs}])
         atomic_write(self.directory / rundir.STATE, json.dumps(self.state, indent=1))
-        if previous and previous != name:
-            (self.directory / previous).unlink(missing_ok=True)
+        for stale in self.directory.glob("epoch-*.keras"):  # also one left by a kill before this point last time
+            if stale.name != name:
+                stale.unlink(missing_ok=True)
 
 
 class NaNGuard(keras.callbacks.Callback):

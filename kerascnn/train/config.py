@@ -38,7 +38,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.0
     mixed_precision: bool = False
-    jit_compile: str = "auto"  # "auto": off with TensorFlow on a CPU (measured 5-7x slower), on elsewhere
+    jit_compile: str = "auto"  # "auto": off for TensorFlow on a CPU (~40x slower: README, Benchmarks) and PyTorch
     seed: int = 0
     early_stopping: int = 0  # patience in epochs; 0 is off
     distribute: bool = False

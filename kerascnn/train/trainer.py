@@ -52,8 +52,9 @@ class RunDirError(TrainingError):
 
 
 def resolve_jit_compile(setting: str) -> bool:
-    """ "auto": XLA on the JAX backend and for TensorFlow on a GPU; off for TensorFlow on a CPU (measured 5-7x
-    slower there, bench/train.py) and on the PyTorch backend."""
+    """ "auto": XLA on the JAX backend and for TensorFlow on a GPU; off for TensorFlow on a CPU (about 40x slower
+    per step there with `bench/layers.py` on the shared 2-core CPU, a factor that depends heavily on the load:
+    README, Benchmarks) and on the PyTorch backend."""
     if setting != "auto":
         return setting == "on"
     if keras.backend.backend() == "tensorflow":
