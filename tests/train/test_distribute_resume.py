@@ -45,14 +45,21 @@ def launch(images: Path, out: Path, port: int, process_id: int, resume: bool = F
             *("--data-dir", str(images), "--model", "vgg", "--model-options", '{"widths": [8]}'),
             *("--epochs", str(EPOCHS), "--batch-size", "4", "--no-tensorboard", "--out", str(out)),
         ]
-    return subprocess.Popen(
-        [sys.executable, "-m", "kerascnn.train", *args, *cluster],
-        env=env,
-        cwd=out.parent,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log = out.parent / f"{out.name}-{process_id}{'-resume' if resume else ''}.log"
+    with open(log, "w") as stdout:  # a file, not a pipe nobody reads while the test waits
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "kerascnn.train", *args, *cluster],
+            env=env,
+            cwd=out.parent,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+        )
+    worker.log = log
+    return worker
+
+
+def output(worker: subprocess.Popen) -> str:
+    return worker.log.read_text()
 
 
 def free_ports(count: int) -> list[int]:
@@ -64,13 +71,16 @@ def free_ports(count: int) -> list[int]:
 
 
 def finish(workers: list[subprocess.Popen], timeout: float = 180) -> list[str]:
+    deadline = time.perf_counter() + timeout
     try:
         for worker in workers:
-            worker.wait(timeout=timeout)
+            worker.wait(timeout=max(1.0, deadline - time.perf_counter()))
+    except subprocess.TimeoutExpired:
+        pass  # killed below; the assertion shows both logs
     finally:
         for worker in workers:
             worker.kill()
-    logs = [worker.communicate()[0] for worker in workers]
+    logs = [output(worker) for worker in workers]
     assert [w.returncode for w in workers] == [0, 0], logs
     return logs
 
@@ -115,7 +125,7 @@ def resume_and_compare(images, out, straight, ports, references, started):
     workers = [launch(images, out, ports[0], i) for i in range(2)]
     try:
         while not state_file.exists():  # the first epoch's checkpoint
-            assert all(w.poll() is None for w in workers), [w.communicate()[0] for w in workers]
+            assert all(w.poll() is None for w in workers), [output(w) for w in workers]
             assert time.perf_counter() - started < 120, "no checkpoint after 120 s"
             time.sleep(0.02)
         workers[1].send_signal(signal.SIGKILL)
@@ -126,10 +136,11 @@ def resume_and_compare(images, out, straight, ports, references, started):
         except subprocess.TimeoutExpired:
             workers[0].kill()
             chief = "chief killed after 10 s"
-        chief_log = workers[0].communicate()[0]
     finally:
         for worker in workers:
             worker.kill()
+            worker.wait()
+    chief_log = output(workers[0])
     killed = time.perf_counter()
     state = json.loads(state_file.read_text())
     done = state["epoch"] + 1
