@@ -23,12 +23,15 @@ EPOCHS = 6
 def launch(images: Path, out: Path, port: int, process_id: int, resume: bool = False) -> subprocess.Popen:
     """One worker of `python -m kerascnn.train` on 2 processes; process 1 gets its cluster settings from
     Keras's environment variables (as a cluster scheduler would set them), process 0 from flags."""
+    scratch = out.parent / f"tmp-{out.name}"
+    scratch.mkdir(exist_ok=True)
     env = {
         **os.environ,
         "KERAS_BACKEND": "jax",
         "JAX_PLATFORMS": "cpu",
         "PYTHONPATH": str(ROOT),
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        "TMPDIR": str(scratch),  # process 1's scratch folder goes here, where a SIGKILL leaves it
     }
     cluster = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", "0"]
     if process_id:
@@ -141,6 +144,8 @@ def resume_and_compare(images, out, straight, ports, references, started):
             worker.kill()
             worker.wait()
     chief_log = output(workers[0])
+    scratch = out.parent / f"tmp-{out.name}"
+    assert len(list(scratch.glob("kerascnn-process1-*"))) == 1  # the killed worker's, left behind
     killed = time.perf_counter()
     state = json.loads(state_file.read_text())
     done = state["epoch"] + 1
@@ -148,6 +153,7 @@ def resume_and_compare(images, out, straight, ports, references, started):
 
     logs = finish([launch(images, out, ports[1], i, resume=True) for i in range(2)])
     resumed = time.perf_counter()
+    assert len(list(scratch.glob("kerascnn-process1-*"))) == 1  # the resumed worker deleted its own
     for log in logs:
         assert f"Resuming {out} at epoch {done + 1} (epochs 1-{done} are done)" in log, log
     assert "process 1 of 2" in logs[1]
