@@ -208,7 +208,8 @@ def parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue the run in --out from its last epoch, with the settings in its config.yaml "
-        "(flags change only what they name: --epochs, --early-stopping, --no-tensorboard)",
+        "(flags change only what they name: --epochs, --early-stopping, --no-tensorboard; several "
+        "processes: relaunch all of them, each with its own --coordinator/--process-id, not taken from config.yaml)",
     )
     g.add_argument(
         "--no-tensorboard",
@@ -220,10 +221,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+PER_LAUNCH = ("coordinator", "process_id")
+
+
 def resume_values(values: dict) -> dict:
     """`values` over the settings saved in the run's config.yaml: `--out runs/x --resume` alone continues the
     run as it was started, and flags change only what they name (the trainer refuses changes that would make
-    the checkpoint meaningless).
+    the checkpoint meaningless). `--coordinator` and `--process-id` are never taken from config.yaml (the
+    chief's): each process of a resumed multi-process run gives its own, by flag or environment.
 
     Raises:
         ValueError: the run directory does not exist or holds no config.yaml.
@@ -241,7 +246,10 @@ def resume_values(values: dict) -> dict:
             "to continue, or drop --resume to start a new run."
         )
     saved = read_config_file(config_file)
-    saved.pop("resume", None)
+    # where to meet and which process this is belong to this launch, not to the run: process 1 resuming with
+    # its id in KERAS_DISTRIBUTION_PROCESS_ID must not become the chief that config.yaml recorded
+    for key in ("resume", *PER_LAUNCH):
+        saved.pop(key, None)
     return {**saved, "out": str(run_dir), **values}
 
 

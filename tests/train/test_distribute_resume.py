@@ -1,0 +1,170 @@
+"""A 2-process run (JAX, gloo on 127.0.0.1) whose worker is killed resumes from the chief's last checkpoint
+and ends with the weights of the same run left alone."""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import kerascnn
+from kerascnn import rundir
+from tests.train.test_distribute import ROOT
+
+EPOCHS = 6
+
+
+def launch(images: Path, out: Path, port: int, process_id: int, resume: bool = False) -> subprocess.Popen:
+    """One worker of `python -m kerascnn.train` on 2 processes; process 1 gets its cluster settings from
+    Keras's environment variables (as a cluster scheduler would set them), process 0 from flags."""
+    scratch = out.parent / f"tmp-{out.name}"
+    scratch.mkdir(exist_ok=True)
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": str(ROOT),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "TMPDIR": str(scratch),  # process 1's scratch folder goes here, where a SIGKILL leaves it
+    }
+    cluster = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", "0"]
+    if process_id:
+        env.update(
+            KERAS_DISTRIBUTION_JOB_ADDRESSES=f"127.0.0.1:{port}",
+            KERAS_DISTRIBUTION_NUM_PROCESSES="2",
+            KERAS_DISTRIBUTION_PROCESS_ID="1",
+        )
+        cluster = []
+    if resume:  # the run's own settings come from its config.yaml
+        args = ["--out", str(out), "--resume"]
+    else:
+        args = [
+            *("--data-dir", str(images), "--model", "vgg", "--model-options", '{"widths": [8]}'),
+            *("--epochs", str(EPOCHS), "--batch-size", "4", "--no-tensorboard", "--out", str(out)),
+        ]
+    log = out.parent / f"{out.name}-{process_id}{'-resume' if resume else ''}.log"
+    with open(log, "w") as stdout:  # a file, not a pipe nobody reads while the test waits
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "kerascnn.train", *args, *cluster],
+            env=env,
+            cwd=out.parent,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+        )
+    worker.log = log
+    return worker
+
+
+def output(worker: subprocess.Popen) -> str:
+    return worker.log.read_text()
+
+
+def free_ports(count: int) -> list[int]:
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
+def finish(workers: list[subprocess.Popen], timeout: float = 180) -> list[str]:
+    deadline = time.perf_counter() + timeout
+    try:
+        for worker in workers:
+            worker.wait(timeout=max(1.0, deadline - time.perf_counter()))
+    except subprocess.TimeoutExpired:
+        pass  # killed below; the assertion shows both logs
+    finally:
+        for worker in workers:
+            worker.kill()
+    logs = [output(worker) for worker in workers]
+    assert [w.returncode for w in workers] == [0, 0], logs
+    return logs
+
+
+def weights(path: Path) -> list[np.ndarray]:
+    return [np.asarray(w) for w in kerascnn.load_model(path).get_weights()]
+
+
+def test_resume_takes_coordinator_and_process_id_from_this_launch_not_from_config_yaml(tmp_path):
+    from kerascnn.train.__main__ import resume_values
+    from kerascnn.train.config import resolve, to_yaml
+
+    out = tmp_path / "run"
+    out.mkdir()
+    chief = resolve({"model": "vgg", "out": str(out), "coordinator": "10.0.0.1:1", "num_processes": 2, "process_id": 0})
+    (out / rundir.CONFIG).write_text(to_yaml(chief))
+    values = resume_values({"out": str(out)})  # process 1 with its id (and the new address) in the environment
+    assert "process_id" not in values and "coordinator" not in values and values["num_processes"] == 2
+    assert resume_values({"out": str(out), "process_id": 1})["process_id"] == 1
+
+
+def test_killed_worker_then_resume_of_both_processes_ends_as_an_uninterrupted_run(tmp_path):
+    from tests.data.test_stream import write_images
+
+    images = tmp_path / "images"
+    write_images(images, classes=("a", "b"), per_class=12, size=(16, 16))
+    out = tmp_path / "run"  # one --out for both processes: storage every machine sees
+
+    started = time.perf_counter()
+    straight = tmp_path / "straight"  # the same run left alone, alongside
+    ports = free_ports(3)  # all bound at once, so no two are the same
+    references = [launch(images, straight, ports[0], i) for i in range(2)]
+    try:
+        resume_and_compare(images, out, straight, ports[1:], references, started)
+    finally:
+        for worker in references:
+            worker.kill()
+
+
+def resume_and_compare(images, out, straight, ports, references, started):
+    state_file = out / rundir.CHECKPOINT_DIR / rundir.STATE
+    workers = [launch(images, out, ports[0], i) for i in range(2)]
+    try:
+        while not state_file.exists():  # the first epoch's checkpoint
+            assert all(w.poll() is None for w in workers), [output(w) for w in workers]
+            assert time.perf_counter() - started < 120, "no checkpoint after 120 s"
+            time.sleep(0.02)
+        workers[1].send_signal(signal.SIGKILL)
+        workers[1].wait()
+        try:  # the chief stops with an error or blocks in a collective; an operator kills it
+            workers[0].wait(timeout=10)
+            chief = f"chief exited by itself with {workers[0].returncode}"
+        except subprocess.TimeoutExpired:
+            workers[0].kill()
+            chief = "chief killed after 10 s"
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+    chief_log = output(workers[0])
+    scratch = out.parent / f"tmp-{out.name}"
+    assert len(list(scratch.glob("kerascnn-process1-*"))) == 1  # the killed worker's, left behind
+    killed = time.perf_counter()
+    state = json.loads(state_file.read_text())
+    done = state["epoch"] + 1
+    assert 1 <= done < EPOCHS and not (out / rundir.METRICS).exists(), chief_log  # it did stop part-way
+
+    logs = finish([launch(images, out, ports[1], i, resume=True) for i in range(2)])
+    resumed = time.perf_counter()
+    assert len(list(scratch.glob("kerascnn-process1-*"))) == 1  # the resumed worker deleted its own
+    for log in logs:
+        assert f"Resuming {out} at epoch {done + 1} (epochs 1-{done} are done)" in log, log
+    assert "process 1 of 2" in logs[1]
+    metrics = json.loads((out / rundir.METRICS).read_text())
+    assert [h["epoch"] for h in metrics["history"]] == list(range(EPOCHS)), metrics["history"]
+    assert metrics["epochs"] == EPOCHS and metrics["processes"] == 2
+
+    finish(references)
+    for a, b in zip(weights(straight / rundir.LAST_MODEL), weights(out / rundir.LAST_MODEL), strict=True):
+        np.testing.assert_array_equal(a, b)
+    print(
+        f"killed after epoch {done} ({chief}): run+kill {killed - started:.1f} s, resume and the uninterrupted "
+        f"run's end {resumed - killed:.1f} s"
+    )
