@@ -52,6 +52,36 @@ def read_run_files(run_dir: Path) -> tuple[dict, dict]:
     return dataset_meta, config
 
 
+TRAIN_IMAGES = 10_000  # training images a streamed run's export decodes for calibration and fine-tuning (at least)
+
+
+def run_dataset(dataset_meta: dict, config: dict, test_limit: int | None, train_limit: int):
+    """The run's own splits and statistics, read the way its training read them (dataset.json's "reader"):
+    `load_dataset` in memory, or `kerascnn.data.stream` with the run's split settings, whose seeded file-list split
+    gives the same held-out test images. A streamed run's training split is decoded up to `train_limit` images
+    (a seeded random subset: the split is a seeded permutation)."""
+    from kerascnn.data import load_dataset
+
+    if dataset_meta.get("reader", "load_dataset") == "load_dataset":
+        return load_dataset(config["dataset"], config.get("data_dir"), config["validation_fraction"], config["seed"])
+    from kerascnn.data import stream
+    from kerascnn.data.datasets import ImageDataset
+
+    data = stream.open_dataset(
+        config["dataset"],
+        config.get("data_dir"),
+        test_dir=config.get("test_dir"),
+        image_size=tuple(config["image_size"]) if config.get("image_size") else None,
+        validation_fraction=config["validation_fraction"],
+        test_fraction=config.get("test_fraction", 1 / 12),
+        seed=config["seed"],
+        skip_bad=config.get("skip_bad_images", False),
+        cache_bytes=None,
+    )
+    splits = {"train": data.arrays("train", limit=train_limit), "test": data.arrays("test", limit=test_limit)}
+    return ImageDataset(data.name, data.labels, splits, data.mean, data.std)
+
+
 def check_same_data(now: dict, at_training: dict, run_dir: Path) -> None:
     """Raises if the data loaded now differs from the data the run trained on (an image folder that changed):
     the manifest's labels and normalization would then not match the calibration and the evaluation."""
@@ -185,7 +215,6 @@ def export_run(
             whose input does not feed one foldable convolution.
         FileNotFoundError: no model or run files at `source`.
     """
-    from kerascnn.data import load_dataset
     from kerascnn.export import metadata as metadata_writer
     from kerascnn.export.rgb import grey_to_rgb
 
@@ -213,7 +242,7 @@ def export_run(
     )
     out = Path(out or Path("export") / run_dir.name)
     _check_out(out)
-    dataset = load_dataset(config["dataset"], config.get("data_dir"), config["validation_fraction"], config["seed"])
+    dataset = run_dataset(dataset_meta, config, limit, max(calibration, finetune_images or 0, TRAIN_IMAGES))
     check_same_data(dataset.metadata(), dataset_meta, run_dir)
     x_test, y_test = (a[:limit] for a in dataset.splits["test"])
     x_test = dataset.normalize(x_test)

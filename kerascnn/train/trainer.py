@@ -290,7 +290,9 @@ def write_run_files(run_dir: Path, config: TrainConfig, data: Data) -> None:
     """Creates the run directory with config.yaml, dataset.json and labels.txt."""
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(run_dir / rundir.CONFIG, to_yaml(config))
-    atomic_write(run_dir / rundir.DATASET, json.dumps(data.dataset.metadata(), indent=1))
+    # "reader" tells export how to read the same splits and statistics again (kerascnn.export.exporter.run_dataset)
+    reader = "stream" if isinstance(data.dataset, stream.StreamingDataset) else "load_dataset"
+    atomic_write(run_dir / rundir.DATASET, json.dumps({**data.dataset.metadata(), "reader": reader}, indent=1))
     atomic_write(run_dir / rundir.LABELS, "\n".join(data.dataset.labels) + "\n")
 
 

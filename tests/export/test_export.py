@@ -271,3 +271,35 @@ def test_interrupted_write_leaves_no_half_written_tflite(tmp_path, monkeypatch):
         atomic_write(target, b"x" * 1000)
     assert target.read_bytes() == b"the previous export"
     assert list(tmp_path.iterdir()) == [target]  # and no temp file left behind
+
+
+def test_a_streamed_folder_run_exports_on_its_own_held_out_test_images(tmp_path):
+    """A folder run reads its data through kerascnn.data.stream (a seeded split of the file list); export must read
+    the same splits and statistics again (dataset.json's "reader"), not load_dataset's in-memory split, whose
+    statistics differ (it refused the run as changed data) and whose test images include training images."""
+    from kerascnn.train import resolve, train
+
+    rng = np.random.default_rng(0)
+    for index, name in enumerate(["dark", "mid", "light"]):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        for i in range(40):
+            pixels = (rng.random((16, 16, 3)) * 80 + index * 80).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "pets" / name / f"{i}.png")
+    run = tmp_path / "run"
+    metrics = train(
+        resolve(
+            dict(
+                data_dir=str(tmp_path / "pets"),
+                model="vgg",
+                model_options=dict(widths=(8, 8, 8)),
+                epochs=1,
+                batch_size=16,
+                tensorboard=False,
+                out=str(run),
+            )
+        )
+    )
+    assert json.loads((run / "dataset.json").read_text())["reader"] == "stream"
+    report = export_run(run, ["float32"], out=tmp_path / "out", latency_rounds=1, mediapipe=False)
+    assert report["test_images"] == metrics["test_images"] == 10  # round(120 / 12) held out
+    assert report["keras"]["accuracy"] == pytest.approx(100 * metrics["test_accuracy_best"], abs=1e-6)
