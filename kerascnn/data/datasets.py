@@ -32,6 +32,17 @@ _IDX_FILES = {
 }
 
 
+def dataset_metadata(name: str, labels: list[str], input_shape, mean: list[float], std: list[float]) -> dict:
+    """What inference needs (dataset.json): name, labels, input shape and the normalization (pixel - mean) / std on
+    pixel values 0..255, JSON-ready. Shared by the in-memory and the streamed datasets."""
+    return {
+        "dataset": name,
+        "labels": labels,
+        "input_shape": [int(v) for v in input_shape],
+        "normalization": {"mean": mean, "std": std, "units": "pixel values 0..255"},
+    }
+
+
 @dataclasses.dataclass
 class ImageDataset:
     """Splits "train", "validation" and "test" as (uint8 images (N, H, W, C), int64 labels).
@@ -56,12 +67,7 @@ class ImageDataset:
 
     def metadata(self) -> dict:
         """What inference needs: name, labels, input shape and the normalization, JSON-ready."""
-        return {
-            "dataset": self.name,
-            "labels": self.labels,
-            "input_shape": list(self.input_shape),
-            "normalization": {"mean": self.mean, "std": self.std, "units": "pixel values 0..255"},
-        }
+        return dataset_metadata(self.name, self.labels, self.input_shape, self.mean, self.std)
 
 
 def load_dataset(

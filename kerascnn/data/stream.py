@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kerascnn.data.datasets import dataset_metadata
 from kerascnn.data.folder import IMAGE_SUFFIXES
 
 # A train split whose decoded pixels fit in this many bytes is decoded once and cached in memory: later epochs
@@ -242,12 +243,7 @@ class StreamingDataset:
 
     def metadata(self) -> dict:
         """What inference needs: name, labels, input shape and the normalization, JSON-ready."""
-        return {
-            "dataset": self.name,
-            "labels": self.labels,
-            "input_shape": list(self.input_shape),
-            "normalization": {"mean": self.mean, "std": self.std, "units": "pixel values 0..255"},
-        }
+        return dataset_metadata(self.name, self.labels, self.input_shape, self.mean, self.std)
 
 
 # ---------------------------------------------------------------------------------------------------------------
