@@ -900,6 +900,23 @@ def native_size_bytes(name: str) -> int | None:
     return None if None in shape else count * int(np.prod(shape))
 
 
+def open_for_run(settings: dict, cache_bytes: int | None = DEFAULT_CACHE_BYTES) -> StreamingDataset:
+    """The streamed dataset a training run with these settings reads (TrainConfig's fields, as in its
+    config.yaml): the same split and statistics every time, so export evaluates on the run's own test images.
+    Keys missing from an older config.yaml take TrainConfig's defaults."""
+    return open_dataset(
+        settings["dataset"],
+        settings.get("data_dir"),
+        test_dir=settings.get("test_dir"),
+        image_size=tuple(settings["image_size"]) if settings.get("image_size") else None,
+        validation_fraction=settings["validation_fraction"],
+        test_fraction=settings.get("test_fraction", 1 / 12),
+        seed=settings["seed"],
+        skip_bad=settings.get("skip_bad_images", False),
+        cache_bytes=cache_bytes,
+    )
+
+
 def open_dataset(
     name: str = "fashion_mnist",
     data_dir=None,

@@ -67,17 +67,7 @@ def run_dataset(dataset_meta: dict, config: dict, test_limit: int | None, train_
     from kerascnn.data import stream
     from kerascnn.data.datasets import ImageDataset
 
-    data = stream.open_dataset(
-        config["dataset"],
-        config.get("data_dir"),
-        test_dir=config.get("test_dir"),
-        image_size=tuple(config["image_size"]) if config.get("image_size") else None,
-        validation_fraction=config["validation_fraction"],
-        test_fraction=config.get("test_fraction", 1 / 12),
-        seed=config["seed"],
-        skip_bad=config.get("skip_bad_images", False),
-        cache_bytes=None,
-    )
+    data = stream.open_for_run(config, cache_bytes=None)
     splits = {"train": data.arrays("train", limit=train_limit), "test": data.arrays("test", limit=test_limit)}
     return ImageDataset(data.name, data.labels, splits, data.mean, data.std)
 

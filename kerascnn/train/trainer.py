@@ -234,17 +234,7 @@ def load_data(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS)
                 "memory",
                 f"the {dataset.name} test split",
             )
-    data = stream.open_dataset(
-        config.dataset,
-        config.data_dir,
-        test_dir=config.test_dir,
-        image_size=image_size,
-        validation_fraction=config.validation_fraction,
-        test_fraction=config.test_fraction,
-        seed=config.seed,
-        skip_bad=config.skip_bad_images,
-        cache_bytes=CACHE_BYTES[config.input_pipeline],
-    )
+    data = stream.open_for_run(dataclasses.asdict(config), cache_bytes=CACHE_BYTES[config.input_pipeline])
     if data.skipped:
         print(
             f"Skipped {len(data.skipped)} image file(s) that cannot be decoded (--skip-bad-images), e.g. "
@@ -451,6 +441,24 @@ def evaluate(
     return metrics
 
 
+def _fit_inputs(config: TrainConfig, data: Data, batch_size: int, steps_per_epoch: int, initial_epoch: int):
+    """(training batches, validation data or None, steps per epoch or None) for `fit`, from `initial_epoch` on.
+
+    Streamed: uint8 tf.data batches (the training model normalizes them), the epochs back to back, each exactly
+    `steps_per_epoch` batches (`.repeat()` only guards against Keras asking for a batch past the last epoch's end).
+    In memory: `EpochBatches` over the normalized arrays. Either way an epoch's order depends on (seed, epoch) only.
+    """
+    if data.stream is not None:
+        seeds = [epoch_seed(config.seed, epoch) for epoch in range(initial_epoch, config.epochs)]
+        shards = dict(num_shards=data.num_shards, shard_index=data.shard_index, normalize=False)
+        batches = data.stream.train_batches(batch_size, seeds, **shards).repeat()
+        validation = data.stream.batches("validation", batch_size, **shards) if data.count("validation") else None
+        return batches, validation, steps_per_epoch
+    batches = EpochBatches(data.x_train, data.y_train, data.num_classes, config.batch_size, config.seed, initial_epoch)
+    validation = (data.x_val, _one_hot(data.y_val, data.num_classes)) if len(data.x_val) else None
+    return batches, validation, None
+
+
 @contextlib.contextmanager
 def keras_globals():
     """Restores Keras's dtype policy and distribution on exit: a run with --mixed-precision or --distribute
@@ -528,39 +536,13 @@ def _train(config: TrainConfig) -> dict:
     callbacks = make_callbacks(config, write_dir, data, network, state, nan_guard, cluster)
     started = time.perf_counter()
     verbose = "auto" if sys.stdout.isatty() else 2
-    if initial_epoch < config.epochs and data.stream is not None:
-        seeds = [epoch_seed(config.seed, epoch) for epoch in range(initial_epoch, config.epochs)]
-        # the epochs back to back (each exactly steps_per_epoch batches); .repeat() only guards against Keras
-        # asking for a batch past the last epoch's end
-        batches = data.stream.train_batches(
-            batch_size, seeds, num_shards=data.num_shards, shard_index=data.shard_index, normalize=False
-        ).repeat()
-        validation = (
-            data.stream.batches(
-                "validation", batch_size, num_shards=data.num_shards, shard_index=data.shard_index, normalize=False
-            )
-            if data.count("validation")
-            else None
-        )
+    if initial_epoch < config.epochs:
+        batches, validation, steps = _fit_inputs(config, data, batch_size, steps_per_epoch, initial_epoch)
         train_model.fit(
             batches,
             epochs=config.epochs,
             initial_epoch=initial_epoch,
-            steps_per_epoch=steps_per_epoch,
-            validation_data=validation,
-            callbacks=callbacks,
-            shuffle=False,
-            verbose=verbose,
-        )
-    elif initial_epoch < config.epochs:
-        batches = EpochBatches(
-            data.x_train, data.y_train, data.num_classes, config.batch_size, config.seed, initial_epoch
-        )
-        validation = (data.x_val, _one_hot(data.y_val, data.num_classes)) if len(data.x_val) else None
-        train_model.fit(
-            batches,
-            epochs=config.epochs,
-            initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
             validation_data=validation,
             callbacks=callbacks,
             shuffle=False,
