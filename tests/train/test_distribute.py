@@ -82,6 +82,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# what every worker process gets: the JAX backend on the CPU, this checkout's kerascnn
+WORKER_ENV = {
+    **os.environ,
+    "KERAS_BACKEND": "jax",
+    "JAX_PLATFORMS": "cpu",
+    "PYTHONPATH": str(ROOT),
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}
+
+
+def start_worker(args: list[str], env: dict, cwd=None) -> subprocess.Popen:
+    """`python ARGS` in a process of its own, stdout and stderr together."""
+    return subprocess.Popen(
+        [sys.executable, *args], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def run_workers(workers: list[subprocess.Popen]) -> list[str]:
+    """Waits for the workers (4 minutes at most; all are killed after) and returns their output; each must exit 0."""
+    try:
+        logs = [worker.communicate(timeout=240)[0] for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    assert [w.returncode for w in workers] == [0, 0], logs
+    return logs
+
+
 def test_two_workers_read_different_halves_and_end_with_identical_weights(tmp_path):
     from tests.data.test_stream import write_images
 
@@ -92,30 +120,13 @@ def test_two_workers_read_different_halves_and_end_with_identical_weights(tmp_pa
     workers = []
     for process_id in range(2):
         env = {
-            **os.environ,
-            "KERAS_BACKEND": "jax",
-            "JAX_PLATFORMS": "cpu",
-            "PYTHONPATH": str(ROOT),
-            "TF_CPP_MIN_LOG_LEVEL": "2",
+            **WORKER_ENV,
             distribute.ENV_COORDINATOR: f"127.0.0.1:{port}",
             distribute.ENV_NUM_PROCESSES: "2",
             distribute.ENV_PROCESS_ID: str(process_id),
         }
-        workers.append(
-            subprocess.Popen(
-                [sys.executable, str(script), str(tmp_path / "images"), str(tmp_path)],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
-    try:
-        logs = [worker.communicate(timeout=240)[0] for worker in workers]
-    finally:
-        for worker in workers:
-            worker.kill()
-    assert [w.returncode for w in workers] == [0, 0], logs
+        workers.append(start_worker([str(script), str(tmp_path / "images"), str(tmp_path)], env))
+    run_workers(workers)
     reads = [json.loads((tmp_path / f"read{i}.json").read_text()) for i in range(2)]
     assert len(reads[0]) == len(reads[1]) == 12 and not set(reads[0]) & set(reads[1])
     weights = [np.load(tmp_path / f"weights{i}.npz") for i in range(2)]
@@ -133,13 +144,6 @@ def test_cli_on_two_processes_writes_one_run_directory(tmp_path):
     port = free_port()
     workers = []
     for process_id in range(2):
-        env = {
-            **os.environ,
-            "KERAS_BACKEND": "jax",
-            "JAX_PLATFORMS": "cpu",
-            "PYTHONPATH": str(ROOT),
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-        }
         args = [
             "--data-dir",
             str(tmp_path / "images"),
@@ -161,22 +165,8 @@ def test_cli_on_two_processes_writes_one_run_directory(tmp_path):
             "--process-id",
             str(process_id),
         ]
-        workers.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "kerascnn.train", *args],
-                env=env,
-                cwd=tmp_path,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
-    try:
-        logs = [worker.communicate(timeout=240)[0] for worker in workers]
-    finally:
-        for worker in workers:
-            worker.kill()
-    assert [w.returncode for w in workers] == [0, 0], logs
+        workers.append(start_worker(["-m", "kerascnn.train", *args], WORKER_ENV, cwd=tmp_path))
+    logs = run_workers(workers)
     for process_id, log in enumerate(logs):
         assert f"process {process_id} of 2 reads 1/2 of each split" in log and "input: stream" in log
     metrics = json.loads((tmp_path / "run0" / "metrics.json").read_text())
