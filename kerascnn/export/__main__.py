@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kerascnn import cli
 from kerascnn.export.presets import PRESETS
 
 
@@ -89,12 +90,8 @@ def main(argv=None) -> int:
             input_color=args.input_color,
             mediapipe=not args.no_mediapipe,
         )
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
-        return 2
+    except cli.USER_ERRORS as error:  # the same convention as kerascnn.train: one line, exit 2
+        return cli.user_error(error)
     print(markdown(report))
     return 0
 

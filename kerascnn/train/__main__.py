@@ -19,7 +19,7 @@ import json
 import os
 import sys
 
-from kerascnn import rundir
+from kerascnn import cli, rundir
 from kerascnn.train.config import PRESETS, TrainConfig, read_config_file, resolve
 
 
@@ -196,6 +196,14 @@ def parser() -> argparse.ArgumentParser:
         help="number of processes taking part (default: $KERAS_DISTRIBUTION_NUM_PROCESSES, else 1)",
     )
     g.add_argument(
+        "--startup-timeout",
+        type=float,
+        dest="startup_timeout",
+        metavar="SECONDS",
+        help="several processes: how long each waits for all the others to start before it stops, naming the "
+        "missing ones" + _default("startup_timeout"),
+    )
+    g.add_argument(
         "--process-id",
         type=int,
         dest="process_id",
@@ -212,6 +220,13 @@ def parser() -> argparse.ArgumentParser:
         "processes: relaunch all of them, each with its own --coordinator/--process-id, not taken from config.yaml)",
     )
     g.add_argument(
+        "--overwrite",
+        action="store_const",
+        const=True,
+        help="train into an --out that is not empty: an earlier run there is replaced (its models, checkpoints, "
+        "logs and metrics deleted), other files are kept (default: refuse a folder that is not empty)",
+    )
+    g.add_argument(
         "--no-tensorboard",
         action="store_const",
         const=False,
@@ -221,7 +236,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-PER_LAUNCH = ("coordinator", "process_id")
+PER_LAUNCH = ("coordinator", "process_id", "startup_timeout")
 
 
 def resume_values(values: dict) -> dict:
@@ -265,19 +280,11 @@ def main(argv=None) -> int:
         config.resume = resume
         # imports Keras: after the arguments are checked, with TensorFlow's C++ INFO lines off (users may set it)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-        from kerascnn.train.checkpoint import CheckpointError
-        from kerascnn.train.trainer import RunDirError, TrainingError, train
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    try:
+        from kerascnn.train.trainer import train
+
         metrics = train(config)
-    except (RunDirError, CheckpointError) as error:  # --out or its checkpoint: the user's input
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except (TrainingError, ValueError, FileNotFoundError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except cli.USER_ERRORS as error:  # flags, config file, --out, data, cluster, a diverged run: exit 2
+        return cli.user_error(error)
     if "test_accuracy" in metrics:
         if "test_accuracy_best" in metrics:
             chosen = (

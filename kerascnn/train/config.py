@@ -45,11 +45,14 @@ class TrainConfig:
     coordinator: str | None = None  # host:port of process 0 (several processes/machines, JAX backend)
     num_processes: int | None = None  # default: KERAS_DISTRIBUTION_NUM_PROCESSES, else 1
     process_id: int | None = None  # default: KERAS_DISTRIBUTION_PROCESS_ID, else 0
+    startup_timeout: float = 120.0  # seconds every process waits for the others to start
     # output
     out: str | None = None  # default runs/<preset or model>
     tensorboard: bool = True
     preset: str | None = None
     resume: bool = dataclasses.field(default=False, metadata={"saved": False})
+    # replace the run (or the files a run writes) already in `out`: never saved, so a repeat must ask again
+    overwrite: bool = dataclasses.field(default=False, metadata={"saved": False})
 
     @property
     def run_dir(self) -> Path:
@@ -76,6 +79,8 @@ class TrainConfig:
             raise ValueError(f"--input must be auto, memory or stream, not {self.input_pipeline!r}.")
         if not 0 <= self.test_fraction <= 0.5:
             raise ValueError(f"--test-fraction must be in [0, 0.5] (got {self.test_fraction}).")
+        if not self.startup_timeout > 0:
+            raise ValueError(f"--startup-timeout must be > 0 seconds (got {self.startup_timeout}).")
         if self.test_dir is not None and self.data_dir is None:
             raise ValueError("--test-dir is the test split of an image folder: give --data-dir too.")
 

@@ -35,7 +35,18 @@ from kerascnn.train.config import TrainConfig, to_yaml
 # horizontal flips change what digits and letters mean
 NO_FLIP_DATASETS = {"mnist", "emnist", "kmnist", "svhn_cropped"}
 # changing these between a run and its --resume would make the checkpoint meaningless
-RESUME_MAY_CHANGE = {"epochs", "early_stopping", "tensorboard", "out", "preset", "resume", "coordinator", "process_id"}
+RESUME_MAY_CHANGE = {
+    "epochs",
+    "early_stopping",
+    "tensorboard",
+    "out",
+    "preset",
+    "resume",
+    "overwrite",
+    "coordinator",
+    "process_id",
+    "startup_timeout",
+}
 # --input auto|memory|stream as StreamingDataset cache limits (None: never in memory)
 CACHE_BYTES = {"auto": stream.DEFAULT_CACHE_BYTES, "memory": 1 << 62, "stream": None}
 # streamed runs show the TensorBoard image summaries on this many validation images
@@ -177,24 +188,52 @@ def _check_writable(run_dir: Path) -> None:
         raise RunDirError(f"--out {run_dir}: {existing} is not writable. Choose another --out.")
 
 
-def check_run_dir(config: TrainConfig) -> tuple[Path, dict | None]:
+def _check_new_run_dir(run_dir: Path) -> None:
+    """A new run (no --resume, no --overwrite) goes only into a folder that is missing or empty."""
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return
+    if rundir.is_run(run_dir):
+        raise RunDirError(
+            f"--out {run_dir} already holds a kerascnn run. Continue it with --resume, replace it with "
+            "--overwrite (its models, checkpoints and logs are deleted), or choose a new --out."
+        )
+    raise RunDirError(
+        f"--out {run_dir} is not empty and not a kerascnn run: it holds {rundir.describe_entries(run_dir)}. "
+        f"Choose a new or empty --out, or add --overwrite to write the run there (replacing only "
+        f"{', '.join(rundir.RUN_ENTRIES)})."
+    )
+
+
+def check_run_dir(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS) -> tuple[Path, dict | None]:
     """(the run directory, its checkpoint state when resuming), checked before anything is written.
+
+    A new run goes into a missing or empty folder; with `config.overwrite` into any folder, where it replaces
+    only the files a run writes (`rundir.RUN_ENTRIES`, deleted in `write_run_files`). Processes other than the
+    chief do not check a new run's folder: they never write it, and on shared storage the chief may already be
+    filling it.
 
     Raises:
         RunDirError: --out is not a writable folder; --resume of a directory that does not exist or with
-            other settings; a new run into a directory that already holds one.
+            other settings; --resume with --overwrite; a new run into a folder that is not empty (a kerascnn
+            run or anything else) without --overwrite.
         CheckpointError: --resume of a run whose state.json is damaged.
     """
     run_dir = config.run_dir
     _check_writable(run_dir)
-    if config.resume and not run_dir.is_dir():
+    if config.resume and config.overwrite:
+        raise RunDirError(
+            "--resume continues the run in --out and --overwrite replaces it: give one of them, not both."
+        )
+    if not config.resume:
+        if cluster.is_chief and not config.overwrite:
+            _check_new_run_dir(run_dir)
+        return run_dir, None
+    if not run_dir.is_dir():
         raise RunDirError(
             f"--resume: {run_dir} does not exist. Give the --out of the run to continue, or drop "
             "--resume to start a new run."
         )
-    state = ResumableCheckpoint.load_state(run_dir) if config.resume else None
-    if not config.resume and (run_dir / rundir.CHECKPOINT_DIR / rundir.STATE).exists():
-        raise RunDirError(f"{run_dir} already holds a run. Continue it with --resume, or choose a new --out.")
+    state = ResumableCheckpoint.load_state(run_dir)
     if state is not None:
         _check_resume(run_dir, config)
     return run_dir, state
@@ -277,9 +316,12 @@ def load_data(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS)
 
 
 def write_run_files(run_dir: Path, config: TrainConfig, data: Data) -> None:
-    """Creates the run directory with config.yaml, dataset.json and labels.txt."""
+    """Creates the run directory with config.yaml (marked as a run's: `rundir.RUN_MARKER`), dataset.json and
+    labels.txt. With `config.overwrite`, an earlier run's files (`rundir.RUN_ENTRIES`) are deleted first."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / rundir.CONFIG, to_yaml(config))
+    if config.overwrite:
+        rundir.clear_run(run_dir)
+    atomic_write(run_dir / rundir.CONFIG, f"{rundir.RUN_MARKER}\n{to_yaml(config)}")
     # "reader" tells export how to read the same splits and statistics again (kerascnn.export.exporter.run_dataset)
     reader = "stream" if isinstance(data.dataset, stream.StreamingDataset) else "load_dataset"
     atomic_write(run_dir / rundir.DATASET, json.dumps({**data.dataset.metadata(), "reader": reader}, indent=1))
@@ -321,8 +363,8 @@ def resume_model(config: TrainConfig, data: Data, run_dir: Path, state: dict, st
     except Exception as error:  # zipfile, h5py and Keras raise many kinds for a damaged file
         raise CheckpointError(
             f"Checkpoint {path} is damaged (truncated or not a .keras file: "
-            f"{type(error).__name__}). Resume is not possible from it; start a new run (a new "
-            "--out)."
+            f"{type(error).__name__}). Resume is not possible from it; start a new run (--overwrite, or a "
+            "new --out)."
         ) from error
     return train_model, network
 
@@ -377,7 +419,8 @@ def nan_message(nan_guard: NaNGuard, state: dict | None, run_dir: Path) -> str:
     else:
         kept = "No epoch finished with finite weights, so no checkpoint was saved."
     return (
-        f"Training stopped: {where['what']} in {at}. {kept} Lower --lr (or raise --warmup-epochs) and start a new run."
+        f"Training stopped: {where['what']} in {at}. {kept} Lower --lr (or raise --warmup-epochs) "
+        "and start again with --overwrite (or a new --out)."
     )
 
 
@@ -485,7 +528,7 @@ def train(config: TrainConfig) -> dict:
 def _train(config: TrainConfig) -> dict:
     cluster = distribute.cluster_from(config.coordinator, config.num_processes, config.process_id)
     distribute.initialize(cluster)  # before anything runs on JAX
-    run_dir, state = check_run_dir(config)
+    run_dir, state = check_run_dir(config, cluster)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")

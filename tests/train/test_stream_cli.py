@@ -47,7 +47,7 @@ def test_streamed_folder_with_test_dir_image_size_and_a_skipped_file(tmp_path, c
         "--out",
         str(tmp_path / "run"),
     ]
-    assert cli(args) == 1  # the bad file is named before the first epoch
+    assert cli(args) == 2  # the bad file is named before the first epoch
     err = capsys.readouterr().err
     assert "broken.png" in err and "--skip-bad-images" in err and not (tmp_path / "run").exists()
     assert cli([*args, "--skip-bad-images"]) == 0
