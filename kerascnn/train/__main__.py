@@ -162,8 +162,8 @@ def parser() -> argparse.ArgumentParser:
         "--jit-compile",
         choices=["auto", "on", "off"],
         dest="jit_compile",
-        help="XLA; auto: on for JAX and for TensorFlow on a GPU, off for TensorFlow on a CPU and on "
-        "PyTorch" + _default("jit_compile"),
+        help="XLA; auto: Keras's rule, on for JAX and for TensorFlow on a GPU where every layer supports it, "
+        "off for TensorFlow on a CPU, under --distribute on TensorFlow, and on PyTorch" + _default("jit_compile"),
     )
     g.add_argument(
         "--seed",

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from kerascnn.train.rendezvous import DEFAULT_TIMEOUT
+
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -45,7 +47,7 @@ class TrainConfig:
     coordinator: str | None = None  # host:port of process 0 (several processes/machines, JAX backend)
     num_processes: int | None = None  # default: KERAS_DISTRIBUTION_NUM_PROCESSES, else 1
     process_id: int | None = None  # default: KERAS_DISTRIBUTION_PROCESS_ID, else 0
-    startup_timeout: float = 120.0  # seconds every process waits for the others to start
+    startup_timeout: float = DEFAULT_TIMEOUT  # seconds every process waits for the others to start
     # output
     out: str | None = None  # default runs/<preset or model>
     tensorboard: bool = True
@@ -83,6 +85,15 @@ class TrainConfig:
             raise ValueError(f"--startup-timeout must be > 0 seconds (got {self.startup_timeout}).")
         if self.test_dir is not None and self.data_dir is None:
             raise ValueError("--test-dir is the test split of an image folder: give --data-dir too.")
+
+
+# the flag that sets each field, where it is not "--" + the field's name with - for _
+FLAGS = {"input_pipeline": "--input", "tensorboard": "--no-tensorboard"}
+
+
+def flag(name: str) -> str:
+    """The command-line flag of the TrainConfig field `name`, for messages: flag("batch_size") == "--batch-size"."""
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
 # Named schedules. Each row of the README's accuracy table names its preset and command.

@@ -30,7 +30,7 @@ from kerascnn.train.checkpoint import (
     atomic_save_model,
     atomic_write,
 )
-from kerascnn.train.config import TrainConfig, to_yaml
+from kerascnn.train.config import TrainConfig, flag, to_yaml
 
 # horizontal flips change what digits and letters mean
 NO_FLIP_DATASETS = {"mnist", "emnist", "kmnist", "svhn_cropped"}
@@ -52,6 +52,9 @@ CACHE_BYTES = {"auto": stream.DEFAULT_CACHE_BYTES, "memory": 1 << 62, "stream": 
 # streamed runs show the TensorBoard image summaries on this many validation images
 SUMMARY_IMAGES = 1000
 SINGLE_PROCESS = distribute.Cluster()
+# what may differ between the processes of one run: where each meets the others, which one it is, how long it
+# waits for them, and what only the chief reads (--out and --overwrite: the others write a scratch folder)
+PER_PROCESS = {"coordinator", "process_id", "startup_timeout", "out", "overwrite"}
 
 
 class TrainingError(RuntimeError):
@@ -62,17 +65,10 @@ class RunDirError(TrainingError):
     """--out cannot hold this run (not a writable folder, already a run, or not the run to resume)."""
 
 
-def resolve_jit_compile(setting: str) -> bool:
-    """ "auto": XLA on the JAX backend and for TensorFlow on a GPU; off for TensorFlow on a CPU (about 40x slower
-    per step there with `bench/layers.py` on the shared 2-core CPU, a factor that depends heavily on the load:
-    README, Benchmarks) and on the PyTorch backend."""
-    if setting != "auto":
-        return setting == "on"
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return bool(tf.config.list_physical_devices("GPU"))
-    return keras.backend.backend() == "jax"
+# --jit-compile as Model.compile's jit_compile. "auto" is Keras's own rule: XLA where the model supports it, except on
+# PyTorch, under tf.distribute, and for TensorFlow on a CPU-only machine (where it was about 40x slower per step,
+# `bench/layers.py` on the shared 2-core CPU, a factor that depends heavily on the load: README, Benchmarks)
+JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
 
 
 def tensorflow_available() -> bool:
@@ -83,29 +79,33 @@ def tensorflow_available() -> bool:
     return True
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class Data:
     """The dataset's splits, limited to `--limit` and normalized; `raw_val` keeps the uint8 validation images.
 
-    `input_path` is "memory" (the arrays hold every split) or "stream" (`stream` reads the splits from disk
-    every epoch, this process's shard `shard_index` of `num_shards`; the arrays hold only up to
-    `SUMMARY_IMAGES` validation images, for the TensorBoard image summaries). `test_source` says where the
-    test images come from.
+    `input_path` is "memory" (the arrays hold every split) or "stream" (`dataset` is then a `StreamingDataset`
+    that reads the splits from disk every epoch, this process's shard `shard_index` of `num_shards`; the arrays
+    hold only up to `SUMMARY_IMAGES` validation images, for the TensorBoard image summaries). `test_source` says
+    where the test images come from.
     """
 
     dataset: ImageDataset | stream.StreamingDataset
-    x_train: np.ndarray | None
-    y_train: np.ndarray | None
+    x_train: np.ndarray | None = None
+    y_train: np.ndarray | None = None
     x_val: np.ndarray
     y_val: np.ndarray
     raw_val: np.ndarray
-    x_test: np.ndarray | None
-    y_test: np.ndarray | None
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
     input_path: str = "memory"
-    test_source: str = ""
-    stream: stream.StreamingDataset | None = None
+    test_source: str
     num_shards: int = 1
     shard_index: int = 0
+
+    @property
+    def stream(self) -> stream.StreamingDataset | None:
+        """The dataset that feeds every epoch from disk when `input_path` is "stream", else None."""
+        return self.dataset if self.input_path == "stream" else None
 
     @property
     def num_classes(self) -> int:
@@ -116,6 +116,20 @@ class Data:
         if self.stream is not None:
             return self.stream.count(split, self.num_shards)
         return len({"train": self.y_train, "validation": self.y_val, "test": self.y_test}[split])
+
+
+def cluster_settings(config: TrainConfig, state: dict | None) -> dict:
+    """{flag: value} of everything that must be equal on every process of a run, compared by
+    `distribute.initialize` before the first step: every setting but `PER_PROCESS`, the epochs a resumed run has
+    done, and the versions of Keras, JAX and kerascnn."""
+    import jax
+
+    import kerascnn
+
+    settings = {flag(f.name): getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in PER_PROCESS}
+    settings["--resume (epochs done)"] = state["epoch"] + 1 if state else 0
+    settings.update({"Keras": keras.__version__, "JAX": jax.__version__, "kerascnn": kerascnn.__version__})
+    return settings
 
 
 def _distribution_scope(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS):
@@ -262,16 +276,15 @@ def load_data(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS)
                 for images, labels in (dataset.splits[split] for split in ("train", "validation", "test"))
             )
             return Data(
-                dataset,
-                dataset.normalize(x_train),
-                y_train,
-                dataset.normalize(raw_val),
-                y_val,
-                raw_val,
-                dataset.normalize(raw_test),
-                y_test,
-                "memory",
-                f"the {dataset.name} test split",
+                dataset=dataset,
+                x_train=dataset.normalize(x_train),
+                y_train=y_train,
+                x_val=dataset.normalize(raw_val),
+                y_val=y_val,
+                raw_val=raw_val,
+                x_test=dataset.normalize(raw_test),
+                y_test=y_test,
+                test_source=f"the {dataset.name} test split",
             )
     data = stream.open_for_run(dataclasses.asdict(config), cache_bytes=CACHE_BYTES[config.input_pipeline])
     if data.skipped:
@@ -286,32 +299,26 @@ def load_data(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS)
             data.arrays(split) for split in ("train", "validation", "test")
         )
         return Data(
-            data,
-            data.normalize(x_train),
-            y_train,
-            data.normalize(raw_val),
-            y_val,
-            raw_val,
-            data.normalize(raw_test),
-            y_test,
-            "memory",
-            data.test_source,
+            dataset=data,
+            x_train=data.normalize(x_train),
+            y_train=y_train,
+            x_val=data.normalize(raw_val),
+            y_val=y_val,
+            raw_val=raw_val,
+            x_test=data.normalize(raw_test),
+            y_test=y_test,
+            test_source=data.test_source,
         )
     raw_val, y_val = data.arrays("validation", limit=SUMMARY_IMAGES)
     return Data(
-        data,
-        None,
-        None,
-        data.normalize(raw_val),
-        y_val,
-        raw_val,
-        None,
-        None,
-        "stream",
-        data.test_source,
-        data,
-        cluster.num_processes,
-        cluster.process_id,
+        dataset=data,
+        x_val=data.normalize(raw_val),
+        y_val=y_val,
+        raw_val=raw_val,
+        input_path="stream",
+        test_source=data.test_source,
+        num_shards=cluster.num_processes,
+        shard_index=cluster.process_id,
     )
 
 
@@ -347,6 +354,7 @@ def build_model(config: TrainConfig, data: Data, steps_per_epoch: int) -> tuple[
         optimizer=_optimizer(config, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        jit_compile=JIT_COMPILE[config.jit_compile],
     )
     return train_model, network
 
@@ -527,8 +535,9 @@ def train(config: TrainConfig) -> dict:
 
 def _train(config: TrainConfig) -> dict:
     cluster = distribute.cluster_from(config.coordinator, config.num_processes, config.process_id)
-    distribute.initialize(cluster)  # before anything runs on JAX
     run_dir, state = check_run_dir(config, cluster)
+    if cluster.multi_process:  # before anything runs on JAX; nothing is written before all processes agree
+        distribute.initialize(cluster, cluster_settings(config, state), config.startup_timeout)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -557,7 +566,6 @@ def _train(config: TrainConfig) -> dict:
         else:
             train_model, network = build_model(config, data, steps_per_epoch)
             initial_epoch = 0
-        train_model.jit_compile = resolve_jit_compile(config.jit_compile)
     if cluster.is_chief:  # only now: a run that fails its checks leaves nothing behind
         write_run_files(run_dir, config, data)
 
@@ -576,27 +584,27 @@ def _train(config: TrainConfig) -> dict:
     nan_guard = NaNGuard()
     # processes other than the chief save their (identical) checkpoints into a scratch folder, then delete it
     write_dir = run_dir if cluster.is_chief else Path(tempfile.mkdtemp(prefix=f"kerascnn-process{cluster.process_id}-"))
-    callbacks = make_callbacks(config, write_dir, data, network, state, nan_guard, cluster)
-    started = time.perf_counter()
-    verbose = "auto" if sys.stdout.isatty() else 2
-    if initial_epoch < config.epochs:
-        batches, validation, steps = _fit_inputs(config, data, batch_size, steps_per_epoch, initial_epoch)
-        train_model.fit(
-            batches,
-            epochs=config.epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps,
-            validation_data=validation,
-            callbacks=callbacks,
-            shuffle=False,
-            verbose=verbose,
-        )
-    seconds = time.perf_counter() - started
-
-    if nan_guard.triggered:
-        raise TrainingError(nan_message(nan_guard, ResumableCheckpoint.load_state(run_dir), run_dir))
-    atomic_save_model(network, write_dir / rundir.LAST_MODEL)  # every process: saving is collective
     try:
+        callbacks = make_callbacks(config, write_dir, data, network, state, nan_guard, cluster)
+        started = time.perf_counter()
+        verbose = "auto" if sys.stdout.isatty() else 2
+        if initial_epoch < config.epochs:
+            batches, validation, steps = _fit_inputs(config, data, batch_size, steps_per_epoch, initial_epoch)
+            train_model.fit(
+                batches,
+                epochs=config.epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps,
+                validation_data=validation,
+                callbacks=callbacks,
+                shuffle=False,
+                verbose=verbose,
+            )
+        seconds = time.perf_counter() - started
+
+        if nan_guard.triggered:
+            raise TrainingError(nan_message(nan_guard, ResumableCheckpoint.load_state(run_dir), run_dir))
+        atomic_save_model(network, write_dir / rundir.LAST_MODEL)  # every process: saving is collective
         return evaluate(config, run_dir, data, network, scope, seconds, cluster)
     finally:
         if not cluster.is_chief:
