@@ -246,7 +246,8 @@ def resume_values(values: dict) -> dict:
     chief's): each process of a resumed multi-process run gives its own, by flag or environment.
 
     Raises:
-        ValueError: the run directory does not exist or holds no config.yaml.
+        ValueError: the run directory does not exist, holds no config.yaml, or is not a kerascnn run (a user's
+            own config.yaml: `rundir.is_run`; runs from before that marker are known by their checkpoint state).
     """
     run_dir = resolve(values).run_dir
     config_file = run_dir / rundir.CONFIG
@@ -259,6 +260,11 @@ def resume_values(values: dict) -> dict:
         raise ValueError(
             f"--resume: {run_dir} holds no run ({rundir.CONFIG} is missing). Give the --out of the run "
             "to continue, or drop --resume to start a new run."
+        )
+    if not rundir.is_run(run_dir) and not (run_dir / rundir.CHECKPOINT_DIR / rundir.STATE).exists():
+        raise ValueError(
+            f"--resume: {run_dir} holds no kerascnn run (its {rundir.CONFIG} is not a run's, and there is no "
+            f"{rundir.CHECKPOINT_DIR}/{rundir.STATE}). Give the --out of the run to continue, or drop --resume."
         )
     saved = read_config_file(config_file)
     # where to meet and which process this is belong to this launch, not to the run: process 1 resuming with

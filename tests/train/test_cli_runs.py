@@ -156,6 +156,9 @@ def test_a_folder_of_the_users_own_files_is_refused_and_left_unchanged(tmp_path,
     assert "is not empty and not a kerascnn run" in err and "config.yaml, labels.txt, metrics.json, notes.md" in err
     assert "--overwrite" in err
     assert {p.name: p.read_text() for p in out.iterdir()} == USERS_FILES
+    (out / "config.yaml").write_text("model: lenet5\nlimit: 64\n")  # a config a user wrote for --config
+    assert "holds no kerascnn run" in _error(capsys, ["--out", str(out), "--resume"])
+    assert (out / "labels.txt").read_text() == "mine\n" and not (out / rundir.CHECKPOINT_DIR).exists()
 
 
 def test_overwrite_into_the_users_folder_replaces_only_what_a_run_writes(tmp_path):

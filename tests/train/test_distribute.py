@@ -169,21 +169,20 @@ def test_cli_on_two_processes_writes_one_run_directory(tmp_path):
             str(process_id),
         ]
         workers.append(start_worker(["-m", "kerascnn.train", *args], WORKER_ENV, cwd=tmp_path))
-    listening = set()
-    while any(worker.poll() is None for worker in workers) and not listening:
-        listening |= listen_addresses(port)
+    listening, deadline = set(), time.monotonic() + 240
+    while any(worker.poll() is None for worker in workers) and time.monotonic() < deadline:
+        listening |= listen_addresses(port)  # the check-in's listener, then JAX's coordination service
         time.sleep(0.1)
     logs = run_workers(workers)
-    assert listening <= LOOPBACK, listening  # process 0 listens on the address given, not on every interface
+    # process 0 listens on the address given, not on every interface: the check-in on 127.0.0.1, JAX's gRPC service
+    # on an IPv6 socket bound to the IPv4-mapped 127.0.0.1 (bound to every interface, it would show "::")
+    assert listening and listening <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening
     for process_id, log in enumerate(logs):
         assert f"process {process_id} of 2 reads 1/2 of each split" in log and "input: stream" in log
     metrics = json.loads((tmp_path / "run0" / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["input_path"] == "stream" and len(metrics["history"]) == 1
     assert (tmp_path / "run0" / "last.keras").exists()
     assert not (tmp_path / "run1").exists()  # process 1 wrote nothing
-
-
-LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1"}
 
 
 def listen_addresses(port: int) -> set[str]:

@@ -99,7 +99,7 @@ def test_resume_takes_coordinator_and_process_id_from_this_launch_not_from_confi
     out = tmp_path / "run"
     out.mkdir()
     chief = resolve({"model": "vgg", "out": str(out), "coordinator": "10.0.0.1:1", "num_processes": 2, "process_id": 0})
-    (out / rundir.CONFIG).write_text(to_yaml(chief))
+    (out / rundir.CONFIG).write_text(f"{rundir.RUN_MARKER}\n{to_yaml(chief)}")
     values = resume_values({"out": str(out)})  # process 1 with its id (and the new address) in the environment
     assert "process_id" not in values and "coordinator" not in values and values["num_processes"] == 2
     assert resume_values({"out": str(out), "process_id": 1})["process_id"] == 1
