@@ -17,8 +17,10 @@ from this machine only.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
 import socket
+import sys
 import time
 
 DEFAULT_TIMEOUT = 120.0  # seconds: --startup-timeout's default
@@ -59,9 +61,33 @@ def differences(chief: dict, other: dict, process_id: int) -> str | None:
     )
 
 
+def loopback_name(host: str) -> str | None:
+    """The loopback address a host *name* resolves to here (Debian's /etc/hosts maps a machine's own name to
+    127.0.1.1), or None: an IP address, "localhost", a name of a reachable address, or one that does not resolve."""
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    if host == "localhost":
+        return None
+    try:
+        address = socket.getaddrinfo(host, None)[0][4][0]
+    except OSError:
+        return None
+    return address if ipaddress.ip_address(address).is_loopback else None
+
+
 def _listen(bind: str) -> socket.socket:
     host, port = split_address(bind)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    loopback = loopback_name(host)
+    if loopback:
+        print(
+            f"Note: --coordinator {host} is {loopback} on this machine, which no other machine reaches; for processes "
+            f"on other machines give process 0's network address (or set JAX_COORDINATOR_BIND_ADDRESS=[::]:{port}).",
+            file=sys.stderr,
+        )
     try:
         return socket.create_server((host, port), family=family)
     except OSError as error:

@@ -330,3 +330,12 @@ def test_cli_processes_with_other_settings_stop_before_the_first_step(tmp_path):
     assert all("--epochs 2 (process 0: 1)" in log for log in logs), logs
     assert not (tmp_path / "run0").exists() and not (tmp_path / "run1").exists()
     assert not list((tmp_path / "tmp").iterdir())  # no kerascnn-process1-* scratch folder
+
+
+def test_a_host_name_that_is_loopback_here_is_pointed_out(monkeypatch):
+    """Debian maps a machine's own name to 127.0.1.1: listening there, process 0 is out of the other machines' reach."""
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port: [(None, None, None, "", ("127.0.1.1", 0))])
+    assert rendezvous.loopback_name("node0") == "127.0.1.1"
+    assert rendezvous.loopback_name("127.0.0.1") is None and rendezvous.loopback_name("localhost") is None
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port: [(None, None, None, "", ("10.0.0.1", 0))])
+    assert rendezvous.loopback_name("node0") is None
