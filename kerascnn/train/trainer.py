@@ -121,12 +121,15 @@ class Data:
 def cluster_settings(config: TrainConfig, state: dict | None) -> dict:
     """{flag: value} of everything that must be equal on every process of a run, compared by
     `distribute.initialize` before the first step: every setting but `PER_PROCESS`, the epochs a resumed run has
-    done, and the versions of Keras, JAX and kerascnn."""
+    done, and the versions of Keras, JAX and kerascnn (`rendezvous.serve` adds the process count)."""
     import jax
 
     import kerascnn
 
-    settings = {flag(f.name): getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in PER_PROCESS}
+    # num_processes as given may be None (taken from KERAS_DISTRIBUTION_NUM_PROCESSES): the rendezvous compares
+    # the count each process resolved
+    names = [f.name for f in dataclasses.fields(config) if f.name not in PER_PROCESS | {"num_processes"}]
+    settings = {flag(name): getattr(config, name) for name in names}
     settings["--resume (epochs done)"] = state["epoch"] + 1 if state else 0
     settings.update({"Keras": keras.__version__, "JAX": jax.__version__, "kerascnn": kerascnn.__version__})
     return settings
