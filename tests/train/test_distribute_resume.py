@@ -73,7 +73,7 @@ def free_ports(count: int) -> list[int]:
         return [s.getsockname()[1] for s in sockets]
 
 
-def finish(workers: list[subprocess.Popen], timeout: float = 180) -> list[str]:
+def finish(workers: list[subprocess.Popen], timeout: float = 300) -> list[str]:
     deadline = time.perf_counter() + timeout
     try:
         for worker in workers:
@@ -129,7 +129,7 @@ def resume_and_compare(images, out, straight, ports, references, started):
     try:
         while not state_file.exists():  # the first epoch's checkpoint
             assert all(w.poll() is None for w in workers), [output(w) for w in workers]
-            assert time.perf_counter() - started < 120, "no checkpoint after 120 s"
+            assert time.perf_counter() - started < 300, "no checkpoint after 300 s"
             time.sleep(0.02)
         workers[1].send_signal(signal.SIGKILL)
         workers[1].wait()
