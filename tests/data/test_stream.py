@@ -238,62 +238,35 @@ def test_idx_files_stream_with_load_datasets_split(tmp_path, monkeypatch):
 def test_record_split_without_a_test_split_holds_one_out():
     import tensorflow as tf
 
+    from kerascnn.data.pipeline import record_splits
+
     images = np.arange(100, dtype=np.uint8).reshape(100, 1, 1, 1)
     train = stream.Split(
         100,
         lambda: tf.data.Dataset.from_tensor_slices((images, np.arange(100) % 2)),
         lambda x, y: (x, tf.cast(y, tf.int64)),
     )
-    data = stream._record_dataset(
-        "toy",
-        ["a", "b"],
-        train,
-        None,
-        (1, 1, 1),
-        validation_fraction=0.1,
-        test_fraction=0.2,
-        seed=0,
-        cache_bytes=None,
-        stats_images=None,
-        test_source="",
-    )
+    splits = record_splits(train, None, validation_fraction=0.1, test_fraction=0.2, seed=0)
     seen = {
-        split: {int(x[0, 0, 0]) for x, _ in data.images(split).as_numpy_iterator()}
-        for split in ("train", "validation", "test")
+        split: {int(x[0, 0, 0]) for x, _ in part.source().map(part.decode).as_numpy_iterator()}
+        for split, part in splits.items()
     }
     assert [len(seen[s]) for s in ("train", "validation", "test")] == [70, 10, 20]
-    assert set().union(*seen.values()) == set(range(100)) and "held out" in data.test_source
+    assert set().union(*seen.values()) == set(range(100))
 
 
 def test_tfds_datasets_stream_example_by_example(monkeypatch):
     import tensorflow_datasets as tfds
 
-    from kerascnn.data import datasets
+    from kerascnn.data import tfds_source
 
-    monkeypatch.setattr(datasets, "online", lambda: True)  # the mock "downloads" nothing
+    monkeypatch.setattr(tfds_source, "online", lambda: True)  # the mock "downloads" nothing
     with tfds.testing.mock_data(num_examples=24):  # offline: random examples with mnist's features
         data = stream.open_tfds("mnist", image_size=(32, 32), stats_images=None)
         assert data.input_shape == (32, 32, 1) and len(data.labels) == 10
         assert sum(data.count(s) for s in ("train", "validation", "test")) == 24
         x, y = next(iter(data.batches("train", 8)))
         assert x.shape == (8, 32, 32, 1) and y.shape == (8, 10)
-
-
-@pytest.mark.parametrize(
-    "modes,channels,direct",
-    [
-        ({"RGB": 5, "L": 2, "P": 1}, 3, True),
-        ({"L": 3}, 1, True),
-        ({"RGB": 1}, 1, False),
-        ({"RGBA": 1, "RGB": 4}, 3, False),
-        ({"P+t": 1}, 3, False),
-        ({"I;16": 1}, 1, False),
-        ({"LA": 1}, 1, False),
-    ],
-)
-def test_plain_8_bit_folders_skip_the_conversion_path(modes, channels, direct):
-    summary = stream.FolderSummary(np.ones(1, bool), [], (8, 8), True, modes)
-    assert summary.decodes_directly(channels) is direct
 
 
 def test_train_batches_depend_only_on_each_epochs_seed_and_end_with_the_epoch(tmp_path):
