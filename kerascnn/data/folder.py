@@ -238,7 +238,9 @@ def file_split(paths: list[str], labels: np.ndarray, orientations: np.ndarray | 
         )
 
     def rebuild(index):  # a subset is a smaller list of files, not a filter over the whole one
-        return file_split([paths[i] for i in index], labels[index], None if known[0] is None else known[0][index], decode)
+        return file_split(
+            [paths[i] for i in index], labels[index], None if known[0] is None else known[0][index], decode
+        )
 
     return Split(len(paths), source, decode, paths, labels, rebuild)
 
@@ -332,7 +334,10 @@ def open_image_folder(
     decode = image_ops.decode_file_fn(image_size, channels)
     splits = {
         name: file_split(
-            [everything[i] for i in index], all_labels[index], None if orientations is None else orientations[index], decode
+            [everything[i] for i in index],
+            all_labels[index],
+            None if orientations is None else orientations[index],
+            decode,
         )
         for name, index in chosen.items()
     }

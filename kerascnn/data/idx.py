@@ -9,8 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from kerascnn.data.pipeline import DEFAULT_CACHE_BYTES, DEFAULT_STATS_IMAGES, Split, StreamingDataset, choose_path
-from kerascnn.data.pipeline import record_splits
+from kerascnn.data.pipeline import (
+    DEFAULT_CACHE_BYTES,
+    DEFAULT_STATS_IMAGES,
+    Split,
+    StreamingDataset,
+    choose_path,
+    record_splits,
+)
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 FASHION_MNIST_LABELS = [

@@ -286,14 +286,17 @@ class StreamingDataset:
         position, and the positions missing after `ignore_errors` are the bad files. Empty for record datasets."""
         import tensorflow as tf
 
+        def positions(part: Split):
+            def decoded(i, item):  # the output depends on the pixels, so the decoding cannot be pruned away
+                return i, tf.size(part.decode(*item)[0])
+
+            return {int(i) for i, _ in part.source().enumerate().map(decoded, tf.data.AUTOTUNE).ignore_errors()}
+
         bad = []
         for part in self.splits.values():
-            if not part.files:
-                continue
-            decode = part.decode  # the output depends on the pixels, so the decoding cannot be pruned away
-            decoded = part.source().enumerate().map(lambda i, item: (i, tf.size(decode(*item)[0])), tf.data.AUTOTUNE)
-            seen = {int(i) for i, _ in decoded.ignore_errors().as_numpy_iterator()}
-            bad += [path for index, path in enumerate(part.files) if index not in seen]
+            if part.files:
+                seen = positions(part)
+                bad += [path for index, path in enumerate(part.files) if index not in seen]
         return sorted(set(bad))
 
     @contextlib.contextmanager

@@ -54,7 +54,8 @@ class DataSpec:
             out: the run folder, which must not lie inside `data_dir` or `test_dir` (it would become a class folder
                 of the next training on that folder).
         """
-        for flag, value in (("--validation-fraction", self.validation_fraction), ("--test-fraction", self.test_fraction)):
+        fractions = (("--validation-fraction", self.validation_fraction), ("--test-fraction", self.test_fraction))
+        for flag, value in fractions:
             if not 0.0 <= value <= 0.5:
                 raise ValueError(f"{flag} must be in [0, 0.5] (got {value}).")
         if self.image_size is not None and (

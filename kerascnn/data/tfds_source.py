@@ -62,12 +62,16 @@ def prepared_builder(name: str, data_dir: str | None = None):
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:
-        raise RuntimeError(f"Dataset {name!r} needs tensorflow-datasets, which is not installed here" + hint(name)) from error
+        raise RuntimeError(
+            f"Dataset {name!r} needs tensorflow-datasets, which is not installed here" + hint(name)
+        ) from error
     try:
         builder = tfds.builder(name, data_dir=data_dir)
         if not builder.is_prepared():
             if not online():  # tfds would retry for minutes before failing
-                raise RuntimeError(f"this machine cannot reach {TFDS_PROBE_HOST}, and {name!r} is not in {builder.data_dir}")
+                raise RuntimeError(
+                    f"this machine cannot reach {TFDS_PROBE_HOST}, and {name!r} is not in {builder.data_dir}"
+                )
             print(f"Downloading {name!r} with tensorflow-datasets into {builder.data_dir} (needs internet)", flush=True)
         builder.download_and_prepare()
     except Exception as error:  # offline, unknown name, ...: tfds raises many kinds

@@ -72,6 +72,7 @@ class TrainConfig:
         # the data flags (fractions, --image-size, --limit, --test-dir, --out inside --data-dir): checked once, there
         DataSpec.from_settings(dataclasses.asdict(self)).check(out=self.run_dir)
 
+
 # Named schedules. Each row of the README's accuracy table names its preset and command.
 PRESETS: dict[str, dict] = {
     # the README main command: an edge-sized model that finishes in about 10 minutes on 2 CPU cores
