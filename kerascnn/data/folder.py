@@ -177,7 +177,10 @@ def check_image_file(path: str) -> tuple[str | None, tuple[int, int] | None, str
         with Image.open(path) as image:
             size, mode, kind = (image.height, image.width), image.mode, image.format
             mode += "+t" if "transparency" in image.info else ""
-            orientation = image.getexif().get(image_ops.ORIENTATION_TAG, 1)
+            # the EXIF block as the header gives it (getexif() would decode a PNG's pixels to look past them)
+            exif = Image.Exif()
+            exif.load(image.info.get("exif", b""))
+            orientation = exif.get(image_ops.ORIENTATION_TAG, 1)
         with Image.open(path) as image:  # verify must come straight after open
             image.verify()
         if kind not in DECODED_FORMATS:

@@ -114,20 +114,27 @@ def idx_split(images_path: Path, labels_path: Path, image_size: tuple[int, int] 
             f"{images_path} and {labels_path} do not hold matching uint8 images and labels "
             f"(shapes {images.shape} and {labels.shape})."
         )
-    labels = labels.astype(np.int64)
-    size = tuple(image_size or images.shape[1:])
+    return _array_split(images[..., None], labels.astype(np.int64), tuple(image_size or images.shape[1:]))
+
+
+def _array_split(images: np.ndarray, labels: np.ndarray, size: tuple[int, int]) -> Split:
+    """A split of uint8 images (N, h, w, 1) held in memory, resized to `size` in the pipeline when it differs."""
+    same = size == images.shape[1:3]
 
     def source():
         import tensorflow as tf
 
-        return tf.data.Dataset.from_tensor_slices((images[..., None], labels))
+        return tf.data.Dataset.from_tensor_slices((images, labels))
 
     def decode(image, label):
         from kerascnn.data.images import resize
 
-        return (image if size == images.shape[1:] else resize(image, size)), label
+        return (image if same else resize(image, size)), label
 
-    return Split(len(labels), source, decode, None, labels)
+    def rebuild(index):
+        return _array_split(images[index], labels[index], size)
+
+    return Split(len(labels), source, decode, None, labels, rebuild, (images, labels) if same else None)
 
 
 def open_idx(

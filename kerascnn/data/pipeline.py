@@ -44,7 +44,8 @@ class Split:
     decode: Callable
     files: list[str] | None = None
     labels: np.ndarray | None = None
-    rebuild: Callable | None = None  # index -> the subset as a new split (folders); default: a filter of source()
+    rebuild: Callable | None = None  # index -> the subset as a new split (folders, IDX); default: a filter of source()
+    decoded: tuple[np.ndarray, np.ndarray] | None = None  # (uint8 images, labels) held decoded already (IDX)
 
     def subset(self, index: np.ndarray) -> Split:
         """The items at the sorted positions `index`, in order."""
@@ -255,6 +256,9 @@ class StreamingDataset:
             DecodeError: a file cannot be decoded (named).
         """
         count = self.count(split) if limit is None else min(limit, self.count(split))
+        if self.splits[split].decoded is not None:  # already decoded arrays: no pipeline
+            images, labels = self.splits[split].decoded
+            return images[:count], labels[:count]
         images = np.empty((count, *self.input_shape), np.uint8)
         labels = np.empty(count, np.int64)
         filled = 0
@@ -274,6 +278,9 @@ class StreamingDataset:
         part = self.splits["train"]
         if sample is not None and sample < part.count:
             part = part.subset(np.sort(np.random.default_rng(seed).choice(part.count, sample, replace=False)))
+        if part.decoded is not None:
+            images = part.decoded[0]
+            return pixel_statistics((images[i : i + 1024] for i in range(0, len(images), 1024)), images.shape[-1])
         import tensorflow as tf
 
         batch = int(np.clip(STATS_BATCH_BYTES // int(np.prod(self.input_shape)), 1, 256))
@@ -288,7 +295,7 @@ class StreamingDataset:
 
         def positions(part: Split):
             def decoded(i, item):  # the output depends on the pixels, so the decoding cannot be pruned away
-                return i, tf.size(part.decode(*item)[0])
+                return i, tf.reduce_max(part.decode(*item)[0])
 
             return {int(i) for i, _ in part.source().enumerate().map(decoded, tf.data.AUTOTUNE).ignore_errors()}
 

@@ -313,3 +313,23 @@ def test_uint8_batches_normalized_by_the_model_equal_normalized_batches(tmp_path
     (x, _), (raw, _) = next(iter(data.batches("train", 12))), next(iter(data.batches("train", 12, normalize=False)))
     assert raw.dtype == "uint8"
     np.testing.assert_allclose(data.normalization_layer()(raw.numpy()), x.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_each_process_trains_on_its_own_shard_and_the_shards_cover_the_split(tmp_path):
+    """train_batches of shard 0 and 1 of 2: disjoint images whose union is the training split (an even count), for
+    every epoch's seed. Every process training on shard 0 would pass a comparison of weights across processes."""
+    write_images(tmp_path, per_class=6)  # 18 images: 9 per shard
+    data = stream.open_image_folder(tmp_path, validation_fraction=0.0, test_fraction=0.0)
+    everything = sorted(bytes(x) for x, _ in data.images("train").as_numpy_iterator())
+
+    def shard(index):
+        return dict(num_shards=2, shard_index=index, normalize=False)
+
+    for seeds in ([3], [4]):
+        shards = [
+            [bytes(x) for images, _ in data.train_batches(4, seeds, **shard(i)) for x in images.numpy()]
+            for i in range(2)
+        ]
+        assert len(shards[0]) == len(shards[1]) == 9
+        assert not set(shards[0]) & set(shards[1])
+        assert sorted(shards[0] + shards[1]) == everything
