@@ -126,7 +126,8 @@ def list_image_folder(root, classes: list[str] | None = None) -> tuple[list[str]
     for label, name in enumerate(classes or found):
         if not (root / name).is_dir():
             continue
-        files = _image_files(root / name, dict(seen))
+        class_folder = (root / name).stat()
+        files = _image_files(root / name, {**seen, (class_folder.st_dev, class_folder.st_ino): str(root / name)})
         if not files and classes is None:
             raise ValueError(
                 f"Class folder {root / name} holds no image files ({', '.join(sorted(image_ops.IMAGE_SUFFIXES))}): "
