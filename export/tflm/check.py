@@ -3,6 +3,11 @@
 smallest tensor arena (SRAM), the flash size, the ops (checked against what TFLM registers), TFLM's top-1 accuracy
 and its top-1 agreement with ai-edge-litert on the same input tensors; optionally the C++ files to flash.
 
+ai-edge-litert runs twice: with TFLite's builtin kernels only (the integer arithmetic TFLM's reference kernels share:
+the outputs are expected to be the same bytes, 100 % top-1 agreement) and with its default XNNPACK delegate (what
+predict.py and phones run; it rounds differently by a few output steps, so a near tie can flip: each image where
+its top-1 differs from TFLM's is listed with both top-2 scores).
+
 Edge side: needs export/requirements.txt (numpy, Pillow, ai-edge-litert, tflite-micro), never TensorFlow. TFLM's
 Python interpreter runs the reference kernels a board compiles when it has no optimized ones, on this host's CPU:
 its accuracy is a board's, its time per image is not (a board is slower; CMSIS-NN/ESP-NN kernels are faster).

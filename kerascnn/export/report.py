@@ -242,33 +242,31 @@ def tflm_markdown(report: dict) -> list[str]:
     lines = [
         "## Microcontrollers (TensorFlow Lite Micro)",
         "",
-        "| variant | flash (KB) | of it metadata (KB) | arena (KB) | arena + margin (KB) | TFLM accuracy (%) | "
-        "top-1 = ai-edge-litert builtin (%) | top-1 = XNNPACK (%) | ms per image (TFLM, x86) |",
+        "| variant | flash (bytes) | of it metadata (bytes) | arena (bytes) | arena + margin (bytes) | "
+        "TFLM accuracy (%) | top-1 = ai-edge-litert builtin (%) | top-1 = XNNPACK (%) | ms per image (TFLM, x86) |",
         "|---" * 9 + "|",
     ]
     for name, row in rows.items():
         if not row.get("supported"):
-            lines.append(f"| {name} | {row['flash_bytes'] / 1024:.1f} | refused: {row.get('error', '')} |" + " |" * 6)
+            lines.append(f"| {name} | {row['flash_bytes']:,} | refused: {row.get('error', '')} |" + " |" * 6)
             continue
         measured = [f"{row[key]:.2f}" if key in row else "-" for key in ("accuracy", "top1_agreement")]
         measured.append(f"{row['top1_agreement_xnnpack']:.2f}" if "top1_agreement_xnnpack" in row else "-")
         measured.append(f"{row['ms_per_image']:.1f}" if "ms_per_image" in row else "-")
         lines.append(
-            f"| {name} | {row['flash_bytes'] / 1024:.1f} | {row['strippable_bytes'] / 1024:.1f} | "
-            f"{row['arena_bytes'] / 1024:.1f} | {row['arena_bytes_with_margin'] / 1024:.1f} | "
-            + " | ".join(measured)
-            + " |"
+            f"| {name} | {row['flash_bytes']:,} | {row['strippable_bytes']:,} | "
+            f"{row['arena_bytes']:,} | {row['arena_bytes_with_margin']:,} | " + " | ".join(measured) + " |"
         )
     images = max(row.get("images", 0) for row in rows.values())
     lines += [
         "",
-        f"KB = 1,024 bytes. Measured with {status} on {report['machine']}, first {images:,} test images. "
+        f"Measured with {status} on {report['machine']}, first {images:,} test images. "
         "Flash: the whole .tflite (the model stays in flash; metadata and the appended labels.txt are what a "
         "firmware could strip, TFLM reads neither). Arena: the least tensor arena the model ran in "
         "(bisection over arena_size); with a margin of 20 % for optimized kernels' scratch buffers, the size "
         "export/tflm/check.py --c-out puts in model_data.h. Agreement: TFLM's top-1 against ai-edge-litert with "
         "its builtin kernels (the same integer arithmetic) and with its default XNNPACK delegate (rounds "
-        "differently by a few output steps).",
+        "differently by a few output steps). In the sentences below KB = 1,024 bytes.",
         "",
     ]
     for name, row in rows.items():
