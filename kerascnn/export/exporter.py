@@ -356,7 +356,7 @@ def export_run(
         checked = reports.add_tflm(report, out, test_images, y_test[: len(test_images)], mcu_ram, log=_log)
         for row_name, entry in checked.items():
             path = out / Path(report["variants"][row_name]["file"]).with_suffix(".json")
-            manifest = manifests.with_tflm(json.loads(path.read_text()), entry, report["tflm"].split(",")[0])
+            manifest = manifests.with_tflm(json.loads(path.read_text()), entry)
             atomic_write(path, manifests.to_json(manifest))
     atomic_write(out / "report.json", reports.to_json(report))
     atomic_write(out / "report.md", reports.markdown(report))

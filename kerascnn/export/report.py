@@ -213,7 +213,7 @@ def add_tflm(
         return {}
     result = json.loads(done.stdout)
     report["tflm"] = f"tflite-micro {result['tflite_micro']}, {result['kernels']}"
-    checked = dict(zip(rows, result["results"]))
+    checked = {name: {**entry, "tflite_micro": result["tflite_micro"]} for name, entry in zip(rows, result["results"])}
     for name, entry in checked.items():
         keys = ("supported", "error", "flash_bytes", "strippable_bytes", "arena_bytes", "arena_bytes_with_margin")
         keys += ("boards", "mcu_ram", "images", "accuracy", "top1_agreement", "identical_outputs", "ms_per_image")
