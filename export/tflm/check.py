@@ -156,11 +156,9 @@ def input_tensors(pixels: np.ndarray, manifest: dict, details: dict) -> np.ndarr
     x = (pixels.astype(np.float32) - np.float32(normalization["mean"])) / np.float32(normalization["std"])
     if details["dtype"] == np.float32:
         return x
-    scale, zero_point = (
-        details["quantization_parameters"]["scales"][0],
-        details["quantization_parameters"]["zero_points"][0],
-    )
-    return predict.quantize(x, float(scale), int(zero_point), details["dtype"])
+    quantization = details["quantization_parameters"]
+    scale, zero_point = float(quantization["scales"][0]), int(quantization["zero_points"][0])
+    return predict.quantize(x, scale, zero_point, details["dtype"])
 
 
 def tensor_info(details: dict, pixel_offset: int | None = None) -> dict:

@@ -245,6 +245,27 @@ def test_check_names_bad_input_and_a_missing_tflite_micro(tflm_python, tmp_path)
     assert done.returncode == 2 and "pip install -r export/requirements.txt" in done.stderr
 
 
+def test_a_model_with_an_op_tflm_lacks_is_refused_by_name(tflm_python, tmp_path):
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4, 4, 1], tf.float32)])
+    def top_k(x):
+        return tf.math.top_k(tf.reshape(x, [1, 16]), k=10).values
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([top_k.get_concrete_function()], top_k)
+    (tmp_path / "topk.tflite").write_bytes(converter.convert())
+    manifest = {
+        "labels": list("abcdefghij"),
+        "input": {"shape": [1, 4, 4, 1], "normalization": {"mean": [0], "std": [1]}},
+    }
+    (tmp_path / "topk.json").write_text(json.dumps(manifest))
+    done = run_check(tflm_python, tmp_path / "topk.tflite", timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)["results"][0]
+    assert result["supported"] is False and result["ops"] == {"RESHAPE": 1, "TOPK_V2": 1}
+    assert result["error"] == "ops TFLM does not register: TOPK_V2" and "arena_bytes" not in result
+
+
 def test_export_puts_the_tflm_budget_in_the_report_and_manifest(tflm_python, small_vgg_run, tmp_path):
     from kerascnn.export import export_run
 
