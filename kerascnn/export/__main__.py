@@ -90,7 +90,7 @@ def main(argv=None) -> int:
         parser.error(f"--tflm-images must be 0 (skip) or more, got {args.tflm_images}")
     mcu_ram = None
     if args.mcu_ram is not None:
-        from kerascnn.export.report import parse_size
+        from kerascnn.export.tflm import parse_size
 
         try:
             mcu_ram = parse_size(args.mcu_ram)

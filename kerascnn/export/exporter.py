@@ -12,6 +12,7 @@ import numpy as np
 
 from kerascnn.export import manifest as manifests
 from kerascnn.export import report as reports
+from kerascnn.export import tflm as microcontrollers
 from kerascnn.export.audit import audit
 from kerascnn.export.converter import convert
 from kerascnn.export.presets import PRESETS
@@ -179,7 +180,7 @@ def export_run(
     finetune_images: int | None = None,
     input_color: str = "rgb",
     mediapipe: bool = True,
-    tflm_images: int = reports.TFLM_IMAGES,
+    tflm_images: int = microcontrollers.TFLM_IMAGES,
     mcu_ram: int | None = None,
 ) -> dict:
     """Exports `source` under each preset in `quants` into `out` and returns the report (also written
@@ -353,7 +354,9 @@ def export_run(
         reports.add_mediapipe(report, out, dataset.splits["test"][0][:limit], y_test, log=_log)
     if tflm_images:
         test_images = dataset.splits["test"][0][: min(len(y_test), tflm_images)]
-        checked = reports.add_tflm(report, out, test_images, y_test[: len(test_images)], mcu_ram, log=_log)
+        checked = microcontrollers.add_to_report(
+            report, out, test_images, y_test[: len(test_images)], mcu_ram, log=_log
+        )
         for row_name, entry in checked.items():
             path = out / Path(report["variants"][row_name]["file"]).with_suffix(".json")
             manifest = manifests.with_tflm(json.loads(path.read_text()), entry)

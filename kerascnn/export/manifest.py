@@ -115,9 +115,10 @@ TFLM_KEYS = ("arena_bytes", "arena_bytes_with_margin", "flash_bytes", "strippabl
 
 
 def with_tflm(manifest: dict, checked: dict) -> dict:
-    """`manifest` with a "tflm" entry from export/tflm/check.py's result for its model (report.add_tflm's, with
-    "tflite_micro", the package version): what a microcontroller firmware needs to budget it (arena and flash
-    bytes, the ops and their MicroMutableOpResolver calls, the board-class fits), or why TFLM refused it."""
+    """`manifest` with a "tflm" entry from export/tflm/check.py's result for its model (as
+    kerascnn.export.tflm.add_to_report returns it, with "tflite_micro", the package version): what a
+    microcontroller firmware needs to budget it (arena and flash bytes, the ops and their MicroMutableOpResolver
+    calls, the board-class fits), or why TFLM refused it."""
     tflite_micro = f"tflite-micro {checked['tflite_micro']}"
     if not checked.get("supported"):
         return {**manifest, "tflm": {"supported": False, "error": checked.get("error"), "tflite_micro": tflite_micro}}

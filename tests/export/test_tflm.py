@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 
-from kerascnn.export import report as reports
+from kerascnn.export import tflm as tflm_report
 from tests.export.test_export import ROOT
 from tests.helpers import copy_run
 
@@ -217,10 +217,10 @@ def test_c_files_compile_alone_and_hold_the_model(shipped):
 def test_sizes_parse_the_same_on_both_sides():
     cases = {"262144": 262144, "256K": 262144, "256KB": 262144, "256 KiB": 262144, "0.5M": 524288, "1m": 1048576}
     for text, expected in cases.items():
-        assert reports.parse_size(text) == tflm_check.parse_size(text) == expected, text
+        assert tflm_report.parse_size(text) == tflm_check.parse_size(text) == expected, text
     for bad in ("", "256X", "-1K", "0", "K"):
         with pytest.raises(ValueError, match="size"):
-            reports.parse_size(bad)
+            tflm_report.parse_size(bad)
         with pytest.raises(ValueError, match="size"):
             tflm_check.parse_size(bad)
 
