@@ -1,6 +1,6 @@
 """TensorFlow Lite Micro on the host: for each .tflite (default: the shipped int8-io and uint8 files), the table the
 README's microcontroller rows come from, by export/tflm/check.py in .venv-edge on the first --images Fashion-MNIST
-test images: flash and arena bytes, TFLM's top-1 accuracy, its top-1 agreement with ai-edge-litert (builtin kernels;
+test images: flash and arena bytes, TFLM's top-1 accuracy, its top-1 agreement with ai-edge-litert (reference kernels;
 XNNPACK), and the median ms per invoke() (wall-clock and CPU). The time is TFLM's reference kernels on this
 machine's x86 CPU, not a board's.
 
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     print()
     print(
         "| model | flash (bytes) | arena (bytes) | arena + 20 % (bytes) | TFLM accuracy (%) | top-1 = ai-edge-litert "
-        "builtin (%) | top-1 = XNNPACK (%) | ms per image (TFLM reference kernels, x86: wall / CPU) |"
+        "reference (%) | top-1 = XNNPACK (%) | ms per image (TFLM reference kernels, x86: wall / CPU) |"
     )
     print("|---" * 8 + "|")
     for row in result["results"]:

@@ -3,8 +3,9 @@
 smallest tensor arena (SRAM), the flash size, the ops (checked against what TFLM registers), TFLM's top-1 accuracy
 and its top-1 agreement with ai-edge-litert on the same input tensors; optionally the C++ files to flash.
 
-ai-edge-litert runs twice: with TFLite's builtin kernels only (the integer arithmetic TFLM's reference kernels share:
-the outputs are expected to be the same bytes, 100 % top-1 agreement) and with its default XNNPACK delegate (what
+ai-edge-litert runs twice: with TFLite's reference kernels (OpResolverType.BUILTIN_REF, the integer arithmetic
+TFLM's reference kernels share: the outputs are expected to be the same bytes, 100 % top-1 agreement; LiteRT's
+optimized builtin kernels already differ by one output step now and then) and with its default XNNPACK delegate (what
 predict.py and phones run; it rounds differently by a few output steps, so a near tie can flip: each image where
 its top-1 differs from TFLM's is listed with both top-2 scores).
 
@@ -194,11 +195,11 @@ def run_tflm(interpreter, tensors: np.ndarray) -> tuple[np.ndarray, float, float
 
 def run_litert(tflite_model: bytes, tensors: np.ndarray, xnnpack: bool) -> np.ndarray:
     """ai-edge-litert's outputs (N, classes) for the same input tensors: with its default XNNPACK delegate (what
-    predict.py and phones use), or with TFLite's builtin kernels only (the integer arithmetic TFLM's reference
+    predict.py and phones use), or with TFLite's reference kernels (the integer arithmetic TFLM's reference
     kernels share)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    kind = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    kind = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_REF
     interpreter = Interpreter(model_content=tflite_model, experimental_op_resolver_type=kind)
     interpreter.allocate_tensors()
     given, returned = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
@@ -216,7 +217,7 @@ def _top2(scores: np.ndarray, names: list[str]) -> list:
 
 
 def compare(tflm: np.ndarray, litert: np.ndarray, xnnpack: np.ndarray, labels: np.ndarray, names: list[str]) -> dict:
-    """Top-1 accuracy of TFLM and of ai-edge-litert (builtin kernels; with XNNPACK), TFLM's top-1 agreement and
+    """Top-1 accuracy of TFLM and of ai-edge-litert (reference kernels; with XNNPACK), TFLM's top-1 agreement and
     share of identical outputs with each, and every image where TFLM's top-1 and XNNPACK's differ, with both top-2
     scores (argmax takes the first of tied classes)."""
     top = {name: out.argmax(axis=1) for name, out in (("tflm", tflm), ("litert", litert), ("xnnpack", xnnpack))}

@@ -76,11 +76,11 @@ def shipped(tflm_python, tmp_path_factory):
     return tmp, dict(zip(VARIANTS, json.loads(done.stdout)["results"]))
 
 
-def test_tflm_gives_ai_edge_litert_builtin_top1_on_every_image(shipped):
+def test_tflm_gives_ai_edge_litert_reference_top1_on_every_image(shipped):
     _, results = shipped
     for name, result in results.items():
         assert result["supported"] and result["images"] == IMAGES, name
-        # TFLM's reference kernels and LiteRT's builtin kernels do the same integer arithmetic: same bytes out
+        # TFLM's reference kernels and LiteRT's (BUILTIN_REF) do the same integer arithmetic: the same bytes out
         assert result["top1_agreement"] == 100.0 and result["identical_outputs"] == 100.0, name
         assert result["accuracy"] == result["ai_edge_litert_accuracy"] >= 90.0, name
         # XNNPACK (ai-edge-litert's default) rounds differently, by at most d output steps per class: a top-1 it
