@@ -225,6 +225,18 @@ def test_sizes_parse_the_same_on_both_sides():
             tflm_check.parse_size(bad)
 
 
+def test_export_cli_refuses_bad_tflm_flags_before_any_work(capsys, tmp_path):
+    from kerascnn.export.__main__ import main as export_main
+
+    for flags, message in (
+        (["--mcu-ram", "lots"], "--mcu-ram: 'lots' is not a size"),
+        (["--tflm-images", "-1"], "0 (skip)"),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            export_main([str(tmp_path / "no-run"), *flags])
+        assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_check_names_bad_input_and_a_missing_tflite_micro(tflm_python, tmp_path):
     done = run_check(tflm_python, "--mcu-ram", "lots", SHIPPED / "vgg_uint8.tflite", timeout=120)
     assert done.returncode == 2 and "--mcu-ram" in done.stderr and "'lots' is not a size" in done.stderr
