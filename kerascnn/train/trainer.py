@@ -18,8 +18,8 @@ import keras
 import numpy as np
 
 from kerascnn import models, rundir
-from kerascnn.data import RandomCropFlip, load_dataset, stream
-from kerascnn.data.datasets import ImageDataset
+from kerascnn.data import RandomCropFlip, stream
+from kerascnn.data.spec import DataSpec
 from kerascnn.train import distribute
 from kerascnn.train.batches import EpochBatches, EpochSeeds, epoch_seed
 from kerascnn.train.checkpoint import (
@@ -89,7 +89,7 @@ class Data:
     where the test images come from.
     """
 
-    dataset: ImageDataset | stream.StreamingDataset
+    dataset: stream.StreamingDataset
     x_train: np.ndarray | None = None
     y_train: np.ndarray | None = None
     x_val: np.ndarray
@@ -256,47 +256,27 @@ def check_run_dir(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROC
     return run_dir, state
 
 
-def load_data(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS) -> Data:
-    """The splits, limited to --limit, in memory (normalized arrays) or streamed (`kerascnn.data.stream`).
+def data_spec(config: TrainConfig) -> DataSpec:
+    """The run's data, as TrainConfig's fields give it (checked by `TrainConfig.validate`)."""
+    return DataSpec.from_settings(dataclasses.asdict(config))
 
-    In memory: a tfds dataset or Debian's Fashion-MNIST whose training pixels fit in
-    `stream.DEFAULT_CACHE_BYTES` at its own size (read by `load_dataset`, as before streaming existed), or an
-    image folder that small (decoded once by the stream's decoder). Streamed: everything larger, every
+
+def load_data(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS) -> Data:
+    """The splits of `data_spec(config)`, limited to --limit (a seeded class-balanced subset), in memory (normalized
+    arrays) or streamed (`kerascnn.data.stream`).
+
+    In memory: a dataset whose training pixels fit in `stream.DEFAULT_CACHE_BYTES` (`--input auto`; Fashion-MNIST,
+    small folders) or `--input memory`, decoded once by the pipeline's decoder. Streamed: everything larger, every
     `--input stream` run and every run across several processes (each reads its own shard).
     """
-    image_size = tuple(config.image_size) if config.image_size else None
-    if (
-        config.data_dir is None
-        and image_size is None
-        and not cluster.multi_process
-        and config.input_pipeline != "stream"
-    ):
-        native = stream.native_size_bytes(config.dataset)
-        if config.input_pipeline == "memory" or (native is not None and native <= stream.DEFAULT_CACHE_BYTES):
-            dataset = load_dataset(config.dataset, None, config.validation_fraction, config.seed)
-            (x_train, y_train), (raw_val, y_val), (raw_test, y_test) = (
-                (images[: config.limit], labels[: config.limit])
-                for images, labels in (dataset.splits[split] for split in ("train", "validation", "test"))
-            )
-            return Data(
-                dataset=dataset,
-                x_train=dataset.normalize(x_train),
-                y_train=y_train,
-                x_val=dataset.normalize(raw_val),
-                y_val=y_val,
-                raw_val=raw_val,
-                x_test=dataset.normalize(raw_test),
-                y_test=y_test,
-                test_source=f"the {dataset.name} test split",
-            )
-    data = stream.open_for_run(dataclasses.asdict(config), cache_bytes=CACHE_BYTES[config.input_pipeline])
+    data = stream.open_spec(
+        data_spec(config), cache_bytes=CACHE_BYTES[config.input_pipeline], batch_size=config.batch_size
+    )
     if data.skipped:
         print(
             f"Skipped {len(data.skipped)} image file(s) that cannot be decoded (--skip-bad-images), e.g. "
             f"{data.skipped[0]}."
         )
-    if config.limit:
-        data = data.limited(config.limit)
     if data.input_path == "memory" and not cluster.multi_process:
         (x_train, y_train), (raw_val, y_val), (raw_test, y_test) = (
             data.arrays(split) for split in ("train", "validation", "test")
@@ -310,6 +290,7 @@ def load_data(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS)
             raw_val=raw_val,
             x_test=data.normalize(raw_test),
             y_test=y_test,
+            input_path="memory",
             test_source=data.test_source,
         )
     raw_val, y_val = data.arrays("validation", limit=SUMMARY_IMAGES)
@@ -332,9 +313,16 @@ def write_run_files(run_dir: Path, config: TrainConfig, data: Data) -> None:
     if config.overwrite:
         rundir.clear_run(run_dir)
     atomic_write(run_dir / rundir.CONFIG, f"{rundir.RUN_MARKER}\n{to_yaml(config)}")
-    # "reader" tells export how to read the same splits and statistics again (kerascnn.export.exporter.run_dataset)
-    reader = "stream" if isinstance(data.dataset, stream.StreamingDataset) else "load_dataset"
-    atomic_write(run_dir / rundir.DATASET, json.dumps({**data.dataset.metadata(), "reader": reader}, indent=1))
+    # "spec", "skipped" and the file counts let export open the same splits with these statistics again
+    # (kerascnn.data.stream.open_run), without re-checking the data or recomputing the statistics
+    recorded = {
+        **data.dataset.metadata(),
+        "reader": "stream",
+        "spec": data_spec(config).to_json(),
+        "skipped": data.dataset.skipped,
+        **data.dataset.facts,
+    }
+    atomic_write(run_dir / rundir.DATASET, json.dumps(recorded, indent=1))
     atomic_write(run_dir / rundir.LABELS, "\n".join(data.dataset.labels) + "\n")
 
 
@@ -591,24 +579,28 @@ def _train(config: TrainConfig) -> dict:
         callbacks = make_callbacks(config, write_dir, data, network, state, nan_guard, cluster)
         started = time.perf_counter()
         verbose = "auto" if sys.stdout.isatty() else 2
+        # a file that passes the header check but fails to decode when streamed is named (DecodeError)
+        naming_bad_files = data.stream.naming_bad_files if data.stream is not None else contextlib.nullcontext
         if initial_epoch < config.epochs:
             batches, validation, steps = _fit_inputs(config, data, batch_size, steps_per_epoch, initial_epoch)
-            train_model.fit(
-                batches,
-                epochs=config.epochs,
-                initial_epoch=initial_epoch,
-                steps_per_epoch=steps,
-                validation_data=validation,
-                callbacks=callbacks,
-                shuffle=False,
-                verbose=verbose,
-            )
+            with naming_bad_files():
+                train_model.fit(
+                    batches,
+                    epochs=config.epochs,
+                    initial_epoch=initial_epoch,
+                    steps_per_epoch=steps,
+                    validation_data=validation,
+                    callbacks=callbacks,
+                    shuffle=False,
+                    verbose=verbose,
+                )
         seconds = time.perf_counter() - started
 
         if nan_guard.triggered:
             raise TrainingError(nan_message(nan_guard, ResumableCheckpoint.load_state(run_dir), run_dir))
         atomic_save_model(network, write_dir / rundir.LAST_MODEL)  # every process: saving is collective
-        return evaluate(config, run_dir, data, network, scope, seconds, cluster)
+        with naming_bad_files():
+            return evaluate(config, run_dir, data, network, scope, seconds, cluster)
     finally:
         if not cluster.is_chief:
             shutil.rmtree(write_dir, ignore_errors=True)

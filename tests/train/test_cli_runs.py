@@ -184,7 +184,7 @@ def test_an_earlier_run_is_refused_and_overwrite_leaves_none_of_its_files(tmp_pa
     assert cli([*TINY, "--epochs", "1", "--lr", "0.01", "--out", str(out), "--overwrite"]) == 0
     assert sorted(p.name for p in (out / rundir.CHECKPOINT_DIR).iterdir()) == ["epoch-0000.keras", rundir.STATE]
     assert not (out / rundir.TENSORBOARD_DIR).exists()  # --no-tensorboard: the old curves are gone, not mixed in
-    assert len(yaml.safe_load(state.read_text())["history"]) == 1  # a new run, not epochs 1-2 of the old one
+    assert len(yaml.safe_load(state.read_text())["history"]) == 1  # a new run, not epochs 1-4 of the old one
     assert yaml.safe_load((out / rundir.CONFIG).read_text())["lr"] == 0.01
 
 
