@@ -137,3 +137,34 @@ def test_config_round_trip():
     )
     clone = layers.ConvBNAct.from_config(block.get_config())
     assert clone.get_config() == block.get_config()
+
+
+@pytest.mark.parametrize("conv_kwargs", [dict(padding="same"), dict(padding="valid", strides=2, groups=4)])
+def test_training_steps_match_keras_batch_normalization(conv_kwargs):
+    """Three compiled SGD steps (graph mode on TensorFlow, where BN is the fused kernel): the gradients reach the
+    same kernel, gamma and beta, and the moving statistics follow Keras's BatchNormalization (biased variance)."""
+    x = random_images((6, 8, 8, 4))
+    y = random_images((6, 8, 8, 8) if conv_kwargs.get("strides", 1) == 1 else (6, 3, 3, 8), seed=1)
+    inputs = keras.Input(x.shape[1:])
+    ours = keras.Model(inputs, layers.ConvBNAct(8, 3, bn_momentum=0.9, **conv_kwargs)(inputs))
+    reference = reference_block(x.shape, 8, **conv_kwargs)
+    reference.set_weights(ours.get_weights())
+    for model in (ours, reference):
+        model.compile(keras.optimizers.SGD(0.5), "mse")
+        for step in range(3):
+            model.train_on_batch(x[step:], y[step:])
+    for a, b in zip(ours.get_weights(), reference.get_weights()):
+        assert_close(a, b, atol=2e-5)
+    moving_variance = keras.ops.convert_to_numpy(ours.layers[1].bn.moving_variance)
+    assert not np.allclose(moving_variance, 1.0)
+
+
+def test_small_epsilon_matches_keras():
+    """Epsilons below the fused kernel's minimum (1.001e-5) still normalize with the epsilon asked for."""
+    x = random_images((4, 6, 6, 2)) * 1e-3  # variance ~1e-6: epsilon matters
+    block = layers.ConvBNAct(3, 3, activation=None, bn_epsilon=1e-7)
+    block.build(x.shape)
+    reference = keras.layers.BatchNormalization(epsilon=1e-7)
+    h = block.conv(x)
+    reference.build(h.shape)
+    assert_close(block(x, training=True), reference(h, training=True), atol=1e-4)
