@@ -175,6 +175,14 @@ def parser() -> argparse.ArgumentParser:
         help="bfloat16 compute, float32 weights (default: off)",
     )
     g.add_argument(
+        "--steps-per-execution",
+        type=int,
+        dest="steps_per_execution",
+        metavar="N",
+        help="train steps per call into the compiled step (Keras's steps_per_execution): fewer trips to the "
+        "host on a GPU; the batches and the result are the same" + _default("steps_per_execution"),
+    )
+    g.add_argument(
         "--jit-compile",
         choices=["auto", "on", "off"],
         dest="jit_compile",

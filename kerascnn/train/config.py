@@ -40,6 +40,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     ema: float = 0.0  # momentum of the weights' moving average per step (evaluated and saved); 0 is off
     mixed_precision: bool = False
+    steps_per_execution: int = 1  # train steps per call into the compiled function (Keras's steps_per_execution)
     jit_compile: str = "auto"  # "auto": off for TensorFlow on a CPU (~40x slower: README, Benchmarks) and PyTorch
     seed: int = 0
     early_stopping: int = 0  # patience in epochs; 0 is off
@@ -74,6 +75,8 @@ class TrainConfig:
             raise ValueError(f"--augment-erase must be a probability in [0, 1] (got {self.augment_erase}).")
         if not 0 <= self.ema < 1:
             raise ValueError(f"--ema must be a momentum in [0, 1), e.g. 0.999; 0 is off (got {self.ema}).")
+        if self.steps_per_execution < 1:
+            raise ValueError(f"--steps-per-execution must be >= 1 (got {self.steps_per_execution}).")
         if self.checkpoint_every < 1:
             raise ValueError(f"--checkpoint-every must be >= 1 epoch (got {self.checkpoint_every}).")
         if self.limit is not None and self.limit < 1:

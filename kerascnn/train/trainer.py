@@ -49,6 +49,7 @@ RESUME_MAY_CHANGE = {
     "checkpoint_every",
     "tta_flip",
     "compile_cache",
+    "steps_per_execution",
 }
 # --input auto|memory|stream as StreamingDataset cache limits (None: never in memory)
 CACHE_BYTES = {"auto": stream.DEFAULT_CACHE_BYTES, "memory": 1 << 62, "stream": None}
@@ -348,6 +349,7 @@ def build_model(config: TrainConfig, data: Data, steps_per_epoch: int) -> tuple[
         optimizer=_optimizer(config, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        steps_per_execution=config.steps_per_execution,
     )
     return train_model, network
 

@@ -157,3 +157,12 @@ def test_compile_cache_folder(tmp_path):
 def test_bad_recipe_values_are_named(values, match):
     with pytest.raises(ValueError, match=match):
         resolve(values)
+
+
+def test_steps_per_execution_trains_the_same_weights(tmp_path):
+    """Several steps per call into the compiled function: the same batches, the same augmentation draws."""
+    settings = dict(TINY, epochs=2, limit=320)  # 5 steps per epoch: the last call of an epoch holds 2 of 3
+    train(resolve(dict(settings, out=str(tmp_path / "one"))))
+    metrics = train(resolve(dict(settings, steps_per_execution=3, out=str(tmp_path / "three"))))
+    assert len(metrics["history"]) == 2
+    assert_same_weights(tmp_path / "one" / rundir.LAST_MODEL, tmp_path / "three" / rundir.LAST_MODEL)
