@@ -40,6 +40,11 @@ class ConvBNAct(keras.layers.Layer):
         kernel_initializer, kernel_regularizer: for the convolution's kernel.
     """
 
+    #: TensorFlow's fused batch-norm kernel in training (`batch_norm_train`): "auto" uses it when TensorFlow sees a
+    #: GPU (cuDNN's fused kernel; on this project's 2-core AVX2 CPU it made the quick VGG's train step 8-15 % slower,
+    #: README Benchmarks), True wherever the backend is TensorFlow, False never.
+    fused_batch_norm = "auto"
+
     def __init__(
         self,
         filters,
@@ -95,13 +100,13 @@ class ConvBNAct(keras.layers.Layer):
         y = gamma * (h - m) / sqrt(v + epsilon) + beta, moving_mean <- momentum * moving_mean + (1 - momentum) * m,
         and the same for moving_variance with v.
 
-        On the TensorFlow backend this is one fused kernel (`FusedBatchNormV3`: statistics, normalization and
-        its gradient in one pass each) instead of Keras's separate moments, normalization and their gradients,
-        about a third of the quick VGG's CPU train step (README, Benchmarks). That kernel returns the unbiased
-        variance v * n / (n - 1), n the values per channel, which is turned back into v for the running
-        average. Other backends, and epsilons below the kernel's minimum 1.001e-5, use Keras's layer.
+        With `fused_batch_norm` on (TensorFlow backend) this is one fused kernel (`FusedBatchNormV3`: statistics
+        and normalization in one pass, its gradient in one more) instead of Keras's separate moments,
+        normalization and their gradients. That kernel returns the unbiased variance v * n / (n - 1), n the values
+        per channel, which is turned back into v for the running average. Otherwise, on other backends, and for
+        epsilons below the kernel's minimum 1.001e-5, Keras's layer computes it.
         """
-        if keras.backend.backend() != "tensorflow" or self.bn.epsilon < FUSED_MIN_EPSILON:
+        if not self._fused_here() or self.bn.epsilon < FUSED_MIN_EPSILON:
             return self.bn(h, training=True)
         import tensorflow as tf
 
@@ -121,6 +126,15 @@ class ConvBNAct(keras.layers.Layer):
         bn.moving_mean.assign(bn.moving_mean * bn.momentum + mean * (1.0 - bn.momentum))
         bn.moving_variance.assign(bn.moving_variance * bn.momentum + variance * (1.0 - bn.momentum))
         return outputs
+
+    def _fused_here(self) -> bool:
+        if keras.backend.backend() != "tensorflow" or not self.fused_batch_norm:
+            return False
+        if self.fused_batch_norm == "auto":
+            import tensorflow as tf
+
+            return bool(tf.config.list_physical_devices("GPU"))
+        return True
 
     def folded_conv(self, inputs):
         """BN(X * V) with the running statistics, as one convolution: X * (V * scale) + (beta - mean * scale)."""

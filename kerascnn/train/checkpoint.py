@@ -127,7 +127,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             self.state["best_val_accuracy"] = val_accuracy
             self.state["best_epoch"] = epoch
         self.state["history"] = [*self.state["history"], {"epoch": epoch, **logs}]
-        last = epoch + 1 >= self.params.get("epochs", epoch + 1) or self.model.stop_training
+        last = epoch + 1 >= (self.params or {}).get("epochs", epoch + 1) or self.model.stop_training
         if (epoch + 1) % self.every and not last:
             return
         name = f"epoch-{epoch:04d}.keras"

@@ -9,6 +9,14 @@ from tests.oracle import corr2d
 pytestmark = pytest.mark.backend_portable
 
 
+@pytest.fixture(params=["auto", True], ids=["default", "fused"])
+def fused(request, monkeypatch):
+    """Each training test runs with the default batch norm path and with TensorFlow's fused kernel forced on
+    (the kernel is off on CPUs by default; on other backends both are Keras's layer)."""
+    monkeypatch.setattr(layers.ConvBNAct, "fused_batch_norm", request.param)
+    return request.param
+
+
 def reference_block(x_shape, filters, **conv_kwargs):
     inputs = keras.Input(x_shape[1:])
     h = keras.layers.Conv2D(filters, 3, use_bias=False, **conv_kwargs)(inputs)
@@ -26,7 +34,7 @@ def reference_block(x_shape, filters, **conv_kwargs):
         dict(padding="valid", dilation_rate=2, groups=4),
     ],
 )
-def test_matches_conv_bn_relu_in_training_and_inference(conv_kwargs):
+def test_matches_conv_bn_relu_in_training_and_inference(conv_kwargs, fused):
     x = random_images((4, 8, 8, 4))
     block = layers.ConvBNAct(8, 3, bn_momentum=0.9, **conv_kwargs)
     block.build(x.shape)
@@ -69,7 +77,7 @@ def test_inference_is_bn_folded_into_the_convolution():
     assert_close(block.folded_conv(x), expected, atol=1e-5)
 
 
-def test_frozen_bn_uses_the_running_statistics_in_training():
+def test_frozen_bn_uses_the_running_statistics_in_training(fused):
     x = random_images((4, 6, 6, 2))
     block = layers.ConvBNAct(3, 3)
     block.build(x.shape)
@@ -140,7 +148,7 @@ def test_config_round_trip():
 
 
 @pytest.mark.parametrize("conv_kwargs", [dict(padding="same"), dict(padding="valid", strides=2, groups=4)])
-def test_training_steps_match_keras_batch_normalization(conv_kwargs):
+def test_training_steps_match_keras_batch_normalization(conv_kwargs, fused):
     """Three compiled SGD steps (graph mode on TensorFlow, where BN is the fused kernel): the gradients reach the
     same kernel, gamma and beta, and the moving statistics follow Keras's BatchNormalization (biased variance)."""
     x = random_images((6, 8, 8, 4))
@@ -159,7 +167,7 @@ def test_training_steps_match_keras_batch_normalization(conv_kwargs):
     assert not np.allclose(moving_variance, 1.0)
 
 
-def test_small_epsilon_matches_keras():
+def test_small_epsilon_matches_keras(fused):
     """Epsilons below the fused kernel's minimum (1.001e-5) still normalize with the epsilon asked for."""
     x = random_images((4, 6, 6, 2)) * 1e-3  # variance ~1e-6: epsilon matters
     block = layers.ConvBNAct(3, 3, activation=None, bn_epsilon=1e-7)
@@ -168,3 +176,19 @@ def test_small_epsilon_matches_keras():
     h = block.conv(x)
     reference.build(h.shape)
     assert_close(block(x, training=True), reference(h, training=True), atol=1e-4)
+
+
+def test_mixed_precision_training_follows_float32(fused):
+    x = random_images((4, 8, 8, 3))
+    block = layers.ConvBNAct(4, 3, bn_momentum=0.5)
+    block.build(x.shape)
+    with_bn_state(block)
+    mixed = layers.ConvBNAct(4, 3, bn_momentum=0.5, dtype="mixed_bfloat16")
+    mixed.build(x.shape)
+    mixed.set_weights(block.get_weights())
+    y = mixed(x, training=True)
+    assert keras.backend.standardize_dtype(y.dtype) == "bfloat16"
+    assert_close(keras.ops.cast(y, "float32"), block(x, training=True), atol=0.1)
+    assert keras.backend.standardize_dtype(mixed.bn.moving_variance.dtype) == "float32"
+    for ours, theirs in zip(mixed.get_weights(), block.get_weights()):  # the moving statistics moved alike
+        assert_close(ours, theirs, atol=0.05)
