@@ -18,6 +18,7 @@ LAST_MODEL = "last.keras"  # the network after the last epoch
 CHECKPOINT_DIR = "checkpoint"  # epoch-NNNN.keras (training model + optimizer) and state.json
 STATE = "state.json"
 TENSORBOARD_DIR = "tb"
+EXPORT_DIR = "export"  # python -m kerascnn.export RUN writes here without --out
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
