@@ -221,3 +221,76 @@ def test_predict_explains_a_decompression_bomb(model_files, tmp_path):
     done = run_predict("--model", model, tmp_path / "huge.png")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "huge.png is too large for Pillow's decompression-bomb limit" in done.stderr
+
+
+@pytest.mark.parametrize("variant", ["uint8", "int8"])  # an integer and a float input
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda m: m["labels"].reverse(), "labels"),
+        (
+            lambda m: m["input"]["normalization"].update(mean=[v + 10 for v in m["input"]["normalization"]["mean"]]),
+            "mean",
+        ),
+        (
+            lambda m: m["input"]["normalization"].update(std=[v * 1.5 for v in m["input"]["normalization"]["std"]]),
+            "std",
+        ),
+        (lambda m: m["input"].update(color="grey"), "color"),
+    ],
+    ids=["reversed-labels", "mean", "std", "color"],
+)
+def test_predict_refuses_a_manifest_that_contradicts_the_model(exported, tmp_path, variant, change, field):
+    """The model carries its labels, normalization and colour (TFLite metadata, labels.txt): a manifest saying
+    otherwise would print the wrong class or move the scores, so it is refused naming the field."""
+    root, _ = exported
+    model = root / "out" / f"vgg_{variant}.tflite"
+    manifest = json.loads(model.with_suffix(".json").read_text())
+    change(manifest)
+    (tmp_path / "m.json").write_text(json.dumps(manifest))
+    Image.fromarray(np.full((28, 28), 200, np.uint8)).save(tmp_path / "x.png")
+    done = run_predict("--model", model, "--manifest", tmp_path / "m.json", tmp_path / "x.png")
+    assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+    assert "contradicts" in done.stderr and (
+        f"input.normalization.{field} is" in done.stderr or f"{field} is" in done.stderr
+    )
+    assert done.stdout == ""  # nothing classified with the contradicting manifest
+
+
+@pytest.mark.parametrize("variant", ["uint8", "int8", "int8-io"])
+def test_predict_without_a_manifest_reads_the_model_and_agrees(exported, tmp_path, variant):
+    root, _ = exported
+    model = root / "out" / f"vgg_{variant}.tflite"
+    lonely = tmp_path / "lonely.tflite"
+    shutil.copy(model, lonely)
+    pixels = np.random.default_rng(1).integers(0, 256, (4, 28, 28), dtype=np.uint8)
+    files = []
+    for index, image in enumerate(pixels):
+        files.append(tmp_path / f"{index}.png")
+        Image.fromarray(image).save(files[-1])
+    with_manifest = run_predict("--model", model, "--json", "--top-k", "10", *files)
+    without = run_predict("--model", lonely, "--json", "--top-k", "10", *files)
+    assert with_manifest.returncode == without.returncode == 0, without.stderr
+    assert with_manifest.stdout == without.stdout  # same labels, same normalization: the same scores
+
+
+def test_predict_without_a_manifest_or_metadata_says_what_to_do(tmp_path):
+    from kerascnn import layers
+    from kerascnn.export import convert
+
+    inputs = keras.Input((8, 8, 1))
+    bare = tmp_path / "bare.tflite"  # straight from the converter: no metadata, no labels
+    bare.write_bytes(convert(keras.Model(inputs, layers.GAPHead(3)(layers.Conv2D(4, 3)(inputs))), "float32"))
+    done = run_predict("--model", bare, tmp_path / "x.png")
+    assert done.returncode == 2 and "No manifest for" in done.stderr and "carries no TFLite metadata" in done.stderr
+
+
+def test_predict_refuses_a_fifo_and_classifies_the_files_after_it(model_files, tmp_path):
+    model, _ = model_files
+    good = tmp_path / "good.png"
+    Image.fromarray(np.full((28, 28), 200, np.uint8)).save(good)
+    os.mkfifo(tmp_path / "pipe.png")  # opening it for reading would block until a writer comes: never
+    done = run_predict("--model", model, "--json", good, tmp_path / "pipe.png", good)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert [json.loads(line)["file"] for line in done.stdout.splitlines()] == [str(good), str(good)]
+    assert "pipe.png is not a regular file" in done.stderr and "1 of 3 images could not be classified" in done.stderr

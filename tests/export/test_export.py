@@ -156,10 +156,8 @@ def test_predict_py_benchmark(exported, tmp_path):
 def test_predict_py_errors(exported, tmp_path):
     root, _ = exported
     model = root / "out" / "vgg_int8.tflite"
-    lonely = tmp_path / "lonely.tflite"
-    lonely.write_bytes(model.read_bytes())
-    done = run_predict("--model", lonely, tmp_path / "x.png")
-    assert done.returncode == 2 and "No manifest for" in done.stderr
+    done = run_predict("--model", model, "--manifest", tmp_path / "none.json", tmp_path / "x.png")
+    assert done.returncode == 2 and "No manifest for" in done.stderr and "none.json" in done.stderr
 
     not_image = tmp_path / "notes.png"
     not_image.write_text("hello")

@@ -3,6 +3,7 @@ export leaves the earlier one byte for byte and no staging folder, and the defau
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import keras
@@ -99,3 +100,35 @@ def test_a_failure_half_way_leaves_the_earlier_export_byte_identical(exported, r
     after = snapshot(out)
     assert set(after) == {"vgg_int8.tflite", "vgg_int8.json", "report.json", "report.md"}
     assert after["vgg_int8.tflite"] != before["vgg_int8.tflite"] and leftovers(tmp_path) == []
+
+
+FAKE_CHECK = """import json, sys
+models = [a for a in sys.argv[1:] if a.endswith(".tflite")]
+row = {"mediapipe": {"supported": True, "accuracy": 12.5, "ms_per_image": 0.5}, "ai_edge_litert": {"accuracy": 1.0}}
+print(json.dumps({"mediapipe": "fake 0.1", "results": [row for _ in models]}))
+"""
+
+
+def test_the_edge_python_and_the_mediapipe_check_come_from_flags_or_the_environment(run_copy, tmp_path, monkeypatch):
+    """A wheel ships neither .venv-edge nor export/check_mediapipe.py: they are given by flag or variable, and the
+    repository checkout's are only the default."""
+    from kerascnn.export import report as reports
+
+    script = tmp_path / "fake_check.py"
+    script.write_text(FAKE_CHECK)
+    monkeypatch.delenv(reports.EDGE_PYTHON_VARIABLE, raising=False)
+    monkeypatch.delenv(reports.MEDIAPIPE_CHECK_VARIABLE, raising=False)
+    assert reports.edge_tools() == (ROOT / ".venv-edge" / "bin" / "python", ROOT / "export" / "check_mediapipe.py")
+    monkeypatch.setenv(reports.EDGE_PYTHON_VARIABLE, "/env/python")
+    monkeypatch.setenv(reports.MEDIAPIPE_CHECK_VARIABLE, str(script))
+    assert reports.edge_tools() == (Path("/env/python"), script)
+    assert reports.edge_tools("/flag/python", "/flag/check.py") == (Path("/flag/python"), Path("/flag/check.py"))
+    report = export_run(
+        run_copy, ["float32"], out=tmp_path / "out", limit=100, latency_rounds=1, edge_python=sys.executable
+    )
+    assert report["mediapipe"] == "mediapipe fake 0.1"  # the flag's Python ran the variable's script
+    assert report["variants"]["float32"]["mediapipe"]["accuracy"] == 12.5
+    monkeypatch.delenv(reports.MEDIAPIPE_CHECK_VARIABLE)
+    missing = {"variants": {}}
+    reports.add_mediapipe(missing, tmp_path, None, None, python=sys.executable, script=tmp_path / "none.py")
+    assert missing["mediapipe"] == reports.NOT_MEASURED and "--edge-python" in reports.NOT_MEASURED
