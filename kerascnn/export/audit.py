@@ -48,8 +48,7 @@ def audit(tflite_model: bytes | TFLiteFile, quant) -> list[dict]:
             input/output dtype other than the preset's.
     """
     preset = quant if isinstance(quant, presets.QuantizationPreset) else presets.get(quant)
-    model = _opened(tflite_model)
-    ops = model.ops
+    ops = op_details(tflite_model)
     for index, op in enumerate(ops):
         if op["op"].startswith("Flex") or op["op"] in ("CUSTOM", "DELEGATE"):
             raise AuditError(f"Op {index} ({op['op']}) is not a TFLite builtin: edge runtimes cannot run it.")
@@ -61,6 +60,7 @@ def audit(tflite_model: bytes | TFLiteFile, quant) -> list[dict]:
                 f"models keep no float {where}"
                 + ("." if preset.integer_io else " (only QUANTIZE/DEQUANTIZE may take or give float).")
             )
+    model = _opened(tflite_model)  # already open when given a TFLiteFile
     given, returned = np.dtype(model.input["dtype"]).name, np.dtype(model.output["dtype"]).name
     if (given, returned) != (preset.input_dtype, preset.output_dtype):
         raise AuditError(
