@@ -350,3 +350,32 @@ def test_a_run_written_before_the_data_spec_opens_the_same_test_images(small_vgg
     np.testing.assert_array_equal(now.splits["test"][0], before.splits["test"][0])
     np.testing.assert_array_equal(now.splits["train"][1], before.splits["train"][1])
     assert now.mean == before.mean == recorded["normalization"]["mean"]
+
+
+def test_each_variant_is_opened_once_to_read_and_once_to_run(tmp_path, monkeypatch):
+    """The audit, integer-input check, metadata, manifest, sparsity and op counts share one interpreter (no
+    delegates); the evaluation opens the runner: two interpreters per variant, where there were eight."""
+    from ai_edge_litert import interpreter as litert
+
+    from kerascnn.export.writer import TestSet, TrainedModel, Variant, VariantWriter
+
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, layers.GAPHead(3)(layers.ConvBNAct(4, 3)(inputs)))
+    images = random_images((16, 8, 8, 1))
+    tflite_model = convert(model, "int8", representative_images=images)
+    dataset = {"labels": ["a", "b", "c"], "input_shape": [8, 8, 1], "normalization": {"mean": [0.0], "std": [1.0]}}
+    trained = TrainedModel("tiny", model.count_params(), dataset, "random", 0, channels=1)
+    predicted = model.predict(images, verbose=0).argmax(axis=1)
+    writer = VariantWriter(tmp_path, trained, TestSet(images, predicted, predicted), images, "test", log=lambda m: None)
+    opened = []
+    real_init = litert.Interpreter.__init__
+
+    def counting_init(self, *args, **kwargs):
+        opened.append(kwargs.get("experimental_op_resolver_type"))
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(litert.Interpreter, "__init__", counting_init)
+    row = writer.write(Variant("int8", "tiny_int8", "int8", True, False), tflite_model)
+    assert len(opened) == 2, opened
+    assert row["ops"]["CONV_2D"] >= 1 and row["agreement_with_keras"] >= 50
+    assert json.loads((tmp_path / "tiny_int8.json").read_text())["labels"] == ["a", "b", "c"]
