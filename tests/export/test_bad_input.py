@@ -294,3 +294,37 @@ def test_predict_refuses_a_fifo_and_classifies_the_files_after_it(model_files, t
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert [json.loads(line)["file"] for line in done.stdout.splitlines()] == [str(good), str(good)]
     assert "pipe.png is not a regular file" in done.stderr and "1 of 3 images could not be classified" in done.stderr
+
+
+COMPARE_READERS = """import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import check_mediapipe, predict
+for path in map(Path, sys.argv[2:]):
+    ours, theirs = predict.model_metadata(path), check_mediapipe.read_metadata(path)
+    print(json.dumps({"ours": ours, "mediapipe": theirs}))
+"""
+
+
+def test_predicts_metadata_reader_agrees_with_mediapipes_schema_code(exported):
+    """predict.py reads the metadata field by field with `flatbuffers` alone; MediaPipe's generated schema code
+    (in .venv-edge) must read the same colour, normalization and label file from every variant."""
+    sys.path.insert(0, str(ROOT / "export"))
+    import edge_venv
+
+    root, report = exported
+    files = [root / "out" / row["file"] for row in report["variants"].values()]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [str(edge_venv.ensure()), "-c", COMPARE_READERS, str(ROOT / "export"), *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    for line in done.stdout.splitlines():
+        ours, theirs = json.loads(line).values()
+        assert ours["color"] == theirs["color_space"].lower() == "rgb"
+        assert ours["mean"] == pytest.approx(theirs["mean"]) and ours["std"] == pytest.approx(theirs["std"])
+        assert [["labels.txt", 2]] == theirs["label_files"] and len(ours["labels"]) == 10
