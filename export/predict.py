@@ -138,9 +138,13 @@ def model_metadata(model_path: Path) -> dict | None:
         graph = _Fields(_root_table(buffer)).tables(3)[0]  # ModelMetadata.subgraph_metadata
         image, scores = graph.tables(2)[0], graph.tables(3)[0]  # input_tensor_metadata, output_tensor_metadata
         content = image.table_at(3)  # TensorMetadata.content -> Content.content_properties (ImageProperties)
+        properties = content.table_at(1) if content else None
+        color = _COLOR_SPACES.get(properties.byte(0)) if properties else None
         units = [unit for unit in image.tables(4) if unit.byte(0) == 1]  # NormalizationOptions process units
         normalization = units[0].table_at(1) if units else None
         label_files = [f.string(0) for f in scores.tables(6) if f.byte(2) == _TENSOR_AXIS_LABELS]
+        mean, std = (normalization.floats(0), normalization.floats(1)) if normalization else (None, None)
+        zero_point = int(quantization.ZeroPointAsNumpy()[0]) if scale is not None else None
     except Exception:  # a damaged or foreign flatbuffer: no metadata we can trust
         return None
     labels = None
@@ -152,11 +156,11 @@ def model_metadata(model_path: Path) -> dict | None:
             labels = None
     return {
         "labels": labels,
-        "color": _COLOR_SPACES.get(content.table_at(1).byte(0)) if content and content.table_at(1) else None,
-        "mean": normalization.floats(0) if normalization else None,
-        "std": normalization.floats(1) if normalization else None,
+        "color": color,
+        "mean": mean,
+        "std": std,
         "dtype": _INPUT_TYPES.get(tensor.Type()),
-        "quantization": (float(scale[0]), int(quantization.ZeroPointAsNumpy()[0])) if scale is not None else None,
+        "quantization": (float(scale[0]), zero_point) if scale is not None else None,
     }
 
 
