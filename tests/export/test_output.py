@@ -58,7 +58,8 @@ def test_overwrite_replaces_same_named_files_and_keeps_the_others(run_copy, tmp_
     out.mkdir()
     (out / "report.md").write_text("my own report")
     (out / "notes.txt").write_text("keep me")
-    export_run(run_copy, ["float32"], out=out, overwrite=True, **QUICK)
+    args = [str(run_copy), "--quant", "float32", "--out", str(out), "--limit", "200", "--no-mediapipe"]
+    assert export_main([*args, "--overwrite"]) == 0
     assert (out / "notes.txt").read_text() == "keep me"
     assert (out / "report.md").read_text().startswith("# Quantization report")
     assert {"vgg_float32.tflite", "vgg_float32.json", "report.json"} <= set(snapshot(out))
@@ -123,9 +124,9 @@ def test_the_edge_python_and_the_mediapipe_check_come_from_flags_or_the_environm
     monkeypatch.setenv(reports.MEDIAPIPE_CHECK_VARIABLE, str(script))
     assert reports.edge_tools() == (Path("/env/python"), script)
     assert reports.edge_tools("/flag/python", "/flag/check.py") == (Path("/flag/python"), Path("/flag/check.py"))
-    report = export_run(
-        run_copy, ["float32"], out=tmp_path / "out", limit=100, latency_rounds=1, edge_python=sys.executable
-    )
+    args = [str(run_copy), "--quant", "float32", "--out", str(tmp_path / "out"), "--limit", "100"]
+    assert export_main([*args, "--edge-python", sys.executable]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["mediapipe"] == "mediapipe fake 0.1"  # the flag's Python ran the variable's script
     assert report["variants"]["float32"]["mediapipe"]["accuracy"] == 12.5
     monkeypatch.delenv(reports.MEDIAPIPE_CHECK_VARIABLE)
