@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from kerascnn import rundir
+from kerascnn.export import manifest as manifests
 from kerascnn.export import output
 from kerascnn.export import report as reports
-from kerascnn.export import manifest as manifests
 from kerascnn.export import tflm as microcontrollers
 from kerascnn.export.converter import convert
 from kerascnn.export.presets import PRESETS
@@ -196,8 +196,8 @@ def export_run(
     checkout's .venv-edge and export/check_mediapipe.py), each variant is also run through MediaPipe Tasks'
     ImageClassifier for the report's MediaPipe columns.
 
-    With `tflm_images` > 0 and tflite-micro in the edge environment (`edge_python`), each variant with an integer input is run in
-    TensorFlow Lite Micro (export/tflm/check.py) on the first `tflm_images` test images: the report's
+    With `tflm_images` > 0 and tflite-micro in the edge environment (`edge_python`), each variant with an integer
+    input is run in TensorFlow Lite Micro (export/tflm/check.py) on the first `tflm_images` test images: the report's
     microcontroller section and the manifests' "tflm" entry get its flash and arena bytes and whether it fits
     256 KB and 512 KB SRAM boards (and `mcu_ram` bytes).
 
