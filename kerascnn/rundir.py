@@ -19,8 +19,10 @@ LAST_MODEL = "last.keras"  # the network after the last epoch
 CHECKPOINT_DIR = "checkpoint"  # epoch-NNNN.keras (training model + optimizer) and state.json
 STATE = "state.json"
 TENSORBOARD_DIR = "tb"
-# what training writes into the run directory; `--overwrite` deletes exactly these, and keeps anything else
-RUN_ENTRIES = (CONFIG, DATASET, LABELS, METRICS, BEST_MODEL, LAST_MODEL, CHECKPOINT_DIR, TENSORBOARD_DIR)
+EXPORT_DIR = "export"  # python -m kerascnn.export RUN writes here without --out
+# what training writes into the run directory, and the default export (stale once the run is trained again):
+# `--overwrite` deletes exactly these, and keeps anything else
+RUN_ENTRIES = (CONFIG, DATASET, LABELS, METRICS, BEST_MODEL, LAST_MODEL, CHECKPOINT_DIR, TENSORBOARD_DIR, EXPORT_DIR)
 # the first line of a run's config.yaml (a YAML comment, so `--config <run>/config.yaml` still reads it): a
 # folder is a kerascnn run when its config.yaml starts with it, and a user's own config.yaml is told apart
 RUN_MARKER = "# kerascnn run directory, written by python -m kerascnn.train"
