@@ -20,7 +20,7 @@ import numpy as np
 from kerascnn import models, rundir
 from kerascnn.data import RandomCropFlip, load_dataset, stream
 from kerascnn.data.datasets import ImageDataset
-from kerascnn.train import distribute
+from kerascnn.train import distribute, finetune
 from kerascnn.train.batches import EpochBatches, EpochSeeds, epoch_seed
 from kerascnn.train.checkpoint import (
     CheckpointError,
@@ -200,13 +200,25 @@ def check_run_dir(config: TrainConfig) -> tuple[Path, dict | None]:
     return run_dir, state
 
 
-def load_data(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS) -> Data:
+def _use_normalization(dataset, normalization: dict | None):
+    """`dataset` normalizing with `normalization` ({"mean", "std"}, a fine-tuned backbone's) instead of its own
+    statistics; it is written to dataset.json, so export and the metadata carry it."""
+    if normalization is not None:
+        finetune.check_normalization(normalization, dataset.input_shape[-1], "--init-from/--weights")
+        dataset.mean, dataset.std = list(normalization["mean"]), list(normalization["std"])
+    return dataset
+
+
+def load_data(
+    config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS, normalization: dict | None = None
+) -> Data:
     """The splits, limited to --limit, in memory (normalized arrays) or streamed (`kerascnn.data.stream`).
 
     In memory: a tfds dataset or Debian's Fashion-MNIST whose training pixels fit in
     `stream.DEFAULT_CACHE_BYTES` at its own size (read by `load_dataset`, as before streaming existed), or an
     image folder that small (decoded once by the stream's decoder). Streamed: everything larger, every
     `--input stream` run and every run across several processes (each reads its own shard).
+    `normalization` ({"mean", "std"} in pixel units) replaces the training images' statistics (fine-tuning).
     """
     image_size = tuple(config.image_size) if config.image_size else None
     if (
@@ -217,7 +229,9 @@ def load_data(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS)
     ):
         native = stream.native_size_bytes(config.dataset)
         if config.input_pipeline == "memory" or (native is not None and native <= stream.DEFAULT_CACHE_BYTES):
-            dataset = load_dataset(config.dataset, None, config.validation_fraction, config.seed)
+            dataset = _use_normalization(
+                load_dataset(config.dataset, None, config.validation_fraction, config.seed), normalization
+            )
             (x_train, y_train), (raw_val, y_val), (raw_test, y_test) = (
                 (images[: config.limit], labels[: config.limit])
                 for images, labels in (dataset.splits[split] for split in ("train", "validation", "test"))
@@ -242,6 +256,7 @@ def load_data(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS)
         )
     if config.limit:
         data = data.limited(config.limit)
+    data = _use_normalization(data, normalization)
     if data.input_path == "memory" and not cluster.multi_process:
         (x_train, y_train), (raw_val, y_val), (raw_test, y_test) = (
             data.arrays(split) for split in ("train", "validation", "test")
@@ -286,11 +301,16 @@ def write_run_files(run_dir: Path, config: TrainConfig, data: Data) -> None:
     atomic_write(run_dir / rundir.LABELS, "\n".join(data.dataset.labels) + "\n")
 
 
-def build_model(config: TrainConfig, data: Data, steps_per_epoch: int) -> tuple[keras.Model, keras.Model]:
+def build_model(
+    config: TrainConfig, data: Data, steps_per_epoch: int, network: keras.Model | None = None, phase=None
+) -> tuple[keras.Model, keras.Model]:
     """(training model, network): the network wrapped in a model named "train" that augments its input
     first (when augmentation is on), compiled with the optimizer and loss. A streamed run feeds uint8 pixels,
-    which the training model normalizes first, on the accelerator (`StreamingDataset.normalization_layer`)."""
-    network = models.create(config.model, data.dataset.input_shape, data.num_classes, **config.model_options)
+    which the training model normalizes first, on the accelerator (`StreamingDataset.normalization_layer`).
+    `network` is a network built already (fine-tuning: `finetune.build_network`); `phase` (True: head only,
+    False: all layers, None: not fine-tuning) sets what trains and the optimizer's schedule (`compile_phase`)."""
+    if network is None:
+        network = models.create(config.model, data.dataset.input_shape, data.num_classes, **config.model_options)
     flip = config.augment_flip if config.augment_flip is not None else config.dataset not in NO_FLIP_DATASETS
     if data.stream is not None:
         inputs = keras.Input(data.dataset.input_shape, dtype="uint8")
@@ -301,19 +321,29 @@ def build_model(config: TrainConfig, data: Data, steps_per_epoch: int) -> tuple[
     if config.augment_padding or flip:
         x = RandomCropFlip(config.augment_padding, flip, seed=config.seed, name="augment")(x)
     train_model = keras.Model(inputs, network(x), name="train")
+    compile_phase(train_model, network, config, steps_per_epoch, phase)
+    return train_model, network
+
+
+def compile_phase(train_model, network, config: TrainConfig, steps_per_epoch: int, phase=None) -> None:
+    """Compiles `train_model` for a fine-tuning phase (`finetune.set_phase`, then a fresh optimizer whose
+    schedule spans the phase: `finetune.phase_config`), or for a whole run when `phase` is None."""
+    if phase is not None:
+        finetune.set_phase(network, head_only=phase)
+        config = finetune.phase_config(config, head_only=phase)
     train_model.compile(
         optimizer=_optimizer(config, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
     )
-    return train_model, network
 
 
-def resume_model(config: TrainConfig, data: Data, run_dir: Path, state: dict, steps_per_epoch: int):
+def resume_model(config: TrainConfig, data: Data, run_dir: Path, state: dict, steps_per_epoch: int, phase=None):
     """(training model, network) of `build_model`, with the weights and optimizer state of the checkpoint
     that `state` names. The model, the optimizer's settings (weight-decay exclusions included) and the
-    learning-rate schedule come from `config`, so a resumed run given more epochs decays over the new total."""
-    train_model, network = build_model(config, data, steps_per_epoch)
+    learning-rate schedule come from `config`, so a resumed run given more epochs decays over the new total.
+    `phase` is the fine-tuning phase the checkpoint's epoch ran in (its optimizer holds that phase's variables)."""
+    train_model, network = build_model(config, data, steps_per_epoch, phase=phase)
     train_model.optimizer.build(train_model.trainable_variables)
     path = run_dir / rundir.CHECKPOINT_DIR / state["file"]
     try:
@@ -486,10 +516,14 @@ def _train(config: TrainConfig) -> dict:
     cluster = distribute.cluster_from(config.coordinator, config.num_processes, config.process_id)
     distribute.initialize(cluster)  # before anything runs on JAX
     run_dir, state = check_run_dir(config)
+    source = finetune.weight_source(config.init_from, config.weights, config.model)
+    normalization = None
+    if source is not None:  # a resumed run keeps the normalization it wrote (the source may have moved)
+        normalization = finetune.run_normalization(run_dir) if state is not None else source.normalization
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    data = load_data(config, cluster)
+    data = load_data(config, cluster, normalization)
     if config.batch_size % cluster.num_processes:
         raise TrainingError(
             f"--batch-size {config.batch_size} must be divisible by the {cluster.num_processes} "
@@ -508,11 +542,17 @@ def _train(config: TrainConfig) -> dict:
         raise TrainingError(f"--batch-size {config.batch_size} must be divisible by the {replicas} replicas.")
     with scope():
         if state is not None:
-            train_model, network = resume_model(config, data, run_dir, state, steps_per_epoch)
+            phase = None if source is None else state["epoch"] < config.freeze_epochs
+            train_model, network = resume_model(config, data, run_dir, state, steps_per_epoch, phase)
             initial_epoch = state["epoch"] + 1
             print(f"Resuming {run_dir} at epoch {initial_epoch + 1} (epochs 1-{initial_epoch} are done).")
         else:
-            train_model, network = build_model(config, data, steps_per_epoch)
+            network = None
+            if source is not None:
+                network = finetune.build_network(config, source, data.dataset.input_shape, data.dataset.labels)
+                print(f"Fine-tuning from {source.description}")
+            phase = None if source is None else config.freeze_epochs > 0
+            train_model, network = build_model(config, data, steps_per_epoch, network, phase)
             initial_epoch = 0
         train_model.jit_compile = resolve_jit_compile(config.jit_compile)
     if cluster.is_chief:  # only now: a run that fails its checks leaves nothing behind
@@ -536,12 +576,21 @@ def _train(config: TrainConfig) -> dict:
     callbacks = make_callbacks(config, write_dir, data, network, state, nan_guard, cluster)
     started = time.perf_counter()
     verbose = "auto" if sys.stdout.isatty() else 2
-    if initial_epoch < config.epochs:
-        batches, validation, steps = _fit_inputs(config, data, batch_size, steps_per_epoch, initial_epoch)
+    # one fit, or one per fine-tuning phase still to run: head only, then all layers with a fresh optimizer
+    stages = [(initial_epoch, config.epochs, None)] if source is None else finetune.phases(config, initial_epoch)
+    for start, end, head_only in stages:
+        if nan_guard.triggered:
+            break
+        if head_only is not None and head_only != phase:
+            with scope():
+                compile_phase(train_model, network, config, steps_per_epoch, head_only)
+                train_model.jit_compile = resolve_jit_compile(config.jit_compile)
+            phase = head_only
+        batches, validation, steps = _fit_inputs(config, data, batch_size, steps_per_epoch, start)
         train_model.fit(
             batches,
-            epochs=config.epochs,
-            initial_epoch=initial_epoch,
+            epochs=end,
+            initial_epoch=start,
             steps_per_epoch=steps,
             validation_data=validation,
             callbacks=callbacks,
