@@ -59,7 +59,16 @@ def run_dataset(dataset_meta: dict, config: dict, test_limit: int | None, train_
     """The run's own splits and statistics, read the way its training read them (dataset.json's "reader"):
     `load_dataset` in memory, or `kerascnn.data.stream` with the run's split settings, whose seeded file-list split
     gives the same held-out test images. A streamed run's training split is decoded up to `train_limit` images
-    (a seeded random subset: the split is a seeded permutation)."""
+    (a seeded random subset: the split is a seeded permutation). A fine-tuned run's normalization (dataset.json's
+    "normalization" with a "from": its backbone's) replaces the statistics of the images."""
+    dataset = _read_run_dataset(dataset_meta, config, test_limit, train_limit)
+    normalization = dataset_meta["normalization"]
+    if normalization.get("from"):  # a fine-tuned run normalizes as its backbone did, not by its images' statistics
+        dataset.mean, dataset.std = list(normalization["mean"]), list(normalization["std"])
+    return dataset
+
+
+def _read_run_dataset(dataset_meta: dict, config: dict, test_limit: int | None, train_limit: int):
     from kerascnn.data import load_dataset
 
     if dataset_meta.get("reader", "load_dataset") == "load_dataset":

@@ -299,6 +299,7 @@ def main(argv=None) -> int:
         finetune.weight_source(config.init_from, config.weights, config.model)  # bad paths: exit 2, nothing written
         # imports Keras: after the arguments are checked, with TensorFlow's C++ INFO lines off (users may set it)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+        from kerascnn.models.registry import OptionError
         from kerascnn.train.checkpoint import CheckpointError
         from kerascnn.train.trainer import RunDirError, TrainingError, train
     except ValueError as error:
@@ -306,7 +307,8 @@ def main(argv=None) -> int:
         return 2
     try:
         metrics = train(config)
-    except (RunDirError, CheckpointError) as error:  # --out or its checkpoint: the user's input
+    except (RunDirError, CheckpointError, OptionError, finetune.FineTuneError) as error:  # the user's input:
+        # --out or its checkpoint, model options or weights that do not fit (offline "imagenet" included)
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (TrainingError, ValueError, FileNotFoundError, RuntimeError) as error:

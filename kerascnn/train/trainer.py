@@ -291,13 +291,17 @@ def load_data(
     )
 
 
-def write_run_files(run_dir: Path, config: TrainConfig, data: Data) -> None:
-    """Creates the run directory with config.yaml, dataset.json and labels.txt."""
+def write_run_files(run_dir: Path, config: TrainConfig, data: Data, normalization_from: str | None = None) -> None:
+    """Creates the run directory with config.yaml, dataset.json and labels.txt. `normalization_from` names the
+    backbone whose normalization a fine-tuned run uses (dataset.json's normalization "from")."""
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(run_dir / rundir.CONFIG, to_yaml(config))
     # "reader" tells export how to read the same splits and statistics again (kerascnn.export.exporter.run_dataset)
     reader = "stream" if isinstance(data.dataset, stream.StreamingDataset) else "load_dataset"
-    atomic_write(run_dir / rundir.DATASET, json.dumps({**data.dataset.metadata(), "reader": reader}, indent=1))
+    meta = data.dataset.metadata()
+    if normalization_from:
+        meta["normalization"]["from"] = normalization_from
+    atomic_write(run_dir / rundir.DATASET, json.dumps({**meta, "reader": reader}, indent=1))
     atomic_write(run_dir / rundir.LABELS, "\n".join(data.dataset.labels) + "\n")
 
 
@@ -556,7 +560,7 @@ def _train(config: TrainConfig) -> dict:
             initial_epoch = 0
         train_model.jit_compile = resolve_jit_compile(config.jit_compile)
     if cluster.is_chief:  # only now: a run that fails its checks leaves nothing behind
-        write_run_files(run_dir, config, data)
+        write_run_files(run_dir, config, data, source.description if normalization is not None else None)
 
     share = (
         f"; process {cluster.process_id} of {cluster.num_processes} reads 1/{cluster.num_processes} of each split"

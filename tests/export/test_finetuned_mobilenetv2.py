@@ -20,6 +20,21 @@ if keras.backend.backend() != "tensorflow":
 ALLOWED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "SOFTMAX", "QUANTIZE", "DEQUANTIZE", "RESHAPE"}
 
 
+def calibrate_batch_norms(model, folder):
+    """Sets each BN's running mean and variance to its input's statistics on the folder's images, layer after layer:
+    random Keras weights with the default statistics (0, 1) shrink the signal to nothing by the last block, which
+    trained weights do not, and a head on all-zero features learns nothing."""
+    from PIL import Image
+
+    images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in sorted(folder.glob("*/*.png"))])
+    x = images.astype("float32") / 127.5 - 1
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            h = keras.ops.convert_to_numpy(keras.Model(model.input, layer.input)(x))
+            gamma, beta, _, _ = layer.get_weights()
+            layer.set_weights([gamma, beta, h.mean(axis=(0, 1, 2)), h.var(axis=(0, 1, 2)) + 1e-3])
+
+
 @pytest.fixture(scope="module")
 def finetuned_export(tmp_path_factory):
     from kerascnn.export import export_run
@@ -29,7 +44,9 @@ def finetuned_export(tmp_path_factory):
     folder = write_folder(root / "photos", classes=3, per_class=16, size=32, channels=3)
     weights = root / "keras_mobilenetv2_0.35.h5"
     keras.utils.set_random_seed(0)
-    keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, include_top=False).save(weights)
+    backbone = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, include_top=False)
+    calibrate_batch_norms(backbone, folder)
+    backbone.save(weights)
     run = root / "run"
     train(resolve(dict(FOLDER_RUN, data_dir=str(folder), model="mobilenetv2", model_options=dict(alpha=0.35),
                        weights=str(weights), epochs=2, freeze_epochs=1, lr=1e-2, out=str(run))))  # fmt: skip

@@ -65,7 +65,11 @@ def test_init_from_a_run_freezes_the_backbone_then_trains_it_with_bn_frozen(smal
     assert config["init_from"] == str(source_dir) and config["model"] == "vgg"  # the source run's model
     assert config["model_options"] == yaml.safe_load((source_dir / rundir.CONFIG).read_text())["model_options"]
     meta = json.loads((out1 / rundir.DATASET).read_text())
-    assert meta["normalization"] == json.loads((source_dir / rundir.DATASET).read_text())["normalization"]
+    source_normalization = json.loads((source_dir / rundir.DATASET).read_text())["normalization"]
+    assert {k: meta["normalization"][k] for k in ("mean", "std")} == {
+        k: source_normalization[k] for k in ("mean", "std")
+    }
+    assert meta["normalization"]["from"] == f"kerascnn model: {source_dir / rundir.BEST_MODEL}"
     assert meta["labels"] == ["class0", "class1", "class2"]
 
     out2 = tmp_path / "phase2"
@@ -166,4 +170,27 @@ def test_bad_fine_tuning_flags_exit_2_and_write_nothing(flags, match, tmp_path, 
     error = capsys.readouterr().err
     assert error.startswith("error: ") and error.count("\n") == 1
     assert match in error
+    assert not out.exists()
+
+
+def test_imagenet_offline_with_an_empty_keras_cache_exits_2_in_seconds(tmp_path):
+    """--weights imagenet, nothing in $KERAS_HOME and no network (a proxy that refuses): one line naming the file
+    and saying to pass a local one, exit 2, no run directory."""
+    import os
+    import subprocess
+    import sys
+
+    folder = write_folder(tmp_path / "photos", size=32, channels=3, per_class=4)
+    env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras_home"), "HTTPS_PROXY": "http://127.0.0.1:9",
+           "HTTP_PROXY": "http://127.0.0.1:9"}  # fmt: skip
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "kerascnn.train", "--data-dir", str(folder), "--model", "mobilenetv2",
+         "--model-options", '{"alpha": 0.35}', "--weights", "imagenet", "--out", str(out), "--no-tensorboard"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5" in line
+    assert "Pass a local weights file instead (weights=PATH, --weights PATH)" in line
     assert not out.exists()
