@@ -74,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
         "--weights",
         metavar="imagenet|PATH",
         help="keras.applications MobileNetV2 weights for --model mobilenetv2: 'imagenet' (Keras's download "
-        "and cache) or a .h5/.weights.h5/.keras file; inputs get ImageNet's x/127.5-1 (default: none)",
+        "and cache) or a .h5/.weights.h5/.keras file; inputs get ImageNet's (x-128)/127.5 (default: none)",
     )
     g.add_argument(
         "--freeze-epochs",

@@ -10,7 +10,8 @@ its folded form, X * (V * scale) + shift, so BN costs nothing in either phase.
 Where the weights come from (`WeightSource`): a kerascnn run directory (its `best.keras`, with the run's
 normalization from `dataset.json`), a kerascnn `.keras` model (the `dataset.json` beside it, if any), or
 `--weights imagenet|PATH` for `mobilenetv2` (Keras's MobileNetV2 weights; ImageNet's preprocessing,
-x / 127.5 - 1, which is (x - 127.5) / 127.5 per channel).
+x / 127.5 - 1 = (x - 127.5) / 127.5, as (x - 128) / 127.5: half a pixel level off, so integer inputs take whole
+pixels).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from pathlib import Path
 
 from kerascnn import rundir  # Keras is imported by the functions that need it: the CLI checks flags without it
 
-# keras.applications.mobilenet_v2.preprocess_input: x / 127.5 - 1 == (x - 127.5) / 127.5
-IMAGENET_NORMALIZATION = {"mean": [127.5, 127.5, 127.5], "std": [127.5, 127.5, 127.5]}
+# keras.applications.mobilenet_v2.preprocess_input is x / 127.5 - 1 == (x - 127.5) / 127.5; the mean is 128 here,
+# half a pixel level away, so that an integer input maps every pixel to a whole step (int8: q = pixel - 128), which
+# the export requires (a mean of 127.5 would put pixels halfway between steps)
+IMAGENET_NORMALIZATION = {"mean": [128.0, 128.0, 128.0], "std": [127.5, 127.5, 127.5]}
 # the builder option that loads Keras's weights, per model
 KERAS_WEIGHTS_MODELS = {"mobilenetv2"}
 

@@ -66,7 +66,7 @@ def test_every_variant_passes_the_audit_with_bn_folded_and_relu6_fused(finetuned
         assert ops["CONV_2D"] == 1 + 16 + 17 + 1 + 1 and ops["DEPTHWISE_CONV_2D"] == 17, (variant, ops)
         assert ops["ADD"] == 10, (variant, ops)  # the residual blocks
     manifest = json.loads((root / "out" / report["variants"]["int8"]["file"]).with_suffix(".json").read_text())
-    assert manifest["input"]["normalization"]["mean"] == [127.5] * 3  # ImageNet's x / 127.5 - 1, from dataset.json
+    assert manifest["input"]["normalization"]["mean"] == [128.0] * 3  # ImageNet's (x - 128) / 127.5, from dataset.json
     assert json.loads((run / rundir.DATASET).read_text())["normalization"]["std"] == [127.5] * 3
 
 
@@ -83,6 +83,6 @@ def test_the_finetuned_model_runs_in_mediapipe(finetuned_export, edge_python, tm
                                                                        for v in variants))  # fmt: skip
     for variant, result in zip(variants, results):
         assert result["mediapipe"]["supported"], (variant, result["mediapipe"])
-        assert result["metadata"]["mean"] == pytest.approx([127.5] * 3) or variant == "uint8"
+        assert result["metadata"]["mean"] == pytest.approx([128.0] * 3) or variant == "uint8"
         assert result["top1_agreement"] >= 90.0, (variant, result)
         assert result["images"] == len(labels)

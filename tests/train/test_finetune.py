@@ -134,7 +134,7 @@ def test_resume_across_the_phase_boundary_gives_the_uninterrupted_weights(small_
 
 
 def test_keras_mobilenetv2_weights_file_and_imagenet_normalization(tmp_path):
-    """--weights FILE with --model mobilenetv2: the backbone is the file's, the inputs get x / 127.5 - 1."""
+    """--weights FILE with --model mobilenetv2: the backbone is the file's, the inputs get (x - 128) / 127.5."""
     folder = write_folder(tmp_path / "photos", size=32, channels=3, per_class=6)
     reference = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, include_top=False)
     reference.save(tmp_path / "keras_mobilenetv2.h5")
@@ -143,7 +143,7 @@ def test_keras_mobilenetv2_weights_file_and_imagenet_normalization(tmp_path):
                        weights=str(tmp_path / "keras_mobilenetv2.h5"), epochs=1, freeze_epochs=1,
                        out=str(out))))  # fmt: skip
     meta = json.loads((out / rundir.DATASET).read_text())
-    assert meta["normalization"]["mean"] == [127.5] * 3 and meta["normalization"]["std"] == [127.5] * 3
+    assert meta["normalization"]["mean"] == [128.0] * 3 and meta["normalization"]["std"] == [127.5] * 3
     assert yaml.safe_load((out / rundir.CONFIG).read_text())["weights"] == str(tmp_path / "keras_mobilenetv2.h5")
     model = keras.saving.load_model(out / rundir.LAST_MODEL)
     x = np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 3)).astype("float32")

@@ -30,12 +30,12 @@ def test_fine_tuning_beats_scratch_on_a_small_fixed_case():
     source = bench.pretrain("mobilenet", options, norm(x_pre), y_pre, epochs=2, batch_size=64)
     x_t, y_t = bench.classes_subset(x_train, y_train, bench.TARGET_CLASSES)
     x_tt, y_tt = bench.classes_subset(x_test[:2000], y_test[:2000], bench.TARGET_CLASSES)
-    tuned, scratch = bench.compare(
+    tuned, scratch, recalibrated = bench.compare(
         source, "mobilenet", options, (norm(x_t), y_t), (norm(x_tt), y_tt), shots=10, steps=40, batch_size=25,
         lr=3e-3, finetune_lr=3e-4, seed=0,
     )  # fmt: skip
-    print(f"fine-tuned {tuned:.3f}, scratch {scratch:.3f}")
-    assert tuned >= scratch + MARGIN, (tuned, scratch)
+    print(f"fine-tuned {tuned:.3f}, scratch {scratch:.3f}, recalibrated {recalibrated:.3f}")
+    assert tuned >= max(scratch, recalibrated) + MARGIN, (tuned, scratch, recalibrated)
 
 
 def test_few_shot_draws_that_many_of_each_class():
