@@ -76,13 +76,20 @@ def accuracy(network, x, y) -> float:
     return float(np.mean(np.argmax(probabilities, axis=1) == y))
 
 
-def pretrain(model: str, options: dict, x, y, epochs: int, batch_size: int = 128, lr: float = 3e-3, seed: int = 0):
-    """The network trained on (x, y) for `epochs` epochs: AdamW, cosine decay after a 1/10 warm-up."""
+def pretrain(
+    model: str, options: dict, x, y, epochs: int, batch_size: int = 128, lr: float = 3e-3, seed: int = 0,
+    recalibrate: bool = False,
+):  # fmt: skip
+    """The network trained on (x, y) for `epochs` epochs: AdamW, cosine decay after a 1/10 warm-up; with
+    `recalibrate`, its BN statistics then set to the exact ones of 2,048 of its images (a short pretraining leaves
+    the running averages off, and fine-tuning keeps the backbone's batch norms frozen)."""
     keras.utils.set_random_seed(seed)
     network = models.create(model, x.shape[1:], int(y.max()) + 1, **options)
     steps = epochs * math.ceil(len(y) / batch_size)
     _compile(network, lr, steps, warmup=steps // 10)
     train_steps(network, x, y, steps, batch_size, seed)
+    if recalibrate:
+        recalibrate_batch_norms(network, x[:2048])
     return network
 
 
@@ -144,6 +151,11 @@ def main():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3, help="scratch and head-phase rate (default: 3e-3)")
     parser.add_argument("--finetune-lr", type=float, default=3e-4, help="phase-2 rate (default: 3e-4)")
+    parser.add_argument(
+        "--recalibrate-source",
+        action="store_true",
+        help="set the pretrained BN statistics to its images' (default: off)",
+    )
     args = parser.parse_args()
     import json
 
@@ -159,7 +171,9 @@ def main():
     def norm(x):
         return (x.astype(np.float32) - mean) / std
 
-    source = pretrain(args.model, options, norm(x_pre), y_pre, args.pretrain_epochs)
+    source = pretrain(
+        args.model, options, norm(x_pre), y_pre, args.pretrain_epochs, recalibrate=args.recalibrate_source
+    )
     x_t, y_t = classes_subset(x_train, y_train, TARGET_CLASSES)
     x_tt, y_tt = classes_subset(x_test, y_test, TARGET_CLASSES)
     pre_test = classes_subset(x_test, y_test, PRETRAIN_CLASSES)

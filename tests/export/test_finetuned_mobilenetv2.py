@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kerascnn import rundir
-from kerascnn.export import audit
+from kerascnn.export.audit import op_counts
 from tests.export.test_mediapipe import check_mediapipe, edge_python  # noqa: F401  (the session fixture)
 from tests.train.test_finetune import FOLDER_RUN, write_folder
 
@@ -60,7 +60,7 @@ def test_every_variant_passes_the_audit_with_bn_folded_and_relu6_fused(finetuned
     assert set(report["variants"]) == {"float32", "float16", "dynamic", "int8", "int8-io", "uint8"}
     for variant, row in report["variants"].items():
         tflite = (root / "out" / row["file"]).read_bytes()
-        ops = audit.op_counts(tflite)
+        ops = op_counts(tflite)
         assert set(ops) <= ALLOWED_OPS | ({"DEQUANTIZE"} if variant == "float16" else set()), (variant, ops)
         # stem + 17 blocks (16 expansions) + the last 1x1 + the head's 1x1: 1 + 16 + 17 + 1 + 1 convolutions
         assert ops["CONV_2D"] == 1 + 16 + 17 + 1 + 1 and ops["DEPTHWISE_CONV_2D"] == 17, (variant, ops)
