@@ -4,8 +4,10 @@
 Needs only NumPy, Pillow and ai-edge-litert (pip install ai-edge-litert numpy pillow) — never TensorFlow
 or Keras. Everything about the model's input comes from the manifest JSON written beside the .tflite by
 `python -m kerascnn.export`: labels, input size and colour, normalization, int8 scale and zero point.
-Images of any size and mode work: 16-bit PNGs are scaled to 8 bits (not clipped), transparent pixels are
-composited on white (`--background black` for black), then converted to grey or RGB as the model takes.
+Images of any size and mode work, prepared as training prepared its images: turned upright by their EXIF
+orientation tag, 16-bit PNGs scaled to 8 bits (not clipped), transparent pixels composited on white
+(`--background black` for black), converted to grey or RGB as the model takes, resized with Pillow's bilinear
+filter (antialiased when shrinking, as training's `tf.image.resize(..., antialias=True)`).
 An image that cannot be read is reported and the others are still classified (exit code 2 at the end).
 
     python predict.py --model fashion_mnist/vgg_int8.tflite shirt.png boot.jpg
@@ -110,6 +112,20 @@ def composite(image, background: str = "white"):
     return image
 
 
+def load_pixels(image, size: tuple[int, int], channels: int, background: str = "white") -> np.ndarray:
+    """A Pillow image as uint8 pixels (height, width, channels), as training saw its images
+    (kerascnn/data/images.py): turned upright by its EXIF orientation tag (`ImageOps.exif_transpose`: phones store
+    portrait photos rotated, with the tag), 8 bits, alpha over the background, grey or RGB, resized with Pillow's
+    bilinear filter (antialiased when shrinking, which `tf.image.resize(..., antialias=True)` matches)."""
+    from PIL import Image, ImageOps
+
+    image = ImageOps.exif_transpose(image)
+    image = composite(to_8bit(image), background).convert("L" if channels == 1 else "RGB")
+    height, width = size
+    image = image.resize((width, height), Image.BILINEAR)
+    return np.asarray(image, np.uint8).reshape(height, width, channels)
+
+
 class Classifier:
     """Runs the model as its manifest says: resize, convert, normalize, quantize, invoke, dequantize."""
 
@@ -138,13 +154,8 @@ class Classifier:
         self.background = background
 
     def preprocess_image(self, image) -> np.ndarray:
-        """A Pillow image as the model's normalized input: 8 bits, alpha over the background, grey or RGB,
-        resized (bilinear), (pixel - mean) / std per channel."""
-        from PIL import Image
-
-        image = composite(to_8bit(image), self.background).convert("L" if self.channels == 1 else "RGB")
-        image = image.resize((self.width, self.height), Image.BILINEAR)
-        pixels = np.asarray(image, np.float32).reshape(self.height, self.width, self.channels)
+        """A Pillow image as the model's normalized input: `load_pixels`, then (pixel - mean) / std per channel."""
+        pixels = load_pixels(image, (self.height, self.width), self.channels, self.background).astype(np.float32)
         return (pixels - self.mean) / self.std
 
     def preprocess(self, path: Path) -> np.ndarray:

@@ -25,3 +25,81 @@ def copy_run(run_dir, root):
 
     shutil.copytree(run_dir, root / "run")
     return root / "run"
+
+
+# EXIF orientation -> the Pillow transpose that stores an upright picture so that `ImageOps.exif_transpose` (and
+# every viewer) shows it upright again: the inverse of the one exif_transpose applies
+_STORE_ROTATED = {3: "ROTATE_180", 6: "ROTATE_90", 8: "ROTATE_270"}
+
+
+def photo(size, label, seed=0):
+    """A photo-like upright RGB picture (height, width, 3) uint8: smooth colour gradients, sensor noise and, for
+    `label` 0, a bright horizontal bar, for 1 a vertical one (a 90-degree rotation confuses the classes), for 2 a
+    bright disc."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    yy, xx = np.mgrid[0:height, 0:width] / max(size)
+    phase = rng.uniform(0, 6, 3)
+    pixels = np.stack([100 + 60 * np.sin(5 * xx + phase[c]) * np.cos(4 * yy - phase[c]) for c in range(3)], -1)
+    pixels += rng.normal(0, 8, pixels.shape)
+    cy, cx = rng.uniform(0.35, 0.65, 2) * (height, width)
+    half = 0.06 * min(size)
+    if label == 0:
+        pixels[int(cy - half) : int(cy + half), int(0.1 * width) : int(0.9 * width)] = (235, 220, 60)
+    elif label == 1:
+        pixels[int(0.1 * height) : int(0.9 * height), int(cx - half) : int(cx + half)] = (235, 220, 60)
+    else:
+        pixels[
+            (np.mgrid[0:height, 0:width][0] - cy) ** 2 + (np.mgrid[0:height, 0:width][1] - cx) ** 2 < 9 * half**2
+        ] = (
+            60,
+            200,
+            235,
+        )
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def save_photo(path, upright, orientation=1, quality=90):
+    """Saves `upright` as a JPEG stored as a phone stores it: rotated, with EXIF orientation tag 0x0112 =
+    `orientation` (1, 3, 6 or 8) saying how to turn it back. Returns the path."""
+    from PIL import Image
+
+    image = Image.fromarray(upright)
+    exif = Image.Exif()
+    if orientation != 1:
+        image = image.transpose(getattr(Image.Transpose, _STORE_ROTATED[orientation]))
+    exif[0x0112] = orientation
+    image.save(path, "JPEG", quality=quality, exif=exif)
+    return path
+
+
+def make_photo_folder(
+    root,
+    classes=("horizontal", "vertical", "disc"),
+    per_class=6,
+    sizes=((480, 640), (640, 480)),
+    orientations=(6, 8, 3, 1),
+    nested_every=3,
+    seed=0,
+):
+    """A folder of phone-like photos, root/<class>/[sub/]<i>.jpg: RGB JPEGs of the upright `sizes` (landscape
+    640x480 and portrait 480x640 by default, in turn), stored rotated with the EXIF orientation tags `orientations`
+    in turn (by default 3 of 4 rotated), every `nested_every`-th in a nested sub-folder `sub/` (None: none). The
+    classes are those of `photo`: a rotation turns a horizontal bar into a vertical one.
+
+    Returns:
+        {path: (label, upright pixels)}.
+    """
+    from pathlib import Path
+
+    written = {}
+    for label, name in enumerate(classes):
+        for index in range(per_class):
+            folder = Path(root) / name
+            if nested_every and index % nested_every == nested_every - 1:
+                folder = folder / "sub"
+            folder.mkdir(parents=True, exist_ok=True)
+            upright = photo(sizes[index % len(sizes)], label % 3, seed=seed * 1000 + label * 100 + index)
+            orientation = orientations[index % len(orientations)]
+            written[str(save_photo(folder / f"{index:03d}.jpg", upright, orientation))] = (label, upright)
+    return written

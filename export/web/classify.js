@@ -5,6 +5,9 @@
 // node_modules (`npm ci` here), and the bundled test images (samples.png, a 10 x 10 sprite of 28 x 28 cells).
 // The model carries its own TFLite metadata (labels, normalization mean/std), which MediaPipe reads: for a float
 // input it feeds (pixel - mean) / std, for a uint8 input the pixels 0..255 themselves.
+// The page prepares every image as training and predict.py do: upright by its EXIF orientation (createImageBitmap's
+// imageOrientation 'from-image'), resized to the model's input size with Pillow's bilinear filter (resizeBilinear),
+// so MediaPipe's own resize never runs (tests/export/test_web.py holds the pixels within a grey level of predict.py).
 //
 // ?selftest=N classifies the first N bundled test images, writes "selftest: K/N correct" into #selftest and the
 // per-image results into window.selftestResults and #selftest-json.
@@ -44,17 +47,72 @@ async function loadClassifier(modelPath) {
   }
 }
 
-// Draw any image source onto a canvas of the model's input size (a plain stretch, as predict.py's resize) and
-// return its pixels; a source already that size is copied unchanged.
+// Pillow's bilinear filter (Image.BILINEAR), which training matches (tf.image.resize, antialias=True): separable,
+// each output pixel a weighted mean of the input pixels under a triangle of half-width max(scale, 1) around its
+// centre, so shrinking averages every pixel (antialiased) and enlarging interpolates between neighbours.
+function filterWeights(inSize, outSize) {
+  const scale = inSize / outSize;
+  const width = Math.max(scale, 1);
+  return Array.from({length: outSize}, (_, i) => {
+    const centre = (i + 0.5) * scale;
+    const first = Math.max(Math.floor(centre - width + 0.5), 0);
+    const last = Math.min(Math.floor(centre + width + 0.5), inSize);
+    const weights = [];
+    for (let k = first; k < last; k++) weights.push(Math.max(0, 1 - Math.abs((k - centre + 0.5) / width)));
+    const total = weights.reduce((a, b) => a + b, 0);
+    return {first, weights: weights.map((w) => w / total)};
+  });
+}
+
+// RGBA pixels (transparency composited over white, as training and predict.py do) resized to width x height.
+function resizeBilinear(source, width, height) {
+  const {width: w, height: h, data} = source;
+  const rgb = new Float32Array(w * h * 3);
+  for (let i = 0; i < w * h; i++) {
+    const alpha = data[4 * i + 3] / 255;
+    for (let c = 0; c < 3; c++) rgb[3 * i + c] = Math.round(data[4 * i + c] * alpha + 255 * (1 - alpha));
+  }
+  const columns = filterWeights(w, width);
+  const rows = filterWeights(h, height);
+  const across = new Float32Array(h * width * 3);  // horizontal pass
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < width; x++) {
+      const {first, weights} = columns[x];
+      for (let c = 0; c < 3; c++) {
+        let sum = 0;
+        for (let k = 0; k < weights.length; k++) sum += weights[k] * rgb[3 * (y * w + first + k) + c];
+        across[3 * (y * width + x) + c] = sum;
+      }
+    }
+  }
+  const out = new ImageData(width, height);  // vertical pass
+  for (let y = 0; y < height; y++) {
+    const {first, weights} = rows[y];
+    for (let x = 0; x < width; x++) {
+      for (let c = 0; c < 3; c++) {
+        let sum = 0;
+        for (let k = 0; k < weights.length; k++) sum += weights[k] * across[3 * ((first + k) * width + x) + c];
+        out.data[4 * (y * width + x) + c] = Math.min(255, Math.max(0, Math.round(sum)));
+      }
+      out.data[4 * (y * width + x) + 3] = 255;
+    }
+  }
+  return out;
+}
+
+// The model's input from any image source (a region of it): its pixels at their own size, resized here with
+// Pillow's bilinear filter to the model's input size (so MediaPipe gets the exact size and resizes nothing) and
+// shown in the #input canvas. A source already that size is copied unchanged.
 function toInput(source, size, sx = 0, sy = 0, sw = source.width, sh = source.height) {
   const [height, width] = size || [sh, sw];
+  const full = new OffscreenCanvas(sw, sh).getContext('2d', {willReadFrequently: true});
+  full.drawImage(source, sx, sy, sw, sh, 0, 0, sw, sh);
+  const pixels = resizeBilinear(full.getImageData(0, 0, sw, sh), width, height);
   const canvas = $('input');
   canvas.width = width;
   canvas.height = height;
-  const context = canvas.getContext('2d', {willReadFrequently: true});
-  context.imageSmoothingQuality = 'high';
-  context.drawImage(source, sx, sy, sw, sh, 0, 0, width, height);
-  return context.getImageData(0, 0, width, height);
+  canvas.getContext('2d').putImageData(pixels, 0, 0);
+  return pixels;
 }
 
 // One inference: the top classes and the milliseconds the classify() call took (MediaPipe's preprocessing in it).
@@ -116,7 +174,8 @@ async function main() {
     const name = blob.name || 'the dropped file';
     let bitmap;
     try {
-      bitmap = await createImageBitmap(blob);
+      // upright as its EXIF orientation says (phones store portrait photos rotated), colours as stored: as training
+      bitmap = await createImageBitmap(blob, {imageOrientation: 'from-image', colorSpaceConversion: 'none'});
     } catch (error) {
       $('status').textContent = `error: ${name} is not an image this browser can decode (${error.message}); ` +
                                 'pick a PNG, JPEG or WebP file.';

@@ -63,6 +63,8 @@ try {
       latency: await page.locator('#latency').textContent(),
       model: await page.locator('#model').textContent(),
       input: await page.locator('#input').evaluate((canvas) => [canvas.height, canvas.width]),
+      // the pixels the page handed to MediaPipe (the model's input), as a PNG data URL
+      inputPng: await page.locator('#input').evaluate((canvas) => canvas.toDataURL('image/png')),
     };
   };
   report.picked = [];

@@ -1,8 +1,20 @@
-"""Datasets (tfds, Debian's Fashion-MNIST IDX files, image folders) and jit-friendly augmentation."""
+"""The data stack: one `DataSpec` per run (spec.py), one reader per source (folder.py, idx.py, tfds_source.py) into
+tf.data pipelines (pipeline.py), one decode/orientation/resize (images.py), in-memory arrays (datasets.py), and
+jit-friendly augmentation (augment.py). Names are imported lazily, so `import kerascnn.data.spec` stays light."""
 
-from kerascnn.data.augment import RandomCropFlip
-from kerascnn.data.datasets import ImageDataset, load_dataset
-from kerascnn.data.folder import read_image_folder
-from kerascnn.data.idx import read_idx
+import importlib
 
-__all__ = ["ImageDataset", "RandomCropFlip", "load_dataset", "read_idx", "read_image_folder"]
+_NAMES = {
+    "DataSpec": "kerascnn.data.spec",
+    "ImageDataset": "kerascnn.data.datasets",
+    "RandomCropFlip": "kerascnn.data.augment",
+    "load_dataset": "kerascnn.data.datasets",
+    "read_idx": "kerascnn.data.idx",
+}
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        return getattr(importlib.import_module(_NAMES[name]), name)
+    raise AttributeError(f"module 'kerascnn.data' has no attribute {name!r}")

@@ -1,93 +1,381 @@
-"""A folder of the user's own images: one sub-folder per class, read with Pillow."""
+"""A folder of the user's own images, root/<class name>/.../<image file>: listed, checked and split without decoding,
+then read through `kerascnn.data.pipeline` and decoded by `kerascnn.data.images`.
+
+The rules are those of `keras.utils.image_dataset_from_directory` (class names are the sorted names of root's
+sub-folders, files in nested sub-folders count under their class folder, a file's suffix says whether it is an
+image), plus:
+- hidden files and folders (a leading ".", such as macOS's `._IMG_0001.jpg`) are not images;
+- a class folder whose name cannot be a line of labels.txt (only whitespace, or a newline or other control
+  character in it) is refused, naming the folder;
+- a class folder without images is refused, naming the folder: it would be an output the model can never
+  predict, and leaving it out silently would shift every later label;
+- a symbolic link loop (a file link that points back to itself, a folder link that leads to a folder above it)
+  is refused, naming the link, with or without --skip-bad-images: it is a mistake in the folder, not a bad image.
+
+Bad files are found before the first epoch: every file's header is opened with Pillow (`check_image_file`: the
+format, size, mode and EXIF orientation, and Pillow's `verify`, which checks every PNG chunk's CRC); a JPEG must
+reach its end-of-image marker (bytes after it, as cameras write, are fine; so is MPO, a JPEG with more frames).
+A file that passes the header check but still cannot be decoded is named when met; with `skip_bad=True` every
+file is decoded once before training instead, and the ones that fail are left out and counted.
+"""
 
 from __future__ import annotations
 
+import errno
+import os
+import unicodedata
 from pathlib import Path
 
 import numpy as np
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
-BACKGROUND = (255, 255, 255)  # transparent pixels become white, as an image viewer on a white page shows them
-_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+from kerascnn.data import images as image_ops
+from kerascnn.data.pipeline import (
+    DEFAULT_CACHE_BYTES,
+    DEFAULT_STATS_IMAGES,
+    Split,
+    StreamingDataset,
+    choose_path,
+    split_indices,
+)
+
+GREYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N"}
+COLOR_MODES = {"grayscale": 1, "rgb": 3}
+DECODED_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP"}  # what tf.io.decode_image reads
 
 
-def to_8bit(image):
-    """`image` as an 8-bit Pillow image of mode "L" (greyscale) or "RGB".
-
-    16-bit greyscale (modes I;16 and I, as Pillow reads 16-bit PNGs) is scaled, not clipped:
-    p8 = round(p16 * 255 / 65535). Transparency (RGBA, LA, a palette or greyscale image with a transparent
-    colour) is composited over `BACKGROUND`: p = alpha * p + (1 - alpha) * background. Palette images become
-    RGB; every other mode goes through Pillow's `convert`.
-    """
-    from PIL import Image
-
-    if image.mode in _SIXTEEN_BIT_MODES:
-        pixels = np.asarray(image).astype(np.float64)
-        return Image.fromarray(np.round(np.clip(pixels, 0, 65535) * 255 / 65535).astype(np.uint8), "L")
-    grey = image.mode in ("1", "L", "LA") or (image.mode == "P" and image.palette.mode == "L")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        background = Image.new("RGBA", image.size, (*BACKGROUND, 255))
-        image = Image.alpha_composite(background, image.convert("RGBA"))
-    return image.convert("L" if grey else "RGB")
+def label_problem(name: str) -> str | None:
+    """Why folder `name` cannot be a label (one line of labels.txt), or None."""
+    if not name.strip():
+        return "it is empty or only whitespace"
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        return "it holds a newline or another control character"
+    return None
 
 
-def read_image_folder(root: str | Path, image_size: tuple[int, int] | None = None, channels: int | None = None):
-    """Images under root/<class name>/*.{png,jpg,...} as (uint8 images (N, H, W, C), int64 labels, class names).
+def _image_files(folder: Path, seen: dict) -> list[str]:
+    """The image files under `folder`, nested sub-folders included, sorted by path; `seen` maps each folder already
+    walked ((device, inode)) to its path, to catch link loops."""
+    found = []
+    with os.scandir(folder) as listing:
+        entries = sorted(listing, key=lambda e: e.name)
+    for entry in entries:
+        image_name = Path(entry.name).suffix.lower() in image_ops.IMAGE_SUFFIXES
+        if entry.name.startswith("."):
+            continue
+        if entry.is_symlink():
+            try:
+                os.stat(entry.path)
+            except OSError as error:
+                if error.errno == errno.ELOOP:  # a link to itself, or links that point at each other
+                    raise ValueError(
+                        f"{entry.path} is a symbolic link loop (it points back to itself): remove or fix the link."
+                    ) from None
+                if image_name:  # a dangling link: listed, and the header check names it as unreadable
+                    found.append(entry.path)
+                continue
+        if entry.is_dir():
+            key = (entry.stat().st_dev, entry.stat().st_ino)
+            if key in seen:
+                raise ValueError(
+                    f"{entry.path} is a symbolic link loop: it leads back to {seen[key]}, so the folder would never "
+                    "end. Remove or fix the link."
+                )
+            seen[key] = entry.path
+            found += _image_files(Path(entry.path), seen)
+            del seen[key]
+        elif image_name and entry.is_file():
+            found.append(entry.path)
+    return found
 
-    Class names are the sub-folder names, sorted; labels index them. Every image is resized to
-    `image_size` (H, W) — by default the size of the first image — and converted to `channels` (1 or 3;
-    by default 1 if every image is greyscale, else 3). 16-bit images are scaled to 8 bits and transparent
-    pixels composited over white (`to_8bit`).
+
+def list_image_folder(root, classes: list[str] | None = None) -> tuple[list[str], np.ndarray, list[str]]:
+    """(paths, int64 labels, class names) of root/<class name>/.../<image file>, without opening any file (the rules
+    are the module's).
+
+    Args:
+        root: the folder.
+        classes: the class names to use (a test folder that must match training: it may lack some, not add any).
 
     Raises:
         FileNotFoundError: `root` does not exist.
-        ValueError: no class folders or no images, or an image that cannot be decoded or is larger than
-            Pillow's decompression-bomb limit (named).
+        ValueError: fewer than 2 class folders; a class folder without images or whose name cannot be a label; a
+            symbolic link loop; a test folder with a class training lacks.
     """
-    from PIL import Image, UnidentifiedImageError
-
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"Image folder {root} does not exist. Expected {root}/<class name>/<image files>.")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files = [
-        (f, label)
-        for label, name in enumerate(classes)
-        for f in sorted((root / name).iterdir())
-        if f.suffix.lower() in IMAGE_SUFFIXES
-    ]
-    if len(classes) < 2 or not files:
+    found = sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and p.is_dir())
+    for name in found:
+        problem = label_problem(name)
+        if problem:
+            raise ValueError(
+                f"Class folder {str(root / name)!r} cannot be a label ({problem}): rename it to a one-line name."
+            )
+    if classes is not None and set(found) - set(classes):
+        raise ValueError(
+            f"{root} has class folders that the training folder lacks: "
+            f"{', '.join(sorted(set(found) - set(classes)))}. Use the same class folders in both."
+        )
+    if classes is None and len(found) < 2:
         raise ValueError(
             f"{root} must hold one sub-folder per class (at least 2) with image files "
-            f"({', '.join(sorted(IMAGE_SUFFIXES))}); found {len(classes)} folders and {len(files)} "
-            "images."
+            f"({', '.join(sorted(image_ops.IMAGE_SUFFIXES))}); found {len(found)} folder(s)."
         )
-    pictures = []
-    for path, _ in files:
-        try:
-            with Image.open(path) as image:
-                image.load()
-                pictures.append(to_8bit(image))
-        except Image.DecompressionBombError as error:
+    seen = {(root.stat().st_dev, root.stat().st_ino): str(root)}
+    paths, labels = [], []
+    for label, name in enumerate(classes or found):
+        if not (root / name).is_dir():
+            continue
+        class_folder = (root / name).stat()
+        files = _image_files(root / name, {**seen, (class_folder.st_dev, class_folder.st_ino): str(root / name)})
+        if not files and classes is None:
             raise ValueError(
-                f"Image {path} has more pixels than Pillow opens safely ({error}). Shrink the file, "
-                "or remove it from the folder."
-            ) from error
-        except (UnidentifiedImageError, OSError) as error:
-            raise ValueError(f"Cannot decode image {path}: {error}. Remove or replace the file.") from error
-    if channels is None:
-        channels = 1 if all(p.mode == "L" for p in pictures) else 3
-    if channels not in (1, 3):
-        raise ValueError(f"`channels` must be 1 or 3. Received: channels={channels!r}")
-    height, width = image_size or (pictures[0].height, pictures[0].width)
-    mode = "L" if channels == 1 else "RGB"
-    images = np.stack(
-        [
-            np.asarray(p.convert(mode).resize((width, height), Image.BILINEAR), np.uint8).reshape(
-                height, width, channels
+                f"Class folder {root / name} holds no image files ({', '.join(sorted(image_ops.IMAGE_SUFFIXES))}): "
+                "add images or remove the folder (an empty class is an output the model could never learn)."
             )
-            for p in pictures
-        ]
+        paths += files
+        labels += [label] * len(files)
+    if not paths:
+        raise ValueError(f"{root} holds no image files ({', '.join(sorted(image_ops.IMAGE_SUFFIXES))}).")
+    return paths, np.array(labels, np.int64), list(classes or found)
+
+
+def jpeg_complete(path: str) -> bool:
+    """True when the JPEG at `path` reaches its end-of-image marker: the marker segments are skipped by their
+    lengths (so an EXIF thumbnail's own markers do not count) up to the first start-of-scan, and the scan data after
+    it must hold FF D9 (in scan data FF is followed by 00 or a restart marker, so FF D9 is unambiguous). Bytes after
+    the marker (cameras append data, MPO files more frames) are allowed: decoders stop at the first image."""
+    with open(path, "rb") as f:
+        data = f.read()
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return False
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            position += 2
+            continue
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker == 0xDA:  # start of scan: the entropy-coded data follows the header
+            return data.find(b"\xff\xd9", position + 2 + length) >= 0
+        position += 2 + length
+    return False
+
+
+def check_image_file(path: str) -> tuple[str | None, tuple[int, int] | None, str | None, int]:
+    """Checks one file's header without decoding its pixels: (problem or None, upright (height, width), mode,
+    EXIF orientation 1..8).
+
+    `mode` is Pillow's mode, with "+t" appended when a palette or greyscale image has a transparent colour. The
+    size is the upright one: orientations 5..8 swap height and width.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            size, mode, kind = (image.height, image.width), image.mode, image.format
+            mode += "+t" if "transparency" in image.info else ""
+            # the EXIF block as the header gives it (getexif() would decode a PNG's pixels to look past them)
+            exif = Image.Exif()
+            exif.load(image.info.get("exif", b""))
+            orientation = exif.get(image_ops.ORIENTATION_TAG, 1)
+        with Image.open(path) as image:  # verify must come straight after open
+            image.verify()
+        if kind not in DECODED_FORMATS:
+            return f"{kind} data, which TensorFlow does not decode (convert it to PNG or JPEG)", None, None, 1
+        if kind in ("JPEG", "MPO") and not jpeg_complete(path):
+            return "truncated JPEG (no end-of-image marker)", None, None, 1
+    except Exception as error:  # Pillow raises many kinds (UnidentifiedImageError, SyntaxError, OSError, ...)
+        return f"{type(error).__name__}: {error}", None, None, 1
+    orientation = orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+    return None, (size[::-1] if orientation >= 5 else size), mode, orientation
+
+
+def check_image_files(paths: list[str], skip_bad: bool) -> dict:
+    """Checks every file's header (`check_image_file`) before training starts: {"good": bool array, "bad": paths,
+    "first_size": the first good image's upright size, "modes": {mode: count}, "orientations": int array}.
+
+    Raises:
+        ValueError: a bad file and `skip_bad` is False (the message names up to 5 of them and the count), or no
+            good file at all.
+    """
+    good = np.ones(len(paths), bool)
+    orientations = np.ones(len(paths), np.int64)
+    problems, modes, first_size = [], {}, None
+    for index, path in enumerate(paths):
+        problem, size, mode, orientations[index] = check_image_file(path)
+        if problem:
+            good[index] = False
+            problems.append((path, problem))
+            continue
+        first_size = first_size or size
+        modes[mode] = modes.get(mode, 0) + 1
+    if problems and not skip_bad:
+        more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise ValueError(
+            f"{len(problems)} image file(s) cannot be decoded: "
+            f"{'; '.join(f'{p} ({why})' for p, why in problems[:5])}{more}. "
+            "Remove or replace them, or pass --skip-bad-images to train without them."
+        )
+    if not good.any():
+        raise ValueError(f"None of the {len(paths)} image files can be decoded (first: {problems[0][0]}).")
+    return {"good": good, "bad": [p for p, _ in problems], "first_size": first_size, "modes": modes,
+            "orientations": orientations}  # fmt: skip
+
+
+def file_split(paths: list[str], labels: np.ndarray, orientations: np.ndarray | None, decode) -> Split:
+    """A folder split. Without `orientations` (export, which does not re-check the whole folder) each file's EXIF
+    orientation is read from its header when the split is first read: only the files actually decoded are opened."""
+    paths, labels = list(paths), np.asarray(labels, np.int64)
+    known = [orientations]
+
+    def source():
+        import tensorflow as tf
+
+        if known[0] is None:
+            known[0] = np.array([check_image_file(p)[3] for p in paths], np.int64)
+        return tf.data.Dataset.from_tensor_slices(
+            (tf.constant(paths, tf.string), tf.constant(labels, tf.int64), tf.constant(known[0], tf.int64))
+        )
+
+    def rebuild(index):  # a subset is a smaller list of files, not a filter over the whole one
+        return file_split(
+            [paths[i] for i in index], labels[index], None if known[0] is None else known[0][index], decode
+        )
+
+    return Split(len(paths), source, decode, paths, labels, rebuild)
+
+
+def open_image_folder(
+    root,
+    *,
+    test_dir=None,
+    image_size: tuple[int, int] | None = None,
+    color_mode: str | None = None,
+    validation_fraction: float = 1 / 12,
+    test_fraction: float = 1 / 12,
+    seed: int = 0,
+    skip_bad: bool = False,
+    cache_bytes: int | None = DEFAULT_CACHE_BYTES,
+    stats_images: int | None = DEFAULT_STATS_IMAGES,
+    batch_size: int | None = None,
+    recorded: dict | None = None,
+) -> StreamingDataset:
+    """A folder of images (one sub-folder per class) as a streaming dataset, split without decoding.
+
+    The file list is split by `split_indices` (seeded): `validation_fraction` for validation and, unless a separate
+    `test_dir` is given, `test_fraction` for a held-out test split, never used to choose a model.
+
+    Args:
+        root: the training folder, root/<class name>/.../<image files>.
+        test_dir: a folder with the same class folders, used as the test split instead of a held-out part.
+        image_size: (height, width) every image is resized to; default the first image's upright size.
+        color_mode: "grayscale" or "rgb"; default "grayscale" if every image is greyscale, else "rgb".
+        validation_fraction, test_fraction: shares of the folder, each in [0, 0.5].
+        seed: seed of the split and of the statistics sample.
+        skip_bad: leave out files that cannot be decoded (listed in `skipped`) instead of raising; every file is
+            then decoded once before training, so that the count is exact.
+        cache_bytes: cache the decoded images in memory when the training split's pixels fit in this many bytes
+            (None: never).
+        stats_images: size of the seeded sample of training images the mean and std come from (None: all).
+        batch_size: when given, a batch of this many images must fit in memory (`images.check_memory`).
+        recorded: a run's dataset.json: its input shape, statistics and skipped files are taken as they are, and no
+            file is checked or decoded here (export reads a trained run's data this way).
+
+    Returns:
+        A `StreamingDataset`; `facts` holds the number of files listed per class.
+
+    Raises:
+        FileNotFoundError, ValueError: see `list_image_folder` and `check_image_files`; bad arguments; DecodeError
+            (a ValueError) for a file that cannot be decoded.
+
+    Example:
+        >>> data = open_image_folder("photos", image_size=(96, 96))
+        >>> model.fit(data.batches("train", 64, shuffle=True), validation_data=data.batches("validation", 64))
+    """
+    for name, value in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= value <= 0.5:
+            raise ValueError(f"`{name}` must be in [0, 0.5]. Received: {name}={value!r}")
+    if color_mode is not None and color_mode not in COLOR_MODES:
+        raise ValueError(f"`color_mode` must be 'grayscale' or 'rgb'. Received: color_mode={color_mode!r}")
+    paths, labels, classes = list_image_folder(root)
+    test_paths, test_labels = [], labels[:0]
+    if test_dir is not None:
+        test_paths, test_labels, _ = list_image_folder(test_dir, classes)
+    everything = paths + test_paths
+    all_labels = np.concatenate([labels, test_labels])
+    facts = {"files_per_class": np.bincount(labels, minlength=len(classes)).tolist()}
+    if recorded is None:
+        summary = check_image_files(everything, skip_bad)
+        good, skipped, orientations = summary["good"], summary["bad"], summary["orientations"]
+        image_size = tuple(image_size or summary["first_size"])
+        greyscale = all(mode.split("+")[0] in GREYSCALE_MODES for mode in summary["modes"])
+        channels = COLOR_MODES[color_mode] if color_mode else (1 if greyscale else 3)
+    else:
+        skipped = [p for p in recorded.get("skipped", []) if p in set(everything)]
+        good = ~np.isin(np.array(everything, dtype=object), skipped)
+        orientations = None
+        *image_size, channels = recorded["input_shape"]
+        image_size = tuple(image_size)
+    if len(image_size) != 2 or not all(isinstance(v, int) and v > 0 for v in image_size):
+        raise ValueError(f"`image_size` must be (height, width), positive ints. Received: {image_size!r}")
+    input_shape = (*image_size, channels)
+    if batch_size is not None:
+        image_ops.check_memory(input_shape, batch_size)
+    kept = np.flatnonzero(good[: len(paths)])
+    if test_dir is None:
+        validation, test, train = split_indices(len(kept), (validation_fraction, test_fraction), seed)
+        chosen = {"train": kept[train], "validation": kept[validation], "test": kept[test]}
+        test_source = f"a seeded {test_fraction:.3g} of {Path(root).name} held out (never used to pick a model)"
+    else:
+        validation, train = split_indices(len(kept), (validation_fraction,), seed)
+        test = len(paths) + np.flatnonzero(good[len(paths) :])
+        chosen = {"train": kept[train], "validation": kept[validation], "test": test}
+        test_source = f"the test folder {test_dir}"
+    decode = image_ops.decode_file_fn(image_size, channels)
+    splits = {
+        name: file_split(
+            [everything[i] for i in index],
+            all_labels[index],
+            None if orientations is None else orientations[index],
+            decode,
+        )
+        for name, index in chosen.items()
+    }
+    if splits["train"].count == 0:
+        raise ValueError(f"{root} leaves no training images after the validation and test splits.")
+    dataset = StreamingDataset(
+        Path(root).name,
+        classes,
+        input_shape,
+        splits,
+        [0.0] * channels,
+        [1.0] * channels,
+        choose_path(splits["train"].count, input_shape, cache_bytes),
+        test_source,
+        skipped,
+        facts,
     )
-    labels = np.array([label for _, label in files], np.int64)
-    return images, labels, classes
+    if recorded is not None:
+        dataset.mean, dataset.std = recorded["normalization"]["mean"], recorded["normalization"]["std"]
+        return dataset
+    if skip_bad:  # decode every file once: the ones that fail are left out and counted
+        dataset = dataset.without(dataset.undecodable())
+        _check_every_class_left(dataset, root)
+    dataset.mean, dataset.std = dataset.statistics(stats_images, seed)
+    return dataset
+
+
+def _check_every_class_left(dataset: StreamingDataset, root) -> None:
+    counts = np.bincount(
+        np.concatenate([dataset.splits[s].labels for s in ("train", "validation")]), minlength=len(dataset.labels)
+    )
+    empty = [name for name, n in zip(dataset.labels, counts) if n == 0]
+    if empty:
+        raise ValueError(
+            f"Class folder(s) {', '.join(str(Path(root) / e) for e in empty)} hold no image that can be decoded "
+            "(--skip-bad-images left them all out): add images or remove the folder."
+        )

@@ -12,6 +12,7 @@ import numpy as np
 
 from kerascnn.export import manifest as manifests
 from kerascnn.export import report as reports
+from kerascnn.export import tflm as microcontrollers
 from kerascnn.export.audit import audit
 from kerascnn.export.converter import convert
 from kerascnn.export.presets import PRESETS
@@ -52,50 +53,42 @@ def read_run_files(run_dir: Path) -> tuple[dict, dict]:
     return dataset_meta, config
 
 
-TRAIN_IMAGES = 10_000  # training images a streamed run's export decodes for calibration and fine-tuning (at least)
+TRAIN_IMAGES = 10_000  # training images a run's export decodes for calibration and fine-tuning (at most)
 
 
-def run_dataset(dataset_meta: dict, config: dict, test_limit: int | None, train_limit: int):
-    """The run's own splits and statistics, read the way its training read them (dataset.json's "reader"):
-    `load_dataset` in memory, or `kerascnn.data.stream` with the run's split settings, whose seeded file-list split
-    gives the same held-out test images. A streamed run's training split is decoded up to `train_limit` images
-    (a seeded random subset: the split is a seeded permutation). A fine-tuned run's normalization (dataset.json's
-    "normalization" with a "from": its backbone's) replaces the statistics of the images."""
-    dataset = _read_run_dataset(dataset_meta, config, test_limit, train_limit)
-    normalization = dataset_meta["normalization"]
-    if normalization.get("from"):  # a fine-tuned run normalizes as its backbone did, not by its images' statistics
-        dataset.mean, dataset.std = list(normalization["mean"]), list(normalization["std"])
-    return dataset
+def run_dataset(dataset_meta: dict, config: dict, test_limit: int | None, train_limit: int, run_dir: Path):
+    """The run's own test split and a seeded class-balanced subset of `train_limit` of its training split, as
+    arrays, opened from the data spec the run recorded (`kerascnn.data.stream.open_run`): the same split, the
+    decoding, orientation and resize of training, and the statistics of its dataset.json (not recomputed).
 
-
-def _read_run_dataset(dataset_meta: dict, config: dict, test_limit: int | None, train_limit: int):
-    from kerascnn.data import load_dataset
-
-    if dataset_meta.get("reader", "load_dataset") == "load_dataset":
-        return load_dataset(config["dataset"], config.get("data_dir"), config["validation_fraction"], config["seed"])
+    Raises:
+        ValueError: the data changed since training (`check_same_data`), before anything is decoded.
+    """
     from kerascnn.data import stream
     from kerascnn.data.datasets import ImageDataset
 
-    data = stream.open_for_run(config, cache_bytes=None)
-    splits = {"train": data.arrays("train", limit=train_limit), "test": data.arrays("test", limit=test_limit)}
+    data = stream.open_run(dataset_meta, config)
+    check_same_data(data, dataset_meta, run_dir)
+    train = data.limited(train_limit, config.get("seed", 0))
+    splits = {"train": train.arrays("train"), "test": data.arrays("test", limit=test_limit)}
     return ImageDataset(data.name, data.labels, splits, data.mean, data.std)
 
 
-def check_same_data(now: dict, at_training: dict, run_dir: Path) -> None:
-    """Raises if the data loaded now differs from the data the run trained on (an image folder that changed):
-    the manifest's labels and normalization would then not match the calibration and the evaluation."""
-    same = (
-        now["labels"] == at_training["labels"]
-        and list(now["input_shape"]) == list(at_training["input_shape"])
-        and all(
-            np.allclose(now["normalization"][key], at_training["normalization"][key], rtol=1e-3, atol=1e-3)
-            for key in ("mean", "std")
-        )
-    )
-    if not same:
+def check_same_data(data, at_training: dict, run_dir: Path) -> None:
+    """Raises if the data opened now is not the data the run trained on (an image folder whose classes or files
+    changed): the split, and so the test images, would differ. Compares what listing the data tells (labels, the
+    number of files per class, recorded by training since the data spec exists) with dataset.json; nothing is
+    decoded for it."""
+    changed = []
+    if data.labels != at_training["labels"]:
+        changed.append(f"labels {at_training['labels']} -> {data.labels}")
+    recorded = at_training.get("files_per_class")
+    if recorded is not None and data.facts.get("files_per_class") != recorded:
+        changed.append(f"files per class {recorded} -> {data.facts.get('files_per_class')}")
+    if changed:
         raise ValueError(
-            f"The dataset changed since {run_dir} was trained (labels, image shape or normalization "
-            "differ from its dataset.json): export from the data the model was trained on."
+            f"The dataset changed since {run_dir} was trained ({'; '.join(changed)[:300]}): export from the data "
+            "the model was trained on."
         )
 
 
@@ -188,6 +181,8 @@ def export_run(
     finetune_images: int | None = None,
     input_color: str = "rgb",
     mediapipe: bool = True,
+    tflm_images: int = microcontrollers.TFLM_IMAGES,
+    mcu_ram: int | None = None,
 ) -> dict:
     """Exports `source` under each preset in `quants` into `out` and returns the report (also written
     as report.json and report.md).
@@ -207,6 +202,10 @@ def export_run(
 
     With `mediapipe` and a `.venv-edge` at the repository root (export/requirements.txt), each variant is also
     run through MediaPipe Tasks' ImageClassifier (export/check_mediapipe.py) for the report's MediaPipe columns.
+    With `tflm_images` > 0 and tflite-micro in `.venv-edge`, each variant with an integer input is run in
+    TensorFlow Lite Micro (export/tflm/check.py) on the first `tflm_images` test images: the report's
+    microcontroller section and the manifests' "tflm" entry get its flash and arena bytes and whether it fits
+    256 KB and 512 KB SRAM boards (and `mcu_ram` bytes).
 
     Raises:
         ValueError: a bad argument, source, output folder, or run files (labels or normalization missing, a label
@@ -241,8 +240,7 @@ def export_run(
     )
     out = Path(out or Path("export") / run_dir.name)
     _check_out(out)
-    dataset = run_dataset(dataset_meta, config, limit, max(calibration, finetune_images or 0, TRAIN_IMAGES))
-    check_same_data(dataset.metadata(), dataset_meta, run_dir)
+    dataset = run_dataset(dataset_meta, config, limit, max(calibration, finetune_images or 0, TRAIN_IMAGES), run_dir)
     x_test, y_test = (a[:limit] for a in dataset.splits["test"])
     x_test = dataset.normalize(x_test)
     train_images, train_labels = dataset.splits["train"]
@@ -354,6 +352,15 @@ def export_run(
         row["latency_ms"] = latencies[row_name]
     if mediapipe:
         reports.add_mediapipe(report, out, dataset.splits["test"][0][:limit], y_test, log=_log)
+    if tflm_images:
+        test_images = dataset.splits["test"][0][: min(len(y_test), tflm_images)]
+        checked = microcontrollers.add_to_report(
+            report, out, test_images, y_test[: len(test_images)], mcu_ram, log=_log
+        )
+        for row_name, entry in checked.items():
+            path = out / Path(report["variants"][row_name]["file"]).with_suffix(".json")
+            manifest = manifests.with_tflm(json.loads(path.read_text()), entry)
+            atomic_write(path, manifests.to_json(manifest))
     atomic_write(out / "report.json", reports.to_json(report))
     atomic_write(out / "report.md", reports.markdown(report))
     return report

@@ -114,15 +114,16 @@ def parser() -> argparse.ArgumentParser:
         nargs=2,
         dest="image_size",
         metavar=("HEIGHT", "WIDTH"),
-        help="resize every image to this size (default: the dataset's own size, or a folder's first image's)",
+        help="resize every image to this size, upright by its EXIF orientation, with an antialiased bilinear filter "
+        "(default: the dataset's own size, or a folder's first image's)",
     )
     g.add_argument(
         "--skip-bad-images",
         action="store_const",
         const=True,
         dest="skip_bad_images",
-        help="leave out image files that cannot be decoded and report how many (default: stop with "
-        "their names before the first epoch)",
+        help="leave out image files that cannot be decoded and report how many; every file is then decoded "
+        "once before training (default: stop with their names)",
     )
     g.add_argument(
         "--input",
@@ -141,7 +142,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--limit",
         type=int,
-        help="use only the first N images of each split (smoke tests; accuracy is then meaningless; default: all)",
+        help="use only a seeded, class-balanced N images of each split (smoke tests; accuracy is then "
+        "meaningless; default: all)",
     )
     g.add_argument(
         "--augment-padding",

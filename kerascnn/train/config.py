@@ -70,17 +70,8 @@ class TrainConfig:
             raise ValueError("--lr must be > 0, --weight-decay >= 0 and --label-smoothing in [0, 1).")
         if self.jit_compile not in ("auto", "on", "off"):
             raise ValueError(f"--jit-compile must be auto, on or off, not {self.jit_compile!r}.")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"--limit must be >= 1 (got {self.limit}).")
-        if self.image_size is not None and (
-            len(self.image_size) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in self.image_size)
-        ):
-            raise ValueError(f"--image-size must be two positive integers, HEIGHT WIDTH (got {self.image_size}).")
         if self.input_pipeline not in ("auto", "memory", "stream"):
             raise ValueError(f"--input must be auto, memory or stream, not {self.input_pipeline!r}.")
-        if not 0 <= self.test_fraction <= 0.5:
-            raise ValueError(f"--test-fraction must be in [0, 0.5] (got {self.test_fraction}).")
         if self.freeze_epochs < 0 or (self.finetune_lr is not None and not self.finetune_lr > 0):
             raise ValueError(
                 f"--freeze-epochs must be >= 0 and --finetune-lr > 0 (got {self.freeze_epochs}, {self.finetune_lr})."
@@ -90,8 +81,10 @@ class TrainConfig:
                 f"--freeze-epochs {self.freeze_epochs} is more than --epochs {self.epochs}: the head-only phase "
                 "is part of the epochs. Lower --freeze-epochs or raise --epochs."
             )
-        if self.test_dir is not None and self.data_dir is None:
-            raise ValueError("--test-dir is the test split of an image folder: give --data-dir too.")
+        from kerascnn.data.spec import DataSpec
+
+        # the data flags (fractions, --image-size, --limit, --test-dir, --out inside --data-dir): checked once, there
+        DataSpec.from_settings(dataclasses.asdict(self)).check(out=self.run_dir)
 
 
 # Named schedules. Each row of the README's accuracy table names its preset and command.

@@ -18,8 +18,8 @@ import keras
 import numpy as np
 
 from kerascnn import models, rundir
-from kerascnn.data import RandomCropFlip, load_dataset, stream
-from kerascnn.data.datasets import ImageDataset
+from kerascnn.data import RandomCropFlip, stream
+from kerascnn.data.spec import DataSpec
 from kerascnn.train import distribute, finetune
 from kerascnn.train.batches import EpochBatches, EpochSeeds, epoch_seed
 from kerascnn.train.checkpoint import (
@@ -82,7 +82,7 @@ class Data:
     test images come from.
     """
 
-    dataset: ImageDataset | stream.StreamingDataset
+    dataset: stream.StreamingDataset
     x_train: np.ndarray | None
     y_train: np.ndarray | None
     x_val: np.ndarray
@@ -209,85 +209,62 @@ def _use_normalization(dataset, normalization: dict | None):
     return dataset
 
 
+def data_spec(config: TrainConfig) -> DataSpec:
+    """The run's data, as TrainConfig's fields give it (checked by `TrainConfig.validate`)."""
+    return DataSpec.from_settings(dataclasses.asdict(config))
+
+
 def load_data(
     config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS, normalization: dict | None = None
 ) -> Data:
-    """The splits, limited to --limit, in memory (normalized arrays) or streamed (`kerascnn.data.stream`).
+    """The splits of `data_spec(config)`, limited to --limit (a seeded class-balanced subset), in memory (normalized
+    arrays) or streamed (`kerascnn.data.stream`).
 
-    In memory: a tfds dataset or Debian's Fashion-MNIST whose training pixels fit in
-    `stream.DEFAULT_CACHE_BYTES` at its own size (read by `load_dataset`, as before streaming existed), or an
-    image folder that small (decoded once by the stream's decoder). Streamed: everything larger, every
+    In memory: a dataset whose training pixels fit in `stream.DEFAULT_CACHE_BYTES` (`--input auto`; Fashion-MNIST,
+    small folders) or `--input memory`, decoded once by the pipeline's decoder. Streamed: everything larger, every
     `--input stream` run and every run across several processes (each reads its own shard).
     `normalization` ({"mean", "std"} in pixel units) replaces the training images' statistics (fine-tuning).
     """
-    image_size = tuple(config.image_size) if config.image_size else None
-    if (
-        config.data_dir is None
-        and image_size is None
-        and not cluster.multi_process
-        and config.input_pipeline != "stream"
-    ):
-        native = stream.native_size_bytes(config.dataset)
-        if config.input_pipeline == "memory" or (native is not None and native <= stream.DEFAULT_CACHE_BYTES):
-            dataset = _use_normalization(
-                load_dataset(config.dataset, None, config.validation_fraction, config.seed), normalization
-            )
-            (x_train, y_train), (raw_val, y_val), (raw_test, y_test) = (
-                (images[: config.limit], labels[: config.limit])
-                for images, labels in (dataset.splits[split] for split in ("train", "validation", "test"))
-            )
-            return Data(
-                dataset,
-                dataset.normalize(x_train),
-                y_train,
-                dataset.normalize(raw_val),
-                y_val,
-                raw_val,
-                dataset.normalize(raw_test),
-                y_test,
-                "memory",
-                f"the {dataset.name} test split",
-            )
-    data = stream.open_for_run(dataclasses.asdict(config), cache_bytes=CACHE_BYTES[config.input_pipeline])
+    data = stream.open_spec(
+        data_spec(config), cache_bytes=CACHE_BYTES[config.input_pipeline], batch_size=config.batch_size
+    )
     if data.skipped:
         print(
             f"Skipped {len(data.skipped)} image file(s) that cannot be decoded (--skip-bad-images), e.g. "
             f"{data.skipped[0]}."
         )
-    if config.limit:
-        data = data.limited(config.limit)
     data = _use_normalization(data, normalization)
     if data.input_path == "memory" and not cluster.multi_process:
         (x_train, y_train), (raw_val, y_val), (raw_test, y_test) = (
             data.arrays(split) for split in ("train", "validation", "test")
         )
         return Data(
-            data,
-            data.normalize(x_train),
-            y_train,
-            data.normalize(raw_val),
-            y_val,
-            raw_val,
-            data.normalize(raw_test),
-            y_test,
-            "memory",
-            data.test_source,
+            dataset=data,
+            x_train=data.normalize(x_train),
+            y_train=y_train,
+            x_val=data.normalize(raw_val),
+            y_val=y_val,
+            raw_val=raw_val,
+            x_test=data.normalize(raw_test),
+            y_test=y_test,
+            input_path="memory",
+            test_source=data.test_source,
         )
     raw_val, y_val = data.arrays("validation", limit=SUMMARY_IMAGES)
     return Data(
-        data,
-        None,
-        None,
-        data.normalize(raw_val),
-        y_val,
-        raw_val,
-        None,
-        None,
-        "stream",
-        data.test_source,
-        data,
-        cluster.num_processes,
-        cluster.process_id,
+        dataset=data,
+        x_train=None,
+        y_train=None,
+        x_val=data.normalize(raw_val),
+        y_val=y_val,
+        raw_val=raw_val,
+        x_test=None,
+        y_test=None,
+        input_path="stream",
+        test_source=data.test_source,
+        stream=data,
+        num_shards=cluster.num_processes,
+        shard_index=cluster.process_id,
     )
 
 
@@ -296,12 +273,19 @@ def write_run_files(run_dir: Path, config: TrainConfig, data: Data, normalizatio
     backbone whose normalization a fine-tuned run uses (dataset.json's normalization "from")."""
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(run_dir / rundir.CONFIG, to_yaml(config))
-    # "reader" tells export how to read the same splits and statistics again (kerascnn.export.exporter.run_dataset)
-    reader = "stream" if isinstance(data.dataset, stream.StreamingDataset) else "load_dataset"
+    # "spec", "skipped" and the file counts let export open the same splits with these statistics again
+    # (kerascnn.data.stream.open_run), without re-checking the data or recomputing the statistics
     meta = data.dataset.metadata()
     if normalization_from:
         meta["normalization"]["from"] = normalization_from
-    atomic_write(run_dir / rundir.DATASET, json.dumps({**meta, "reader": reader}, indent=1))
+    recorded = {
+        **meta,
+        "reader": "stream",
+        "spec": data_spec(config).to_json(),
+        "skipped": data.dataset.skipped,
+        **data.dataset.facts,
+    }
+    atomic_write(run_dir / rundir.DATASET, json.dumps(recorded, indent=1))
     atomic_write(run_dir / rundir.LABELS, "\n".join(data.dataset.labels) + "\n")
 
 
@@ -580,6 +564,8 @@ def _train(config: TrainConfig) -> dict:
     callbacks = make_callbacks(config, write_dir, data, network, state, nan_guard, cluster)
     started = time.perf_counter()
     verbose = "auto" if sys.stdout.isatty() else 2
+    # a file that passes the header check but fails to decode when streamed is named (DecodeError)
+    naming_bad_files = data.stream.naming_bad_files if data.stream is not None else contextlib.nullcontext
     # one fit, or one per fine-tuning phase still to run: head only, then all layers with a fresh optimizer
     stages = [(initial_epoch, config.epochs, None)] if source is None else finetune.phases(config, initial_epoch)
     for start, end, head_only in stages:
@@ -591,23 +577,25 @@ def _train(config: TrainConfig) -> dict:
                 train_model.jit_compile = resolve_jit_compile(config.jit_compile)
             phase = head_only
         batches, validation, steps = _fit_inputs(config, data, batch_size, steps_per_epoch, start)
-        train_model.fit(
-            batches,
-            epochs=end,
-            initial_epoch=start,
-            steps_per_epoch=steps,
-            validation_data=validation,
-            callbacks=callbacks,
-            shuffle=False,
-            verbose=verbose,
-        )
+        with naming_bad_files():
+            train_model.fit(
+                batches,
+                epochs=end,
+                initial_epoch=start,
+                steps_per_epoch=steps,
+                validation_data=validation,
+                callbacks=callbacks,
+                shuffle=False,
+                verbose=verbose,
+            )
     seconds = time.perf_counter() - started
 
     if nan_guard.triggered:
         raise TrainingError(nan_message(nan_guard, ResumableCheckpoint.load_state(run_dir), run_dir))
     atomic_save_model(network, write_dir / rundir.LAST_MODEL)  # every process: saving is collective
     try:
-        return evaluate(config, run_dir, data, network, scope, seconds, cluster)
+        with naming_bad_files():
+            return evaluate(config, run_dir, data, network, scope, seconds, cluster)
     finally:
         if not cluster.is_chief:
             shutil.rmtree(write_dir, ignore_errors=True)

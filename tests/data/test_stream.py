@@ -110,7 +110,7 @@ def test_16_bit_palette_and_rgba_images_are_converted(tmp_path):
     for channel in range(3):
         np.testing.assert_array_equal(images["deep.png"][..., channel], expected)
     assert (images["palette.png"] == (200, 10, 30)).all()
-    alpha = images["alpha.png"]  # transparency composited over white, as kerascnn.data.folder.to_8bit does
+    alpha = images["alpha.png"]  # transparency composited over white, as export/predict.py does
     assert (alpha[4:] == (10, 20, 30)).all() and (alpha[1:4] == 255).all() and (alpha[0, 1:] == 255).all()
     np.testing.assert_array_equal(alpha[0, 0], np.round(0.2 * np.array([10, 20, 30]) + 0.8 * 255))
     assert (images["palette_alpha.png"] == 255).all()
@@ -238,62 +238,35 @@ def test_idx_files_stream_with_load_datasets_split(tmp_path, monkeypatch):
 def test_record_split_without_a_test_split_holds_one_out():
     import tensorflow as tf
 
+    from kerascnn.data.pipeline import record_splits
+
     images = np.arange(100, dtype=np.uint8).reshape(100, 1, 1, 1)
     train = stream.Split(
         100,
         lambda: tf.data.Dataset.from_tensor_slices((images, np.arange(100) % 2)),
         lambda x, y: (x, tf.cast(y, tf.int64)),
     )
-    data = stream._record_dataset(
-        "toy",
-        ["a", "b"],
-        train,
-        None,
-        (1, 1, 1),
-        validation_fraction=0.1,
-        test_fraction=0.2,
-        seed=0,
-        cache_bytes=None,
-        stats_images=None,
-        test_source="",
-    )
+    splits = record_splits(train, None, validation_fraction=0.1, test_fraction=0.2, seed=0)
     seen = {
-        split: {int(x[0, 0, 0]) for x, _ in data.images(split).as_numpy_iterator()}
-        for split in ("train", "validation", "test")
+        split: {int(x[0, 0, 0]) for x, _ in part.source().map(part.decode).as_numpy_iterator()}
+        for split, part in splits.items()
     }
     assert [len(seen[s]) for s in ("train", "validation", "test")] == [70, 10, 20]
-    assert set().union(*seen.values()) == set(range(100)) and "held out" in data.test_source
+    assert set().union(*seen.values()) == set(range(100))
 
 
 def test_tfds_datasets_stream_example_by_example(monkeypatch):
     import tensorflow_datasets as tfds
 
-    from kerascnn.data import datasets
+    from kerascnn.data import tfds_source
 
-    monkeypatch.setattr(datasets, "online", lambda: True)  # the mock "downloads" nothing
+    monkeypatch.setattr(tfds_source, "online", lambda: True)  # the mock "downloads" nothing
     with tfds.testing.mock_data(num_examples=24):  # offline: random examples with mnist's features
         data = stream.open_tfds("mnist", image_size=(32, 32), stats_images=None)
         assert data.input_shape == (32, 32, 1) and len(data.labels) == 10
         assert sum(data.count(s) for s in ("train", "validation", "test")) == 24
         x, y = next(iter(data.batches("train", 8)))
         assert x.shape == (8, 32, 32, 1) and y.shape == (8, 10)
-
-
-@pytest.mark.parametrize(
-    "modes,channels,direct",
-    [
-        ({"RGB": 5, "L": 2, "P": 1}, 3, True),
-        ({"L": 3}, 1, True),
-        ({"RGB": 1}, 1, False),
-        ({"RGBA": 1, "RGB": 4}, 3, False),
-        ({"P+t": 1}, 3, False),
-        ({"I;16": 1}, 1, False),
-        ({"LA": 1}, 1, False),
-    ],
-)
-def test_plain_8_bit_folders_skip_the_conversion_path(modes, channels, direct):
-    summary = stream.FolderSummary(np.ones(1, bool), [], (8, 8), True, modes)
-    assert summary.decodes_directly(channels) is direct
 
 
 def test_train_batches_depend_only_on_each_epochs_seed_and_end_with_the_epoch(tmp_path):
@@ -340,3 +313,23 @@ def test_uint8_batches_normalized_by_the_model_equal_normalized_batches(tmp_path
     (x, _), (raw, _) = next(iter(data.batches("train", 12))), next(iter(data.batches("train", 12, normalize=False)))
     assert raw.dtype == "uint8"
     np.testing.assert_allclose(data.normalization_layer()(raw.numpy()), x.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_each_process_trains_on_its_own_shard_and_the_shards_cover_the_split(tmp_path):
+    """train_batches of shard 0 and 1 of 2: disjoint images whose union is the training split (an even count), for
+    every epoch's seed. Every process training on shard 0 would pass a comparison of weights across processes."""
+    write_images(tmp_path, per_class=6)  # 18 images: 9 per shard
+    data = stream.open_image_folder(tmp_path, validation_fraction=0.0, test_fraction=0.0)
+    everything = sorted(bytes(x) for x, _ in data.images("train").as_numpy_iterator())
+
+    def shard(index):
+        return dict(num_shards=2, shard_index=index, normalize=False)
+
+    for seeds in ([3], [4]):
+        shards = [
+            [bytes(x) for images, _ in data.train_batches(4, seeds, **shard(i)) for x in images.numpy()]
+            for i in range(2)
+        ]
+        assert len(shards[0]) == len(shards[1]) == 9
+        assert not set(shards[0]) & set(shards[1])
+        assert sorted(shards[0] + shards[1]) == everything

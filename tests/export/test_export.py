@@ -221,9 +221,9 @@ def test_a_dataset_that_changed_since_training_is_refused(exported, tmp_path):
     root, _ = exported
     shutil.copytree(root / "run", tmp_path / "run")
     meta = json.loads((tmp_path / "run" / "dataset.json").read_text())
-    meta["normalization"]["mean"] = [m + 5.0 for m in meta["normalization"]["mean"]]
+    meta["labels"] = meta["labels"][::-1]  # the statistics are dataset.json's own: only what listing shows compares
     (tmp_path / "run" / "dataset.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="The dataset changed since"):
+    with pytest.raises(ValueError, match="The dataset changed since .*labels"):
         export_run(tmp_path / "run", ["float32"], out=tmp_path / "out")
     (tmp_path / "run" / "config.yaml").write_text("dataset: [unclosed")
     with pytest.raises(ValueError, match="damaged dataset.json or config.yaml"):
@@ -303,3 +303,52 @@ def test_a_streamed_folder_run_exports_on_its_own_held_out_test_images(tmp_path)
     report = export_run(run, ["float32"], out=tmp_path / "out", latency_rounds=1, mediapipe=False)
     assert report["test_images"] == metrics["test_images"] == 10  # round(120 / 12) held out
     assert report["keras"]["accuracy"] == pytest.approx(100 * metrics["test_accuracy_best"], abs=1e-6)
+
+
+def test_export_reads_a_folder_run_from_its_recorded_spec_without_rechecking_or_new_statistics(tmp_path, monkeypatch):
+    """Export opens the run's data from dataset.json's spec and takes the statistics from it: no header check of the
+    whole folder, no statistics pass; a folder whose files changed since training is refused before decoding."""
+    from kerascnn.data import folder, pipeline
+    from kerascnn.train import resolve, train
+    from tests.helpers import make_photo_folder
+
+    make_photo_folder(tmp_path / "photos", classes=("horizontal", "vertical"), per_class=12, seed=1)
+    run = tmp_path / "run"
+    settings = dict(model="vgg", model_options=dict(widths=(8, 8, 8)), epochs=1, batch_size=8, tensorboard=False)
+    train(resolve(dict(settings, data_dir=str(tmp_path / "photos"), image_size=[32, 32], out=str(run))))
+    recorded = json.loads((run / "dataset.json").read_text())
+    assert recorded["spec"]["image_size"] == [32, 32] and recorded["files_per_class"] == [12, 12]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("export must not re-check the folder or recompute the statistics")
+
+    monkeypatch.setattr(folder, "check_image_files", refuse)
+    monkeypatch.setattr(pipeline.StreamingDataset, "statistics", refuse)
+    report = export_run(run, ["float32"], out=tmp_path / "out", latency_rounds=1, mediapipe=False)
+    manifest = json.loads((tmp_path / "out" / "vgg_float32.json").read_text())
+    assert (
+        manifest["input"]["normalization"]["mean"][: len(recorded["normalization"]["mean"])]
+        == (recorded["normalization"]["mean"])
+    )
+    assert report["test_images"] == 2  # round(24 / 12) held out, as in training
+    make_photo_folder(tmp_path / "photos", classes=("horizontal",), per_class=13, seed=2)  # one file more
+    with pytest.raises(ValueError, match=r"dataset changed .*files per class \[12, 12\] -> \[13, 12\]"):
+        export_run(run, ["float32"], out=tmp_path / "out2", latency_rounds=1, mediapipe=False)
+
+
+def test_a_run_written_before_the_data_spec_opens_the_same_test_images(small_vgg_run, tmp_path):
+    """Older run folders (and export/fashion_mnist's run) have a dataset.json without "spec": config.yaml implies it."""
+    import yaml
+
+    from kerascnn.export.exporter import run_dataset
+    from tests.helpers import copy_run
+
+    run = copy_run(small_vgg_run[0], tmp_path)
+    recorded = json.loads((run / "dataset.json").read_text())
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    old = {k: v for k, v in recorded.items() if k not in ("spec", "skipped", "files_per_class")}
+    old["reader"] = "load_dataset"
+    now, before = (run_dataset(meta, config, 300, 50, run) for meta in (recorded, old))
+    np.testing.assert_array_equal(now.splits["test"][0], before.splits["test"][0])
+    np.testing.assert_array_equal(now.splits["train"][1], before.splits["train"][1])
+    assert now.mean == before.mean == recorded["normalization"]["mean"]

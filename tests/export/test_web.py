@@ -8,6 +8,7 @@ dev/ and passed as ?model=.
 """
 
 import functools
+import io
 import json
 import os
 import re
@@ -21,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests.helpers import photo, save_photo
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "export" / "web"
@@ -131,16 +134,17 @@ def browser(site, cells, tmp_path_factory):
     """
     url, _ = site
     tmp = tmp_path_factory.mktemp("browser")
-    files = {name: tmp / name for name in ("picked.png", "photo.png", "dropped.png")}
+    files = {name: tmp / name for name in ("picked.png", "photo.png", "dropped.png", "phone.jpg")}
     with Image.open(cells[0][0]) as first, Image.open(cells[0][1]) as second:
         first.convert("RGB").save(files["picked.png"])
         first.convert("RGB").resize((112, 112), Image.BICUBIC).save(files["photo.png"])
         second.save(files["dropped.png"])
+    save_photo(files["phone.jpg"], photo((640, 480), 1), orientation=6)  # a portrait phone photo, stored rotated
     (tmp / "notes.png").write_text("not an image")
     report = drive(
         url=url,
         selftest=SELFTEST,
-        files=[str(files["picked.png"]), str(files["photo.png"])],
+        files=[str(files["picked.png"]), str(files["photo.png"]), str(files["phone.jpg"])],
         bad=str(tmp / "notes.png"),
         drop=str(files["dropped.png"]),
         camera=str(tmp / "camera.png"),
@@ -190,7 +194,7 @@ def assert_top3_agrees(shown: dict, expected: list):
 
 def test_picked_dropped_and_camera_images_show_top3_latency_and_model(browser, site):
     report, files, shot = browser
-    (picked, photo), dropped, camera = report["picked"], report["dropped"], report["camera"]
+    (picked, photo, _), dropped, camera = report["picked"], report["dropped"], report["camera"]
     names = ["picked.png", "photo.png", "dropped.png", "camera.png"]
     expected = dict(zip(names, predict(site[1], [files[name] for name in names], k=10)))
     assert_top3_agrees(picked, expected["picked.png"])
@@ -204,6 +208,29 @@ def test_picked_dropped_and_camera_images_show_top3_latency_and_model(browser, s
         assert shown["input"] == [28, 28]
     with Image.open(shot) as image:  # the screenshot after a click on a bundled image
         assert image.width >= 600 and image.height >= 400
+
+
+def predict_py_pixels(path, size):
+    """export/predict.py's `load_pixels` (EXIF orientation, Pillow's bilinear resize) of an RGB model's input."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("predict", ROOT / "export" / "predict.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with Image.open(path) as image:
+        return module.load_pixels(image, size, 3)
+
+
+def test_the_page_resizes_and_orients_as_predict_py(browser):
+    """The pixels the page hands to MediaPipe: the rotated 640x480 phone photo turned upright by its EXIF tag and
+    the 112x112 image, both shrunk to 28x28 with Pillow's bilinear filter, as predict.py (and training) do."""
+    import base64
+
+    report, files, _ = browser
+    for shown, name in zip(report["picked"][1:], ("photo.png", "phone.jpg")):
+        page = np.asarray(Image.open(io.BytesIO(base64.b64decode(shown["inputPng"].split(",")[1]))).convert("RGB"))
+        edge = predict_py_pixels(files[name], (28, 28))
+        assert np.abs(page.astype(int) - edge).max() <= 1, name
 
 
 def test_a_file_that_is_not_an_image_is_named_and_the_page_goes_on(browser):

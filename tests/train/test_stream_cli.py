@@ -131,3 +131,53 @@ def test_streamed_run_killed_after_an_epoch_resumes_to_the_uninterrupted_weights
     whole, parts = (keras.saving.load_model(tmp_path / run / "last.keras") for run in ("whole", "parts"))
     for a, b in zip(whole.get_weights(), parts.get_weights()):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def _one_line_error(capsys, argv, code):
+    assert cli(argv) == code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+TINY_FOLDER_RUN = ["--model", "lenet5", "--epochs", "1", "--batch-size", "8", "--no-tensorboard"]
+
+
+def test_out_inside_data_dir_is_refused_and_nothing_is_written(tmp_path, capsys):
+    write_images(tmp_path / "photos", classes=("a", "b"), per_class=4)
+    out = tmp_path / "photos" / "runs" / "a"
+    err = _one_line_error(capsys, ["--data-dir", str(tmp_path / "photos"), *TINY_FOLDER_RUN, "--out", str(out)], 2)
+    assert "--out" in err and "inside --data-dir" in err and not (tmp_path / "photos" / "runs").exists()
+
+
+def test_a_folder_name_that_cannot_be_a_label_is_refused_at_training(tmp_path, capsys):
+    write_images(tmp_path / "photos", classes=("a", "b\nc"), per_class=4)
+    err = _one_line_error(
+        capsys, ["--data-dir", str(tmp_path / "photos"), *TINY_FOLDER_RUN, "--out", str(tmp_path / "run")], 1
+    )
+    assert "cannot be a label" in err and "b\\nc" in err and not (tmp_path / "run").exists()
+
+
+def test_an_image_size_that_cannot_fit_in_memory_is_a_one_line_error(tmp_path, capsys):
+    write_images(tmp_path / "photos", classes=("a", "b"), per_class=4)
+    argv = ["--data-dir", str(tmp_path / "photos"), "--image-size", "10000", "10000", *TINY_FOLDER_RUN]
+    err = _one_line_error(capsys, [*argv, "--batch-size", "128", "--out", str(tmp_path / "run")], 1)
+    assert "--image-size 10000 10000" in err and "153.6 GB" in err and "ResourceExhausted" not in err
+
+
+def test_limit_on_a_folder_trains_on_every_class(tmp_path):
+    from tests.data.test_folder import undecodable_png
+
+    write_images(tmp_path / "photos", classes=("a", "b", "c"), per_class=12)
+    undecodable_png(tmp_path / "photos" / "c" / "broken.png")  # passes the header check
+    argv = ["--data-dir", str(tmp_path / "photos"), *TINY_FOLDER_RUN, "--limit", "9", "--skip-bad-images"]
+    argv += ["--image-size", "28", "28"]
+    assert cli([*argv, "--out", str(tmp_path / "run")]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["skipped_images"] == 1  # dropped and counted
+    recorded = json.loads((tmp_path / "run" / "dataset.json").read_text())
+    assert recorded["spec"]["limit"] == 9 and recorded["skipped"] == [str(tmp_path / "photos" / "c" / "broken.png")]
+    from kerascnn.data import stream
+
+    data = stream.open_run(recorded, {})
+    assert np.bincount(data.limited(9, 0).splits["train"].labels).tolist() == [3, 3, 3]
