@@ -1,3 +1,4 @@
+# TensorFlow side of the export (kerascnn/export/); the edge side, which runs the files, is export/.
 """One mean and one std for every input channel: per-channel normalization folded into the model.
 
 A run trained on an RGB folder normalizes each channel with its own statistics, x_c = (p_c - m_c) / s_c on 0..255
