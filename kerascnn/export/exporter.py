@@ -186,9 +186,11 @@ def export_run(
     Every .tflite carries TFLite metadata (kerascnn.export.metadata: labels, normalization, input colour), so
     MediaPipe Tasks and the TFLite Task Library run it with no extra code. With `input_color="rgb"` a model trained
     on grey images is exported with an RGB input, the luminance folded into its first convolution
-    (kerascnn.export.rgb); "native" keeps the trained channels. int8 calibration uses `calibration` seeded random
-    training images plus an all-black and an all-white one, so integer inputs cover the whole 0..255 pixel range
-    (a uint8 input then takes the raw pixels: q = pixel).
+    (kerascnn.export.rgb); "native" keeps the trained channels. A run normalized per channel (an RGB folder) is
+    exported with one mean/std for all channels, what MediaPipe's NormalizationOptions and a uint8 input need, the
+    per-channel statistics folded into the model (kerascnn.export.normalization). int8 calibration uses
+    `calibration` seeded random training images plus an all-black and an all-white one, so integer inputs cover
+    the whole 0..255 pixel range (a uint8 input then takes the raw pixels: q = pixel).
 
     With `qat_epochs` > 0 the report adds "int8 (QAT)": quantization-aware fine-tuning of the model's tf_keras
     twin (kerascnn.optimize). With `prune_sparsity` S > 0 it adds "pruned S" (magnitude pruning over

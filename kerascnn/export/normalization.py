@@ -174,9 +174,8 @@ def share_normalization(model, mean, std) -> SharedNormalization:
         for target_weight, source_weight in zip(target.weights, source.weights, strict=True):
             value = np.asarray(source_weight)
             if conv is not None and source_weight is conv.kernel:
-                kernel = value * scale.astype(value.dtype)[None, None, :, None]  # V' = a_c V
-                value = kernel
-            if fold == "bias" and source_weight is conv.bias:
+                value = value * scale[None, None, :, None]  # V' = a_c V
+            if fold == "bias" and source_weight is conv.bias:  # u' = u + sum_{a,b,c} V'[a, b, c, :] d_c
                 value = value + np.einsum("abcf,c->f", np.asarray(conv.kernel) * scale[None, None, :, None], shift)
             target_weight.assign(value.astype(np.asarray(source_weight).dtype))
     return SharedNormalization(
