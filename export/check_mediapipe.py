@@ -11,15 +11,22 @@ gives them, 8-bit RGB (grey test images are repeated into R = G = B); no pre-pro
 `--data`: an .npz with `images` (N, H, W) or (N, H, W, C) uint8 and `labels` (N,) class indices (label order of the
 manifest). Prints one JSON object: per model, MediaPipe's top-1 accuracy and ms per image (classify() with its own
 pre-processing, 1 image at a time), ai-edge-litert's top-1 accuracy through predict.py, their top-1 agreement, and
-the metadata MediaPipe's schema reads; a model MediaPipe refuses gets "supported": false and its error.
+the metadata MediaPipe's schema reads; a model MediaPipe refuses, or one without TFLite metadata (MediaPipe would
+run it with unnamed categories), gets "supported": false and the reason.
+
+Bad input (an unreadable or empty --data, images that are not uint8 pixels, labels that are no class index of the
+model, --limit below 1, a model whose metadata names a label file it does not carry) ends with one line naming the
+file or flag and the fix, and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +75,51 @@ def read_metadata(model_path: Path) -> dict | None:
     }
 
 
+def missing_label_files(model_path: Path, metadata: dict) -> list[str]:
+    """The label files the metadata names that are not zipped after the model (a model whose zip was stripped)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(model_path.read_bytes())) as zipped:
+            carried = set(zipped.namelist())
+    except zipfile.BadZipFile:
+        carried = set()
+    return [name for name, _ in metadata["label_files"] if name not in carried]
+
+
+def load_data(path: Path, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, H, W, C) uint8, labels (N,) int) of an .npz, checked.
+
+    Raises:
+        predict.PredictError: not an .npz with images and labels, no images, images that are not uint8 pixels
+            (N, H, W) or (N, H, W, 1 or 3), or a label count other than the image count.
+    """
+    where = f"--data {path}"
+    if not path.is_file():
+        raise predict.PredictError(f"{where} does not exist: give the .npz of test images and labels.")
+    try:
+        with np.load(path) as data:
+            images, labels = data["images"][:limit], data["labels"][:limit]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+        raise predict.PredictError(
+            f"{where} is not an .npz with `images` and `labels` ({error}): save one with "
+            "np.savez(path, images=uint8_images, labels=class_indices)."
+        ) from error
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise predict.PredictError(
+            f"{where}: images must be uint8 pixels (N, H, W) or (N, H, W, 1 or 3), got {images.dtype} "
+            f"{tuple(images.shape)}: give 0..255 pixels as np.uint8."
+        )
+    if not len(images):
+        raise predict.PredictError(f"{where} holds no images (after --limit): give at least one image and label.")
+    if labels.ndim != 1 or len(labels) != len(images) or not np.issubdtype(labels.dtype, np.integer):
+        raise predict.PredictError(
+            f"{where}: labels must be one integer class index per image, got {labels.dtype} {tuple(labels.shape)} "
+            f"for {len(images)} images."
+        )
+    return images, labels.astype(int)
+
+
 def mediapipe_top1(model_path: Path, rgb_images: np.ndarray) -> tuple[list[str], float]:
     """MediaPipe's top-1 label per image and the median ms per classify() call (after one warm-up)."""
     import mediapipe as mp
@@ -110,17 +162,48 @@ def litert_top1(model_path: Path, images: np.ndarray) -> list[str]:
     ]
 
 
+NO_METADATA = (
+    "no TFLite metadata (TFLITE_METADATA): MediaPipe would run it with no labels (unnamed categories) and no "
+    "normalization; export it with python -m kerascnn.export, which writes both"
+)
+
+
 def check(model_path: Path, images: np.ndarray, truth: np.ndarray) -> dict:
+    """One model's row (see the module docstring).
+
+    Raises:
+        predict.PredictError: a missing model or manifest, labels that are no class index of the model, or metadata
+            naming a label file the model does not carry.
+    """
     manifest = predict.load_manifest(model_path, None)
+    count = len(manifest["labels"])
+    if truth.min() < 0 or truth.max() >= count:
+        wrong = sorted({int(v) for v in truth if not 0 <= v < count})
+        raise predict.PredictError(
+            f"--data labels must be class indices 0..{count - 1} (the {count} labels of "
+            f"{model_path.with_suffix('.json')}), found {', '.join(map(str, wrong[:5]))}: give the data this model "
+            "was trained to classify, labels in the manifest's order."
+        )
+    metadata = read_metadata(model_path)
+    missing = missing_label_files(model_path, metadata) if metadata else []
+    if missing:
+        raise predict.PredictError(
+            f"{model_path}: its metadata names the label file {', '.join(missing)}, which the model does not carry "
+            "(the zip of associated files after the model was stripped): use the .tflite as exported, or export it "
+            "again with python -m kerascnn.export."
+        )
     names = np.array(manifest["labels"])[truth]
     rgb = np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
     litert = litert_top1(model_path, images)
     row = {
         "model": str(model_path),
         "images": int(len(images)),
-        "metadata": read_metadata(model_path),
+        "metadata": metadata,
         "ai_edge_litert": {"accuracy": round(100 * float(np.mean(np.array(litert) == names)), 2)},
     }
+    if metadata is None:
+        row["mediapipe"] = {"supported": False, "error": NO_METADATA}
+        return row
     try:
         top, ms = mediapipe_top1(model_path, rgb)
     except (ValueError, RuntimeError) as error:  # MediaPipe refuses the model (e.g. an int8 input)
@@ -138,17 +221,13 @@ def check(model_path: Path, images: np.ndarray, truth: np.ndarray) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, type=Path, help=".npz with images (uint8) and labels (indices)")
-    parser.add_argument("--limit", type=int, help="use the first N images (default all)")
+    parser.add_argument("--limit", type=int, help="use the first N >= 1 images (default all)")
     parser.add_argument("models", nargs="+", type=Path, help=".tflite files, each with its manifest beside it")
     args = parser.parse_args(argv)
     try:
-        with np.load(args.data) as data:
-            images, truth = data["images"][: args.limit], data["labels"][: args.limit].astype(int)
-    except (OSError, KeyError, ValueError) as error:
-        parser.error(f"--data {args.data}: not an .npz with images and labels ({error})")
-    if images.ndim == 3:
-        images = images[..., None]
-    try:
+        if args.limit is not None and args.limit < 1:
+            raise predict.PredictError(f"--limit must be at least 1 image (or left out for all), got {args.limit}.")
+        images, truth = load_data(args.data, args.limit)
         print(
             json.dumps({"mediapipe": _version(), "results": [check(m, images, truth) for m in args.models]}, indent=1)
         )

@@ -187,9 +187,11 @@ def export_run(
     Every .tflite carries TFLite metadata (kerascnn.export.metadata: labels, normalization, input colour), so
     MediaPipe Tasks and the TFLite Task Library run it with no extra code. With `input_color="rgb"` a model trained
     on grey images is exported with an RGB input, the luminance folded into its first convolution
-    (kerascnn.export.rgb); "native" keeps the trained channels. int8 calibration uses `calibration` seeded random
-    training images plus an all-black and an all-white one, so integer inputs cover the whole 0..255 pixel range
-    (a uint8 input then takes the raw pixels: q = pixel).
+    (kerascnn.export.rgb); "native" keeps the trained channels. A run normalized per channel (an RGB folder) is
+    exported with one mean/std for all channels, what MediaPipe's NormalizationOptions and a uint8 input need, the
+    per-channel statistics folded into the model (kerascnn.export.normalization). int8 calibration uses
+    `calibration` seeded random training images plus an all-black and an all-white one, so integer inputs cover
+    the whole 0..255 pixel range (a uint8 input then takes the raw pixels: q = pixel).
 
     With `qat_epochs` > 0 the report adds "int8 (QAT)": quantization-aware fine-tuning of the model's tf_keras
     twin (kerascnn.optimize). With `prune_sparsity` S > 0 it adds "pruned S" (magnitude pruning over
@@ -207,6 +209,7 @@ def export_run(
         FileNotFoundError: no model or run files at `source`.
     """
     from kerascnn.export import metadata as metadata_writer
+    from kerascnn.export.normalization import share_normalization
     from kerascnn.export.rgb import grey_to_rgb
 
     unknown = [q for q in quants if q not in PRESETS]
@@ -234,27 +237,30 @@ def export_run(
     out = Path(out or Path("export") / run_dir.name)
     _check_out(out)
     dataset = run_dataset(dataset_meta, config, limit, max(calibration, finetune_images or 0, TRAIN_IMAGES), run_dir)
-    x_test, y_test = (a[:limit] for a in dataset.splits["test"])
-    x_test = dataset.normalize(x_test)
+    test_pixels, y_test = (a[:limit] for a in dataset.splits["test"])
+    x_test = dataset.normalize(test_pixels)
     train_images, train_labels = dataset.splits["train"]
     rng = np.random.default_rng(config["seed"])
     picked = rng.choice(len(train_images), min(calibration, len(train_images)), replace=False)
-    extremes = np.stack(
-        [np.zeros(train_images.shape[1:], train_images.dtype), np.full(train_images.shape[1:], 255, train_images.dtype)]
-    )
-    calibration_images = dataset.normalize(np.concatenate([train_images[np.sort(picked)], extremes]))
+    calibration_pixels = np.concatenate([train_images[np.sort(picked)], black_and_white(train_images.shape[1:])])
+    calibration_images = dataset.normalize(calibration_pixels)
     tuning = np.sort(rng.permutation(len(train_images))[:finetune_images])  # all classes, even for sorted folders
 
     name = model.name
     fold = input_color == "rgb" and channels == 1
-    export_model = grey_to_rgb(model) if fold else model
+    mean, std = dataset_meta["normalization"]["mean"], dataset_meta["normalization"]["std"]
+    # one mean/std for all channels (MediaPipe, q = pixel): per-channel statistics fold into the first layer
+    shared = share_normalization(grey_to_rgb(model) if fold else model, mean, std)
+    export_model = shared.model
     color = "rgb" if fold or channels == 3 else "grey"
 
-    def model_space(images: np.ndarray, rgb: bool) -> np.ndarray:
-        """Normalized grey images as the exported model takes them: R = G = B for the folded RGB input."""
-        return np.repeat(images, 3, axis=-1) if rgb and images.shape[-1] == 1 else images
+    def model_space(pixels: np.ndarray, rgb: bool, shared_input: bool = True) -> np.ndarray:
+        """0..255 pixels as the exported model takes them: R = G = B for the folded RGB input, normalized with the
+        shared mean/std (`shared_input`) or with the run's own (the tf_keras rows, which keep the trained input)."""
+        if not shared_input:
+            return dataset.normalize(pixels)
+        return shared.normalize(np.repeat(pixels, 3, axis=-1) if rgb and pixels.shape[-1] == 1 else pixels)
 
-    mean, std = dataset_meta["normalization"]["mean"], dataset_meta["normalization"]["std"]
     keras_predicted = model.predict(x_test, batch_size=512, verbose=0).argmax(axis=1)
     report = {
         "model": name,
@@ -262,30 +268,43 @@ def export_run(
         "dataset": dataset.name,
         "source": str(model_path),
         "test_images": int(len(x_test)),
-        "input": _input_description(dataset_meta["input_shape"], color, fold),
+        "input": _input_description(dataset_meta["input_shape"], color, fold) + _normalization_description(shared),
         "keras": {"accuracy": round(100 * float((keras_predicted == y_test).mean()), 2)},
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "variants": {},
     }
     variants, inputs = {}, {}
 
-    def add(row_name: str, stem: str, tflite_model: bytes, quant: str, calibrated: bool, rgb: bool = fold, **extra):
+    def add(
+        row_name: str,
+        stem: str,
+        tflite_model: bytes,
+        quant: str,
+        calibrated: bool,
+        rgb: bool = fold,
+        shared_input: bool = True,
+        **extra,
+    ):
         preset = PRESETS[quant]
         audit(tflite_model, preset)
         row_color = "rgb" if rgb or channels == 3 else "grey"
+        row_mean, row_std = (shared.mean, shared.std) if shared_input else (mean, std)
         offset = _integer_input_offset(
-            tflite_model, *metadata_writer.input_normalization(mean, std, 3 if row_color == "rgb" else 1, "float32")
+            tflite_model,
+            *metadata_writer.input_normalization(row_mean, row_std, 3 if row_color == "rgb" else 1, "float32"),
         )
         tflite_model = metadata_writer.add_classifier_metadata(
             tflite_model,
             name=name,
             labels=dataset_meta["labels"],
-            mean=mean,
-            std=std,
+            mean=row_mean,
+            std=row_std,
             color=row_color,
             version=f"kerascnn {kerascnn_version()}, {preset.name}",
             description=f"{name} ({model.count_params():,} parameters) trained by kerascnn on {dataset.name}; "
-            f"{preset.name}: {preset.description}. " + _input_description(dataset_meta["input_shape"], row_color, rgb),
+            f"{preset.name}: {preset.description}. "
+            + _input_description(dataset_meta["input_shape"], row_color, rgb)
+            + (_normalization_description(shared) if shared_input else ""),
         )
         manifest = manifests.build_manifest(
             tflite_model,
@@ -294,10 +313,11 @@ def export_run(
             dataset=dataset_meta,
             quant=quant,
             seed=config["seed"],
-            calibration=calibration_images if calibrated else None,
+            calibration=model_space(calibration_pixels, rgb, shared_input) if calibrated else None,
             color=row_color,
             luminance_fold=rgb,
             pixel_offset=offset,
+            normalization=dict(mean=row_mean, std=row_std, fold=shared.fold if shared_input else None),
         )
         manifest["converter"].update(extra)
         atomic_write(out / f"{stem}.tflite", tflite_model)
@@ -306,12 +326,14 @@ def export_run(
             f"{row_name}: wrote {out / stem}.tflite ({len(tflite_model) / 1000:.1f} KB); evaluating on "
             f"{len(x_test):,} test images"
         )
-        variants[row_name], inputs[row_name] = tflite_model, model_space(x_test[:1], rgb)
+        variants[row_name], inputs[row_name] = tflite_model, model_space(test_pixels[:1], rgb, shared_input)
         report["variants"][row_name] = {
             "file": f"{stem}.tflite",
             "input": manifest["input"]["description"],
             **extra,
-            **reports.accuracy_row(tflite_model, model_space(x_test, rgb), y_test, keras_predicted, dataset.labels),
+            **reports.accuracy_row(
+                tflite_model, model_space(test_pixels, rgb, shared_input), y_test, keras_predicted, dataset.labels
+            ),
         }
 
     for quant in quants:
@@ -320,13 +342,13 @@ def export_run(
         add(
             quant,
             f"{name}_{quant}",
-            convert(export_model, preset, model_space(calibration_images, fold) if preset.calibrated else None),
+            convert(export_model, preset, model_space(calibration_pixels, fold) if preset.calibrated else None),
             quant,
             preset.calibrated,
         )
     if qat_epochs or prune_sparsity:
         _optimized_rows(
-            lambda *a, **k: add(*a, rgb=False, **k),
+            lambda *a, **k: add(*a, rgb=False, shared_input=False, **k),
             model,
             dataset,
             train_images[tuning],
@@ -344,10 +366,33 @@ def export_run(
     for row_name, row in report["variants"].items():
         row["latency_ms"] = latencies[row_name]
     if mediapipe:
-        reports.add_mediapipe(report, out, dataset.splits["test"][0][:limit], y_test, log=_log)
+        reports.add_mediapipe(report, out, test_pixels, y_test, log=_log)
     atomic_write(out / "report.json", reports.to_json(report))
     atomic_write(out / "report.md", reports.markdown(report))
     return report
+
+
+def black_and_white(shape) -> np.ndarray:
+    """An all-black and an all-white image (uint8, `shape`): calibrated with the training images, they make the
+    integer input span every pixel value 0..255, so a uint8 input takes the raw pixels (q = pixel) even when the
+    training images never reach black or white (most photos)."""
+    return np.stack([np.zeros(shape, np.uint8), np.full(shape, 255, np.uint8)])
+
+
+def _normalization_description(shared) -> str:
+    """What the exported input's normalization is, when it differs from the run's per-channel one."""
+    if shared.fold is None:
+        return ""
+    where = {
+        "bias": "the first convolution's kernel and bias (no op added)",
+        "shift": "the first convolution's kernel plus one per-channel ADD before it (exact at the zero-padded borders)",
+        "affine": "a per-channel MUL and ADD before the first layer",
+    }[shared.fold]
+    trained = ", ".join(f"{m:g}/{s:g}" for m, s in zip(shared.trained_mean, shared.trained_std))
+    return (
+        f" Normalization (pixel - {shared.mean[0]:g}) / {shared.std[0]:g} for every channel; the training's "
+        f"per-channel mean/std ({trained}) is folded into {where}."
+    )
 
 
 def kerascnn_version() -> str:

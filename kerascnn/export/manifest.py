@@ -27,6 +27,7 @@ def build_manifest(
     color: str | None = None,
     luminance_fold: bool = False,
     pixel_offset: int | None = None,
+    normalization: dict | None = None,
 ) -> dict:
     """labels, input (shape, dtype, colour, normalization, quantization), output, model, versions, converter.
 
@@ -39,6 +40,9 @@ def build_manifest(
         color: "rgb" or "grey" (default: from the dataset's channels).
         luminance_fold: the RGB input of a grey-trained model (kerascnn.export.rgb).
         pixel_offset: for an integer input, k in q = pixel + k (0 for uint8, -128 for int8), checked by the exporter.
+        normalization: the exported input's {"mean", "std", "fold"} when it is not the dataset's: one mean/std for
+            every channel, the run's per-channel statistics folded into the model (kerascnn.export.normalization;
+            "fold" says how: "bias", "shift", "affine", or None when the run's statistics were shared already).
     """
     import ai_edge_litert
     import keras
@@ -65,6 +69,13 @@ def build_manifest(
             ", trained on grey images: the luminance 0.299 R + 0.587 G + 0.114 B is folded into the first "
             "convolution (exact for R = G = B)"
         )
+    trained = dataset["normalization"]
+    normalization = normalization or {"mean": trained["mean"], "std": trained["std"], "fold": None}
+    if normalization.get("fold"):
+        description += (
+            "; one mean/std for every channel, the training's per-channel statistics folded into the model "
+            f"({normalization['fold']})"
+        )
     if pixel_offset is not None:
         description += f"; {np.dtype(given['dtype']).name} input q = pixel" + (
             f" - {-pixel_offset}" if pixel_offset else ""
@@ -77,9 +88,18 @@ def build_manifest(
             "dtype": np.dtype(given["dtype"]).name,
             "description": description,
             "normalization": {
-                "mean": per_channel(dataset["normalization"]["mean"]),
-                "std": per_channel(dataset["normalization"]["std"]),
+                "mean": per_channel(normalization["mean"]),
+                "std": per_channel(normalization["std"]),
                 "formula": "(pixel - mean) / std, pixel values 0..255, per channel",
+                **(
+                    {
+                        "fold": normalization["fold"],
+                        "trained_mean": per_channel(trained["mean"]),
+                        "trained_std": per_channel(trained["std"]),
+                    }
+                    if normalization.get("fold")
+                    else {}
+                ),
             },
             "quantization": quantization(given),
             "color": color,

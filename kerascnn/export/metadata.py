@@ -16,7 +16,9 @@ union takes two slots: its type, then its value). Only the tables a classifier n
         probability: TensorMetadata{content: FeatureProperties, associated_files: [labels.txt TENSOR_AXIS_LABELS]}
 
 Normalization is in the units the runtime feeds: a float32 input gets x = (pixel - mean) / std on 0..255 pixel
-values, so mean/std are the dataset's; a uint8 input takes the raw 0..255 pixels (the exporter checks that its
+values, so mean/std are the exported input's (one value for every channel, as MediaPipe requires: a run trained
+with per-channel statistics gets them folded into the model by `kerascnn.export.normalization`); a uint8 input
+takes the raw 0..255 pixels (the exporter checks that its
 quantization maps them onto the normalized values: q = pixel; int8 inputs take q = pixel - 128), so an integer input's
 NormalizationOptions are the identity, mean 0 and std 1.
 """
@@ -48,7 +50,8 @@ def input_normalization(mean, std, channels: int, input_dtype: str) -> tuple[lis
     """Per-channel (mean, std) for the model's input in the units the runtime feeds (see the module docstring).
 
     A grey mean/std (one value) given to a 3-channel input is repeated: with the luminance fold
-    (`kerascnn.export.rgb`) each RGB channel is normalized like the grey image.
+    (`kerascnn.export.rgb`) each RGB channel is normalized like the grey image. A float input's Stats are then
+    (0 - mean) / std and (255 - mean) / std per channel: black and white.
 
     Raises:
         MetadataError: mean or std missing, not numbers, of a length other than 1 or `channels`, or std <= 0.

@@ -65,6 +65,26 @@ def _first_conv(model, config: dict, input_name: str):
     return layer, conv
 
 
+def first_conv(model):
+    """(input name, the layer that consumes the model's one input, the Conv2D-like layer holding its kernel).
+
+    Raises:
+        NotFoldableError: not a functional model with one input, or its input feeds several layers, or a layer
+            that is not a convolution with groups == 1.
+    """
+    import keras
+
+    if isinstance(model, keras.Sequential) or not isinstance(model, keras.Model):
+        raise NotFoldableError("The fold rebuilds functional models only (keras.Model(inputs, outputs)).")
+    config = model.get_config()
+    inputs = config.get("input_layers") or []
+    if inputs and isinstance(inputs[0], str):  # one input: ["input_layer", 0, 0]
+        inputs = [inputs]
+    if len(inputs) != 1:
+        raise NotFoldableError("The fold needs a functional model with one image input.")
+    return (inputs[0][0], *_first_conv(model, config, inputs[0][0]))
+
+
 def grey_to_rgb(model):
     """A copy of the grey-input `model` that takes RGB images normalized per channel with the grey mean and std.
 
@@ -87,16 +107,7 @@ def grey_to_rgb(model):
     shape = tuple(model.inputs[0].shape[1:]) if len(getattr(model, "inputs", None) or []) == 1 else ()
     if len(shape) != 3 or shape[-1] != 1:
         raise NotFoldableError(f"The RGB fold takes a grey model (input H x W x 1). Received input shape {shape}.")
-    if isinstance(model, keras.Sequential) or not isinstance(model, keras.Model):
-        raise NotFoldableError("The RGB fold rebuilds functional models only (keras.Model(inputs, outputs)).")
-    config = model.get_config()
-    inputs = config.get("input_layers") or []
-    if inputs and isinstance(inputs[0], str):  # one input: ["input_layer", 0, 0]
-        inputs = [inputs]
-    if len(inputs) != 1:
-        raise NotFoldableError("The RGB fold needs a functional model with one image input.")
-    input_name = inputs[0][0]
-    layer, conv = _first_conv(model, config, input_name)
+    input_name, _, conv = first_conv(model)
     rgb = keras.models.clone_model(model, input_tensors=keras.Input((*shape[:2], 3), name=input_name))
     for source in model.layers:
         target = rgb.get_layer(source.name)

@@ -21,3 +21,34 @@ def exported(tmp_path_factory, small_vgg_run):
         mediapipe=False,
     )
     return root, report
+
+
+@pytest.fixture(scope="session")
+def rgb_folder_export(tmp_path_factory):
+    """A run trained briefly (1 epoch, 8 steps) on a folder of RGB PNGs (16x24, pixels only in 40..200, channel means
+    about 80/110/140: per-channel statistics), exported under every preset: (root, report, folder images, labels).
+    The export folds the per-channel normalization into the model (kerascnn.export.normalization)."""
+    from kerascnn.export import PRESETS, export_run
+    from kerascnn.train import resolve, train
+    from tests.helpers import colour_shapes, write_image_folder
+
+    root = tmp_path_factory.mktemp("rgb_folder")
+    images, labels = colour_shapes(144)
+    write_image_folder(root / "photos", images, labels)
+    train(
+        resolve(
+            dict(
+                data_dir=str(root / "photos"),
+                model="vgg",
+                model_options=dict(widths=(8, 8, 8)),
+                epochs=1,
+                batch_size=16,
+                tensorboard=False,
+                out=str(root / "run"),
+            )
+        )
+    )
+    report = export_run(
+        root / "run", list(PRESETS), calibration=64, out=root / "out", latency_rounds=1, mediapipe=False
+    )
+    return root, report, images, labels

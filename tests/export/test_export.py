@@ -352,3 +352,45 @@ def test_a_run_written_before_the_data_spec_opens_the_same_test_images(small_vgg
     np.testing.assert_array_equal(now.splits["test"][0], before.splits["test"][0])
     np.testing.assert_array_equal(now.splits["train"][1], before.splits["train"][1])
     assert now.mean == before.mean == recorded["normalization"]["mean"]
+
+
+def test_an_rgb_folder_run_exports_every_preset_with_one_mean_and_std(rgb_folder_export):
+    """A run with per-channel statistics (an RGB folder) exports under every preset: one mean/std for all channels
+    (what MediaPipe's NormalizationOptions and a uint8 input with q = pixel need), the per-channel statistics folded
+    into the model, every variant agreeing with Keras."""
+    root, report, _, _ = rgb_folder_export
+    trained = json.loads((root / "run" / "dataset.json").read_text())["normalization"]
+    assert len(set(trained["mean"])) == 3  # per-channel statistics, about 80/110/140
+    assert set(report["variants"]) == {"float32", "float16", "dynamic", "int8", "int8-io", "uint8"}
+    for variant, row in report["variants"].items():
+        manifest = json.loads((root / "out" / row["file"].replace(".tflite", ".json")).read_text())
+        normalization = manifest["input"]["normalization"]
+        mean, std = normalization["mean"], normalization["std"]
+        assert mean == [round(float(np.mean(trained["mean"])))] * 3 and std == [std[0]] * 3, variant
+        assert normalization["fold"] == "shift" and normalization["trained_mean"] == trained["mean"]
+        raw = metadata.metadata_of((root / "out" / row["file"]).read_bytes())
+        expected = np.float32(mean if manifest["input"]["dtype"] == "float32" else [0] * 3)
+        assert expected.tobytes() in raw  # the metadata's NormalizationOptions: one value for every channel
+        assert row["agreement_with_keras"] >= (100.0 if variant in ("float32", "float16") else 85.0), (variant, row)
+    uint8 = json.loads((root / "out" / "vgg_uint8.json").read_text())["input"]
+    assert uint8["pixel_offset"] == 0 and uint8["quantization"]["zero_point"] == uint8["normalization"]["mean"][0]
+    assert uint8["quantization"]["scale"] == pytest.approx(1 / uint8["normalization"]["std"][0], rel=1e-5)
+    assert json.loads((root / "out" / "vgg_int8-io.json").read_text())["input"]["pixel_offset"] == -128
+    assert "folded into the first convolution's kernel plus one per-channel ADD" in report["input"]
+
+
+def test_calibration_spans_black_to_white_on_images_that_never_reach_them(rgb_folder_export):
+    """The calibration's all-black and all-white images: on training images within 40..200 (most photos), the
+    uint8 input still takes every pixel value as itself (q = pixel), and a white or black pixel is not clipped to
+    the training range."""
+    root, _, images, _ = rgb_folder_export
+    assert images.min() >= 40 and images.max() <= 200  # the premise: no black, no white in the data
+    manifest = json.loads((root / "out" / "vgg_uint8.json").read_text())
+    runner = TFLiteClassifier((root / "out" / "vgg_uint8.tflite").read_bytes())
+    mean, std = (np.float32(manifest["input"]["normalization"][k]) for k in ("mean", "std"))
+    black_white = np.stack([np.zeros((16, 24, 3)), np.full((16, 24, 3), 255.0)]).astype(np.float32)
+    scale, zero_point = manifest["input"]["quantization"]["scale"], manifest["input"]["quantization"]["zero_point"]
+    quantized = np.round((black_white - mean) / std / scale) + zero_point
+    assert quantized.min() == 0 and quantized.max() == 255  # black -> 0, white -> 255, nothing clipped
+    float32 = TFLiteClassifier((root / "out" / "vgg_float32.tflite").read_bytes())
+    np.testing.assert_allclose(runner((black_white - mean) / std), float32((black_white - mean) / std), atol=0.1)

@@ -4,6 +4,7 @@ metadata, and gets the top-1 accuracy ai-edge-litert gets on the same 1,000 test
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -116,3 +117,86 @@ def test_shipped_models_run_in_mediapipe(edge_python, test_data, variant):
     assert result["mediapipe"]["supported"]
     assert abs(result["mediapipe"]["accuracy"] - result["ai_edge_litert"]["accuracy"]) <= 0.2
     assert result["mediapipe"]["accuracy"] >= 92.5
+
+
+def run_check(python, *args):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run(
+        [str(python), str(ROOT / "export" / "check_mediapipe.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def colour_data(tmp_path_factory):
+    """200 new images of the RGB folder's 4 classes (not the training ones), as check_mediapipe.py takes them."""
+    from tests.helpers import colour_shapes
+
+    images, labels = colour_shapes(200, seed=1)
+    path = tmp_path_factory.mktemp("colour") / "test.npz"
+    np.savez(path, images=images, labels=labels)
+    return path
+
+
+def test_mediapipe_classifies_an_rgb_folder_run_like_ai_edge_litert(rgb_folder_export, edge_python, colour_data):
+    """A run trained on an RGB folder with per-channel statistics: every variant MediaPipe takes (float32, float16,
+    dynamic, int8, uint8) runs in it, one mean/std in its metadata, within 0.5 points of ai-edge-litert."""
+    root, report, _, _ = rgb_folder_export
+    results = check_mediapipe(
+        edge_python, colour_data, *(root / "out" / row["file"] for row in report["variants"].values())
+    )
+    for variant, result in zip(report["variants"], results):
+        meta = result["metadata"]
+        assert meta["color_space"] == "RGB" and len(set(meta["mean"])) == 1 and len(set(meta["std"])) == 1, meta
+        if variant == "int8-io":  # MediaPipe takes uint8 or float32 image inputs only
+            assert not result["mediapipe"]["supported"] and "INT8" in result["mediapipe"]["error"]
+            continue
+        assert result["mediapipe"]["supported"], (variant, result["mediapipe"])
+        assert abs(result["mediapipe"]["accuracy"] - result["ai_edge_litert"]["accuracy"]) <= 0.5, (variant, result)
+        assert result["top1_agreement"] >= 99.5, (variant, result)
+
+
+def test_check_mediapipe_errors_are_one_line_naming_the_file_or_flag(rgb_folder_export, edge_python, tmp_path):
+    import shutil
+    import zipfile
+
+    root, _, images, labels = rgb_folder_export
+    model = root / "out" / "vgg_uint8.tflite"
+    data = model.read_bytes()
+    stripped = tmp_path / "stripped.tflite"  # the zipped labels.txt cut off the end of the model
+    stripped.write_bytes(data[: zipfile.ZipFile(model).infolist()[0].header_offset])
+    shutil.copy(model.with_suffix(".json"), stripped.with_suffix(".json"))
+    np.savez(tmp_path / "good.npz", images=images[:4], labels=labels[:4])
+    np.savez(tmp_path / "range.npz", images=images[:4], labels=np.array([0, 1, 2, 7]))
+    np.savez(tmp_path / "empty.npz", images=images[:0], labels=labels[:0])
+    for args, message in [
+        (["--data", tmp_path / "good.npz", stripped], f"{stripped}: its metadata names the label file labels.txt"),
+        (["--data", tmp_path / "range.npz", model], "labels must be class indices 0..3 .* found 7"),
+        (["--data", tmp_path / "empty.npz", model], "empty.npz holds no images"),
+        (["--limit", "0", "--data", tmp_path / "good.npz", model], "--limit must be at least 1 image"),
+    ]:
+        done = run_check(edge_python, *args)
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert done.returncode == 2 and len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
+        assert re.search(message, errors[0]), errors[0]
+
+
+def test_a_model_without_metadata_is_not_supported_and_says_why(rgb_folder_export, edge_python, tmp_path):
+    """MediaPipe runs a model without metadata with unnamed categories (0 % accuracy): check_mediapipe.py says it is
+    not supported, and why, instead of reporting it supported."""
+    import shutil
+
+    from kerascnn.export import convert
+    from kerascnn.export.exporter import load_keras_model
+
+    root, _, images, labels = rgb_folder_export
+    bare = tmp_path / "bare.tflite"
+    bare.write_bytes(convert(load_keras_model(root / "run" / "best.keras"), "float32"))
+    shutil.copy(root / "out" / "vgg_float32.json", bare.with_suffix(".json"))
+    np.savez(tmp_path / "good.npz", images=images[:4], labels=labels[:4])
+    [result] = check_mediapipe(edge_python, tmp_path / "good.npz", bare)
+    assert result["metadata"] is None and result["mediapipe"]["supported"] is False
+    assert "no TFLite metadata" in result["mediapipe"]["error"] and "kerascnn.export" in result["mediapipe"]["error"]

@@ -148,3 +148,39 @@ def test_associated_files_is_empty_without_a_zip():
     with zipfile.ZipFile(buffer, "a") as z:
         z.writestr("labels.txt", "a\n")
     assert md.associated_files(buffer.getvalue()) == {"labels.txt": b"a\n"}
+
+
+def test_the_folded_weights_are_pillows_luminance_channel_by_channel():
+    """Pure red, green and blue through the fold give Pillow's convert("L") of each (76, 150, 29): a swapped or
+    wrong weight would see every colour photo through the wrong luminance."""
+    from PIL import Image
+
+    inputs = keras.Input((2, 2, 1))
+    identity = keras.Model(inputs, layers.Conv2D(1, 1, use_bias=False, kernel_initializer="ones", name="c")(inputs))
+    rgb = grey_to_rgb(identity)
+    for colour in [(255, 0, 0), (0, 255, 0), (0, 0, 255), (200, 100, 50)]:
+        image = np.full((2, 2, 3), colour, np.uint8)
+        pillow = float(np.asarray(Image.fromarray(image).convert("L"), np.float32)[0, 0])
+        seen = float(rgb.predict(image[None].astype(np.float32), verbose=0)[0, 0, 0, 0])
+        assert abs(seen - pillow) <= 0.5, (colour, seen, pillow)  # Pillow rounds to a whole grey level
+
+
+@pytest.mark.parametrize("mean, std", [([MEAN], [STD]), ([120.0, 110.0, 100.0], [60.0, 50.0, 40.0])])
+def test_the_input_stats_are_the_normalized_black_and_white(rgb_lenet, mean, std):
+    """A float32 input's Stats (min, max) per channel are (0 - mean) / std and (255 - mean) / std: what black and
+    white pixels become."""
+    model, _ = rgb_lenet
+    with_meta = md.add_classifier_metadata(
+        convert(model, "float32"),
+        name="m",
+        labels=LABELS,
+        mean=mean,
+        std=std,
+        color="rgb",
+        description="d",
+        version="1",
+    )
+    raw = meta_fields(with_meta)
+    mean3, std3 = np.float64(mean * (3 // len(mean))), np.float64(std * (3 // len(std)))
+    black, white, beyond = (np.float32((pixel - mean3) / std3).tobytes() for pixel in (0, 255, 256))
+    assert black in raw and white in raw and beyond not in raw
