@@ -77,6 +77,7 @@ def test_mediapipe_given_the_full_size_upright_photos_scores_as_keras(photo_run)
             assert abs(files[client] - keras_accuracy) <= 3.0, (variant, client, files, keras_accuracy)
     markdown = (root / "out" / "report.md").read_text()
     assert "| uint8 | " in markdown.split("## The test images as files, at their original size")[1]
-    assert json.loads((root / "out" / "report.json").read_text())["variants"]["uint8"]["mediapipe"]["files"] == (
-        report["variants"]["uint8"]["mediapipe"]["files"]
+    assert (
+        json.loads((root / "out" / "report.json").read_text())["variants"]["uint8"]["mediapipe"]["files"]
+        == (report["variants"]["uint8"]["mediapipe"]["files"])
     )
