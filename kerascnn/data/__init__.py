@@ -8,6 +8,7 @@ _NAMES = {
     "DataSpec": "kerascnn.data.spec",
     "ImageDataset": "kerascnn.data.datasets",
     "RandomCropFlip": "kerascnn.data.augment",
+    "RandomErasing": "kerascnn.data.augment",
     "load_dataset": "kerascnn.data.datasets",
     "read_idx": "kerascnn.data.idx",
 }

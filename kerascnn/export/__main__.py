@@ -5,6 +5,7 @@ Examples:
     python -m kerascnn.export runs/quick --quant all --out export/fashion_mnist
     python -m kerascnn.export runs/mobilenet/last.keras --quant int8-io --calibration 1000
     python -m kerascnn.export runs/quick --qat-epochs 2 --prune-sparsity 0.5    # + QAT and pruning rows
+    python -m kerascnn.export runs/mobilenet --quant int8-io uint8 --mcu-ram 128K  # does it fit 128 KB of SRAM?
 """
 
 from __future__ import annotations
@@ -48,6 +49,19 @@ def main(argv=None) -> int:
         action="store_true",
         help="skip the report's MediaPipe columns (measured only when .venv-edge exists)",
     )
+    mcu = parser.add_argument_group("microcontrollers (TensorFlow Lite Micro, export/tflm/check.py in .venv-edge)")
+    mcu.add_argument(
+        "--tflm-images",
+        type=int,
+        default=1000,
+        help="run the int8-io and uint8 variants in TFLM on the first N test images for the report's "
+        "microcontroller section (arena, flash, accuracy); 0 skips it (default 1000)",
+    )
+    mcu.add_argument(
+        "--mcu-ram",
+        help="also say whether each integer variant's arena fits this much SRAM and by how much it does not, "
+        "e.g. 128K or 131072 (default: only the 256 KB and 512 KB board classes)",
+    )
     tuning = parser.add_argument_group("QAT and pruning (tensorflow-model-optimization, on a tf_keras twin)")
     tuning.add_argument(
         "--qat-epochs", type=int, default=0, help="epochs of quantization-aware training: adds the 'int8 (QAT)' row"
@@ -72,6 +86,16 @@ def main(argv=None) -> int:
     ):
         if value is not None and value < 1:
             parser.error(f"{flag} must be at least 1, got {value}")
+    if args.tflm_images < 0:
+        parser.error(f"--tflm-images must be 0 (skip) or more, got {args.tflm_images}")
+    mcu_ram = None
+    if args.mcu_ram is not None:
+        from kerascnn.export.tflm import parse_size
+
+        try:
+            mcu_ram = parse_size(args.mcu_ram)
+        except ValueError as error:
+            parser.error(f"--mcu-ram: {error}")
     from kerascnn.export.exporter import export_run
     from kerascnn.export.report import markdown
 
@@ -88,6 +112,8 @@ def main(argv=None) -> int:
             finetune_images=args.finetune_images,
             input_color=args.input_color,
             mediapipe=not args.no_mediapipe,
+            tflm_images=args.tflm_images,
+            mcu_ram=mcu_ram,
         )
     except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -12,6 +12,7 @@ import numpy as np
 
 from kerascnn.export import manifest as manifests
 from kerascnn.export import report as reports
+from kerascnn.export import tflm as microcontrollers
 from kerascnn.export.audit import audit
 from kerascnn.export.converter import convert
 from kerascnn.export.presets import PRESETS
@@ -191,6 +192,8 @@ def export_run(
     finetune_images: int | None = None,
     input_color: str = "rgb",
     mediapipe: bool = True,
+    tflm_images: int = microcontrollers.TFLM_IMAGES,
+    mcu_ram: int | None = None,
 ) -> dict:
     """Exports `source` under each preset in `quants` into `out` and returns the report (also written
     as report.json and report.md).
@@ -212,6 +215,10 @@ def export_run(
 
     With `mediapipe` and a `.venv-edge` at the repository root (export/requirements.txt), each variant is also
     run through MediaPipe Tasks' ImageClassifier (export/check_mediapipe.py) for the report's MediaPipe columns.
+    With `tflm_images` > 0 and tflite-micro in `.venv-edge`, each variant with an integer input is run in
+    TensorFlow Lite Micro (export/tflm/check.py) on the first `tflm_images` test images: the report's
+    microcontroller section and the manifests' "tflm" entry get its flash and arena bytes and whether it fits
+    256 KB and 512 KB SRAM boards (and `mcu_ram` bytes).
 
     Raises:
         ValueError: a bad argument, source, output folder, or run files (labels or normalization missing, a label
@@ -379,6 +386,15 @@ def export_run(
     if mediapipe:
         files = run_test_files(dataset_meta, config, limit)
         reports.add_mediapipe(report, out, test_pixels, y_test, log=_log, test_files=files)
+    if tflm_images:
+        test_images = dataset.splits["test"][0][: min(len(y_test), tflm_images)]
+        checked = microcontrollers.add_to_report(
+            report, out, test_images, y_test[: len(test_images)], mcu_ram, log=_log
+        )
+        for row_name, entry in checked.items():
+            path = out / Path(report["variants"][row_name]["file"]).with_suffix(".json")
+            manifest = manifests.with_tflm(json.loads(path.read_text()), entry)
+            atomic_write(path, manifests.to_json(manifest))
     atomic_write(out / "report.json", reports.to_json(report))
     atomic_write(out / "report.md", reports.markdown(report))
     return report

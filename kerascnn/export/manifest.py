@@ -131,5 +131,21 @@ def build_manifest(
     }
 
 
+TFLM_KEYS = ("arena_bytes", "arena_bytes_with_margin", "flash_bytes", "strippable_bytes", "ops", "resolver", "boards")
+
+
+def with_tflm(manifest: dict, checked: dict) -> dict:
+    """`manifest` with a "tflm" entry from export/tflm/check.py's result for its model (as
+    kerascnn.export.tflm.add_to_report returns it, with "tflite_micro", the package version): what a
+    microcontroller firmware needs to budget it (arena and flash bytes, the ops and their MicroMutableOpResolver
+    calls, the board-class fits), or why TFLM refused it."""
+    tflite_micro = f"tflite-micro {checked['tflite_micro']}"
+    if not checked.get("supported"):
+        return {**manifest, "tflm": {"supported": False, "error": checked.get("error"), "tflite_micro": tflite_micro}}
+    entry = {key: checked[key] for key in TFLM_KEYS if key in checked}
+    entry["boards"] = [{k: fit[k] for k in ("ram_bytes", "fits", "short_by_bytes")} for fit in entry.get("boards", [])]
+    return {**manifest, "tflm": {"supported": True, **entry, "tflite_micro": tflite_micro}}
+
+
 def to_json(manifest: dict) -> str:
     return json.dumps(manifest, indent=1)

@@ -217,6 +217,9 @@ def markdown(report: dict) -> str:
             ", ".join(f"{layer} {value:.0%}" for layer, value in row["sparsity_per_layer"].items()),
             "",
         ]
+    from kerascnn.export.tflm import markdown_section
+
+    lines += markdown_section(report)
     lines += ["## Ops", ""]
     for name, row in report["variants"].items():
         lines.append(f"- {name}: " + ", ".join(f"{op} x{n}" for op, n in row["ops"].items()))

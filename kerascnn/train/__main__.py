@@ -128,6 +128,14 @@ def parser() -> argparse.ArgumentParser:
         metavar="{true,false}",
         help="random horizontal flips (default: on, off for digit and text datasets)",
     )
+    g.add_argument(
+        "--augment-erase",
+        type=float,
+        dest="augment_erase",
+        metavar="P",
+        help="random erasing: probability that an image gets a random rectangle (2-40 %% of its area) set to "
+        "the mean colour, seeded per epoch like the crops" + _default("augment_erase"),
+    )
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, help="epochs to train" + _default("epochs"))
     g.add_argument("--batch-size", type=int, dest="batch_size", help="images per step" + _default("batch_size"))
@@ -154,11 +162,27 @@ def parser() -> argparse.ArgumentParser:
         help="label smoothing of the cross-entropy, in [0, 1)" + _default("label_smoothing"),
     )
     g.add_argument(
+        "--ema",
+        type=float,
+        metavar="MOMENTUM",
+        help="keep a moving average of the weights (momentum per step, e.g. 0.999; Keras's use_ema): it is "
+        "validated, saved as best/last.keras and tested, training goes on from the raw weights; 0 is off"
+        + _default("ema"),
+    )
+    g.add_argument(
         "--mixed-precision",
         action="store_const",
         const=True,
         dest="mixed_precision",
         help="bfloat16 compute, float32 weights (default: off)",
+    )
+    g.add_argument(
+        "--steps-per-execution",
+        type=int,
+        dest="steps_per_execution",
+        metavar="N",
+        help="train steps per call into the compiled step (Keras's steps_per_execution): fewer trips to the "
+        "host on a GPU; the batches and the result are the same" + _default("steps_per_execution"),
     )
     g.add_argument(
         "--jit-compile",
@@ -212,6 +236,30 @@ def parser() -> argparse.ArgumentParser:
         help="continue the run in --out from its last epoch, with the settings in its config.yaml "
         "(flags change only what they name: --epochs, --early-stopping, --no-tensorboard; several "
         "processes: relaunch all of them, each with its own --coordinator/--process-id, not taken from config.yaml)",
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        type=int,
+        dest="checkpoint_every",
+        metavar="N",
+        help="save the resumable checkpoint every N epochs (a kill loses at most N; the last epoch and "
+        "best.keras are always saved)" + _default("checkpoint_every"),
+    )
+    g.add_argument(
+        "--tta-flip",
+        action="store_const",
+        const=True,
+        dest="tta_flip",
+        help="also report the test accuracy with horizontal-flip test-time augmentation (mean of the outputs "
+        "for each image and its mirror), beside the single-view figure; exports stay single-view (default: off)",
+    )
+    g.add_argument(
+        "--compile-cache",
+        dest="compile_cache",
+        metavar="DIR",
+        help="JAX backend: persistent compilation cache folder, so a second run of the same model starts "
+        "without recompiling; 'off' turns it off (default: $JAX_COMPILATION_CACHE_DIR, else "
+        "~/.cache/kerascnn/jax)",
     )
     g.add_argument(
         "--no-tensorboard",
@@ -292,6 +340,8 @@ def main(argv=None) -> int:
         else:
             detail = "last epoch"
         print(f"\nTest accuracy: {100 * metrics['test_accuracy']:.2f} % on {metrics['test_split']} ({detail})")
+        if "test_accuracy_tta" in metrics:
+            print(f"Test accuracy with flip TTA (--tta-flip): {100 * metrics['test_accuracy_tta']:.2f} %")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 
 import keras
@@ -12,6 +13,7 @@ import numpy as np
 
 from kerascnn import rundir
 from kerascnn.rundir import atomic_write
+from kerascnn.train.ema import averaged_weights
 
 
 class CheckpointError(ValueError):
@@ -53,18 +55,22 @@ def checkpoint_path(run_dir: Path, name: object, state_file: Path) -> Path:
 
 
 class ResumableCheckpoint(keras.callbacks.Callback):
-    """After every epoch: saves the training model with its optimizer state as
-    `checkpoint/epoch-NNNN.keras`, then `checkpoint/state.json` (last epoch, best validation accuracy,
-    history, the network's layer name), then deletes every other `epoch-*.keras` (the previous epoch's, and
-    any a kill between those two steps left behind). Saves `best.keras` (the network alone) when the
-    validation accuracy improves (every epoch when there are no validation images).
-    State is written last, so it always names a complete file. An epoch whose weights or losses are not
-    all finite is never saved: the NaN guard is triggered and training stops, leaving the last good
-    checkpoint in place.
+    """After every `every`-th epoch, the last one and the one early stopping ends on: saves the training model
+    with its optimizer state as `checkpoint/epoch-NNNN.keras`, then `checkpoint/state.json` (last saved epoch,
+    best validation accuracy, the history of every epoch so far, the network's layer name), then deletes every
+    other `epoch-*.keras` (the previous one, and any a kill between those two steps left behind). A kill loses
+    at most `every` epochs. After every epoch whose validation accuracy improves (every epoch when there are no
+    validation images) saves `best.keras`: the network alone, with the moving average of its weights when the
+    optimizer keeps one (`kerascnn.train.ema`). State is written last, so it always names a complete file. An
+    epoch whose weights or losses are not all finite is never saved: the NaN guard is triggered and training
+    stops, leaving the last good checkpoint in place.
     """
 
-    def __init__(self, run_dir: Path, network: keras.Model, nan_guard: NaNGuard, state: dict | None = None):
+    def __init__(
+        self, run_dir: Path, network: keras.Model, nan_guard: NaNGuard, state: dict | None = None, every: int = 1
+    ):
         super().__init__()
+        self.every = every
         self.run_dir = Path(run_dir)
         self.directory = self.run_dir / rundir.CHECKPOINT_DIR
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -116,12 +122,17 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             or self.state["best_val_accuracy"] is None
             or val_accuracy > self.state["best_val_accuracy"]
         ):
-            atomic_save_model(self.network, self.run_dir / rundir.BEST_MODEL)
+            with averaged_weights(self.model):
+                atomic_save_model(self.network, self.run_dir / rundir.BEST_MODEL)
             self.state["best_val_accuracy"] = val_accuracy
             self.state["best_epoch"] = epoch
+        self.state["history"] = [*self.state["history"], {"epoch": epoch, **logs}]
+        last = epoch + 1 >= (self.params or {}).get("epochs", epoch + 1) or self.model.stop_training
+        if (epoch + 1) % self.every and not last:
+            return
         name = f"epoch-{epoch:04d}.keras"
         atomic_save_model(self.model, self.directory / name)
-        self.state.update(epoch=epoch, file=name, history=[*self.state["history"], {"epoch": epoch, **logs}])
+        self.state.update(epoch=epoch, file=name)
         atomic_write(self.directory / rundir.STATE, json.dumps(self.state, indent=1))
         for stale in self.directory.glob("epoch-*.keras"):  # also one left by a kill before this point last time
             if stale.name != name:
@@ -157,3 +168,20 @@ class LearningRateLogger(keras.callbacks.Callback):
         if logs is not None:
             optimizer = self.model.optimizer
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+class EpochClock(keras.callbacks.Callback):
+    """`seconds`: the wall time of each epoch of this session, from its start to this callback's turn at its end
+    (training, validation and the callbacks listed before this one, the checkpoint included). The first epoch
+    includes compiling the train and test steps."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(round(time.perf_counter() - self._start, 3))

@@ -29,6 +29,7 @@ class TrainConfig:
     limit: int | None = None
     augment_padding: int = 2
     augment_flip: bool | None = None  # None: the dataset's default (off for digits)
+    augment_erase: float = 0.0  # probability of random erasing per image; 0 is off
     # optimisation
     epochs: int = 10
     batch_size: int = 128
@@ -37,7 +38,9 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.0
+    ema: float = 0.0  # momentum of the weights' moving average per step (evaluated and saved); 0 is off
     mixed_precision: bool = False
+    steps_per_execution: int = 1  # train steps per call into the compiled function (Keras's steps_per_execution)
     jit_compile: str = "auto"  # "auto": off for TensorFlow on a CPU (~40x slower: README, Benchmarks) and PyTorch
     seed: int = 0
     early_stopping: int = 0  # patience in epochs; 0 is off
@@ -47,6 +50,9 @@ class TrainConfig:
     process_id: int | None = None  # default: KERAS_DISTRIBUTION_PROCESS_ID, else 0
     # output
     out: str | None = None  # default runs/<preset or model>
+    checkpoint_every: int = 1  # epochs between checkpoints (the last epoch and best.keras are always saved)
+    tta_flip: bool = False  # also report the test accuracy of the mean of each image's and its mirror's outputs
+    compile_cache: str | None = None  # JAX's persistent compilation cache folder; "off"; None: per-user default
     tensorboard: bool = True
     preset: str | None = None
     resume: bool = dataclasses.field(default=False, metadata={"saved": False})
@@ -65,6 +71,14 @@ class TrainConfig:
             raise ValueError("--lr must be > 0, --weight-decay >= 0 and --label-smoothing in [0, 1).")
         if self.jit_compile not in ("auto", "on", "off"):
             raise ValueError(f"--jit-compile must be auto, on or off, not {self.jit_compile!r}.")
+        if not 0 <= self.augment_erase <= 1:
+            raise ValueError(f"--augment-erase must be a probability in [0, 1] (got {self.augment_erase}).")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"--ema must be a momentum in [0, 1), e.g. 0.999; 0 is off (got {self.ema}).")
+        if self.steps_per_execution < 1:
+            raise ValueError(f"--steps-per-execution must be >= 1 (got {self.steps_per_execution}).")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"--checkpoint-every must be >= 1 epoch (got {self.checkpoint_every}).")
         if self.input_pipeline not in ("auto", "memory", "stream"):
             raise ValueError(f"--input must be auto, memory or stream, not {self.input_pipeline!r}.")
         from kerascnn.data.spec import DataSpec
@@ -89,6 +103,17 @@ PRESETS: dict[str, dict] = {
     ),
     # the < 100K-parameter edge net, full schedule (CPU, in the background: about 2 hours)
     "mobilenet": dict(model="mobilenet", epochs=40, batch_size=128, lr=3e-3, weight_decay=0.05, label_smoothing=0.1),
+    # time to 94 % on a GPU (JAX backend): bf16, large batches, a short schedule (bench/gpu.sh)
+    "fast": dict(
+        model="resnet",
+        model_options=dict(width=32, depth=(2, 2, 2)),
+        epochs=20,
+        batch_size=512,
+        mixed_precision=True,
+        lr=4e-3,
+        warmup_epochs=1.0,
+        label_smoothing=0.1,
+    ),
     # the best configuration under 1M parameters (GPU, JAX backend)
     "best": dict(
         model="resnet",

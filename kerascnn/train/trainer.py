@@ -18,12 +18,13 @@ import keras
 import numpy as np
 
 from kerascnn import models, rundir
-from kerascnn.data import RandomCropFlip, stream
+from kerascnn.data import RandomCropFlip, RandomErasing, stream
 from kerascnn.data.spec import DataSpec
 from kerascnn.train import distribute
 from kerascnn.train.batches import EpochBatches, EpochSeeds, epoch_seed
 from kerascnn.train.checkpoint import (
     CheckpointError,
+    EpochClock,
     LearningRateLogger,
     NaNGuard,
     ResumableCheckpoint,
@@ -31,11 +32,25 @@ from kerascnn.train.checkpoint import (
     atomic_write,
 )
 from kerascnn.train.config import TrainConfig, to_yaml
+from kerascnn.train.ema import AveragedValidation
 
 # horizontal flips change what digits and letters mean
 NO_FLIP_DATASETS = {"mnist", "emnist", "kmnist", "svhn_cropped"}
 # changing these between a run and its --resume would make the checkpoint meaningless
-RESUME_MAY_CHANGE = {"epochs", "early_stopping", "tensorboard", "out", "preset", "resume", "coordinator", "process_id"}
+RESUME_MAY_CHANGE = {
+    "epochs",
+    "early_stopping",
+    "tensorboard",
+    "out",
+    "preset",
+    "resume",
+    "coordinator",
+    "process_id",
+    "checkpoint_every",
+    "tta_flip",
+    "compile_cache",
+    "steps_per_execution",
+}
 # --input auto|memory|stream as StreamingDataset cache limits (None: never in memory)
 CACHE_BYTES = {"auto": stream.DEFAULT_CACHE_BYTES, "memory": 1 << 62, "stream": None}
 # streamed runs show the TensorBoard image summaries on this many validation images
@@ -62,6 +77,32 @@ def resolve_jit_compile(setting: str) -> bool:
 
         return bool(tf.config.list_physical_devices("GPU"))
     return keras.backend.backend() == "jax"
+
+
+def compile_cache_dir(setting: str | None, environ=os.environ) -> Path | None:
+    """The folder of JAX's persistent compilation cache: --compile-cache DIR, None for "off", else
+    $JAX_COMPILATION_CACHE_DIR, else the per-user ~/.cache/kerascnn/jax."""
+    if setting == "off":
+        return None
+    if setting:
+        return Path(setting).expanduser()
+    if environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return Path(environ["JAX_COMPILATION_CACHE_DIR"]).expanduser()
+    return Path.home() / ".cache" / "kerascnn" / "jax"
+
+
+def enable_compile_cache(setting: str | None) -> Path | None:
+    """On the JAX backend, keeps compiled XLA programs in `compile_cache_dir(setting)` across runs, so a second
+    run of the same model and batch size loads its train and test steps instead of compiling them (programs that
+    compile in under a second are not kept, JAX's default). Returns the folder, None where it is off or not JAX."""
+    folder = compile_cache_dir(setting)
+    if folder is None or keras.backend.backend() != "jax":
+        return None
+    import jax
+
+    folder.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    return folder
 
 
 def tensorflow_available() -> bool:
@@ -143,10 +184,11 @@ def _schedule(config: TrainConfig, steps_per_epoch: int):
 
 def _optimizer(config: TrainConfig, steps_per_epoch: int):
     schedule = _schedule(config, steps_per_epoch)
+    ema = dict(use_ema=config.ema > 0, ema_momentum=config.ema or 0.99)
     if config.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=config.weight_decay)
+        optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=config.weight_decay, **ema)
     else:
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, **ema)
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return optimizer
 
@@ -286,11 +328,14 @@ def build_model(config: TrainConfig, data: Data, steps_per_epoch: int) -> tuple[
         x = inputs
     if config.augment_padding or flip:
         x = RandomCropFlip(config.augment_padding, flip, seed=config.seed, name="augment")(x)
+    if config.augment_erase:
+        x = RandomErasing(config.augment_erase, seed=config.seed, name="erase")(x)
     train_model = keras.Model(inputs, network(x), name="train")
     train_model.compile(
         optimizer=_optimizer(config, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        steps_per_execution=config.steps_per_execution,
     )
     return train_model, network
 
@@ -325,17 +370,13 @@ def make_callbacks(
     """The run's callbacks. Across several processes, saving a model is a collective operation (JAX checks
     that every process saves the same values), so every process checkpoints, the others into a private
     scratch `run_dir`; only the chief (process 0) writes TensorBoard logs."""
-    callbacks = [
-        nan_guard,
-        EpochSeeds(config.seed),
-        LearningRateLogger(),
-        ResumableCheckpoint(run_dir, network, nan_guard, state),
-    ]
+    callbacks = [nan_guard, EpochSeeds(config.seed), LearningRateLogger(), AveragedValidation()]
     has_validation = data.count("validation") > 0
-    if config.early_stopping and has_validation:
+    if config.early_stopping and has_validation:  # before the checkpoint, which saves the epoch it stops on
         callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=config.early_stopping))
     elif config.early_stopping:
         print("No validation images: --early-stopping is off.")
+    callbacks.append(ResumableCheckpoint(run_dir, network, nan_guard, state, every=config.checkpoint_every))
     if not cluster.is_chief:
         return callbacks
     if config.tensorboard and tensorflow_available() and cluster.multi_process:
@@ -367,6 +408,30 @@ def nan_message(nan_guard: NaNGuard, state: dict | None, run_dir: Path) -> str:
     )
 
 
+def flip_tta_accuracy(model, batches) -> float:
+    """Accuracy of horizontal-flip test-time augmentation: the class of p(x) + p(mirror(x)), the outputs of each
+    image and its left-right mirror summed (the same class as their mean). `batches` yields (images, one-hot
+    labels) as NumPy arrays."""
+    correct = total = 0
+    for images, targets in batches:
+        images = np.asarray(images)
+        outputs = keras.ops.convert_to_numpy(model.predict_on_batch(images))
+        outputs = outputs + keras.ops.convert_to_numpy(model.predict_on_batch(images[:, :, ::-1]))
+        correct += int((outputs.argmax(-1) == np.asarray(targets).argmax(-1)).sum())
+        total += len(images)
+    return correct / max(total, 1)
+
+
+def _test_batches(data: Data, batch_size: int = 512):
+    """The test split as (normalized images, one-hot labels) NumPy batches."""
+    if data.stream is not None:
+        yield from data.stream.batches("test", batch_size).as_numpy_iterator()
+        return
+    for start in range(0, len(data.y_test), batch_size):
+        chosen = slice(start, start + batch_size)
+        yield data.x_test[chosen], _one_hot(data.y_test[chosen], data.num_classes)
+
+
 def evaluate(
     config: TrainConfig,
     run_dir: Path,
@@ -375,6 +440,7 @@ def evaluate(
     scope,
     seconds: float,
     cluster: distribute.Cluster = SINGLE_PROCESS,
+    epoch_seconds: list | None = None,
 ) -> dict:
     """The metrics of the run (history from state.json; test accuracy of best.keras, the epoch chosen by
     validation accuracy, and of the last network), written to metrics.json by the chief.
@@ -391,6 +457,7 @@ def evaluate(
         "best_epoch": final_state.get("best_epoch", -1) + 1 if final_state else 0,
         "best_val_accuracy": final_state.get("best_val_accuracy") if final_state else None,
         "train_seconds_this_session": round(seconds, 1),
+        "epoch_seconds_this_session": epoch_seconds or [],
         "backend": keras.backend.backend(),
         "history": final_state["history"] if final_state else [],
         "input_path": data.input_path,
@@ -421,7 +488,13 @@ def evaluate(
                     )
                 metrics[f"test_accuracy_{name}"] = round(float(accuracy), 5)
                 metrics[f"test_loss_{name}"] = round(float(loss), 5)
+                if config.tta_flip and not cluster.multi_process:
+                    metrics[f"test_accuracy_tta_{name}"] = round(flip_tta_accuracy(model, _test_batches(data)), 5)
         metrics["test_accuracy"] = metrics[f"test_accuracy_{candidates[0][0]}"]
+        if f"test_accuracy_tta_{candidates[0][0]}" in metrics:
+            metrics["test_accuracy_tta"] = metrics[f"test_accuracy_tta_{candidates[0][0]}"]
+    if config.tta_flip and cluster.multi_process:
+        print("--tta-flip: not evaluated across several processes (each holds a shard of the test split).")
     if cluster.is_chief:
         atomic_write(run_dir / rundir.METRICS, json.dumps(metrics, indent=1))
     return metrics
@@ -469,6 +542,7 @@ def train(config: TrainConfig) -> dict:
 
 
 def _train(config: TrainConfig) -> dict:
+    enable_compile_cache(config.compile_cache)  # before JAX compiles anything
     cluster = distribute.cluster_from(config.coordinator, config.num_processes, config.process_id)
     distribute.initialize(cluster)  # before anything runs on JAX
     run_dir, state = check_run_dir(config)
@@ -519,7 +593,8 @@ def _train(config: TrainConfig) -> dict:
     nan_guard = NaNGuard()
     # processes other than the chief save their (identical) checkpoints into a scratch folder, then delete it
     write_dir = run_dir if cluster.is_chief else Path(tempfile.mkdtemp(prefix=f"kerascnn-process{cluster.process_id}-"))
-    callbacks = make_callbacks(config, write_dir, data, network, state, nan_guard, cluster)
+    clock = EpochClock()
+    callbacks = [*make_callbacks(config, write_dir, data, network, state, nan_guard, cluster), clock]
     started = time.perf_counter()
     verbose = "auto" if sys.stdout.isatty() else 2
     # a file that passes the header check but fails to decode when streamed is named (DecodeError)
@@ -544,7 +619,7 @@ def _train(config: TrainConfig) -> dict:
     atomic_save_model(network, write_dir / rundir.LAST_MODEL)  # every process: saving is collective
     try:
         with naming_bad_files():
-            return evaluate(config, run_dir, data, network, scope, seconds, cluster)
+            return evaluate(config, run_dir, data, network, scope, seconds, cluster, clock.seconds)
     finally:
         if not cluster.is_chief:
             shutil.rmtree(write_dir, ignore_errors=True)

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from kerascnn.data import RandomCropFlip
+from kerascnn.data import RandomCropFlip, RandomErasing
 from tests.helpers import random_images
 
 pytestmark = pytest.mark.backend_portable
@@ -49,3 +49,63 @@ def test_compiles_inside_a_jitted_train_step():
 def test_bad_padding():
     with pytest.raises(ValueError, match="padding"):
         RandomCropFlip(-1)
+
+
+def erased_rectangle(image, out):
+    """(rows, cols) slices of the one rectangle where `out` is 0 and `image` is not, None when they are equal;
+    fails unless `out` equals `image` everywhere else."""
+    changed = np.any(out != image, axis=-1)
+    if not changed.any():
+        return None
+    rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    assert np.all(out[box] == 0.0)
+    outside = out.copy()
+    outside[box] = image[box]
+    np.testing.assert_array_equal(outside, image)
+    return box
+
+
+def test_random_erasing_zeroes_one_rectangle_of_the_asked_size():
+    x = random_images((64, 20, 16, 2)) + 10.0  # no zeros of its own
+    y = keras.ops.convert_to_numpy(RandomErasing(1.0, scale=(0.1, 0.3), ratio=(0.5, 2.0), seed=3)(x, training=True))
+    shapes = set()
+    for image, out in zip(x, y):
+        rows, cols = erased_rectangle(image, out)
+        h, w = rows.stop - rows.start, cols.stop - cols.start
+        # rounding each side moves the area by at most one row and one column
+        assert 0.1 * 320 - h - w - 1 <= h * w <= 0.3 * 320 + h + w + 1
+        assert 0.5 * w - 1 <= h <= 2.0 * w + 1
+        shapes.add((rows.start, cols.start, h, w))
+    assert len(shapes) > 30  # positions and sizes vary from image to image
+
+
+def test_random_erasing_rate_and_seed():
+    x = random_images((400, 8, 8, 1)) + 10.0
+    layer = RandomErasing(0.3, seed=5)
+    y = keras.ops.convert_to_numpy(layer(x, training=True))
+    erased = np.mean([erased_rectangle(i, o) is not None for i, o in zip(x, y)])
+    assert 0.2 < erased < 0.4
+    again = keras.ops.convert_to_numpy(RandomErasing(0.3, seed=5)(x, training=True))
+    np.testing.assert_array_equal(y, again)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)), x)  # identity outside training
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(RandomErasing(0.0)(x, training=True)), x)
+
+
+def test_random_erasing_compiles_with_xla_and_round_trips():
+    inputs = keras.Input((8, 8, 1))
+    h = RandomErasing(0.5, seed=0)(RandomCropFlip(2, seed=0)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(h)))
+    model.compile("sgd", "sparse_categorical_crossentropy", jit_compile=True)
+    history = model.fit(random_images((8, 8, 8, 1)), np.arange(8) % 2, epochs=1, verbose=0)
+    assert model.jit_compile and np.isfinite(history.history["loss"][0])
+    layer = RandomErasing(0.4, scale=(0.05, 0.2), ratio=(0.5, 2.0), value=1.0, seed=7)
+    assert RandomErasing.from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+@pytest.mark.parametrize(
+    "kwargs,match", [(dict(rate=1.5), "rate"), (dict(scale=(0.5, 0.2)), "scale"), (dict(ratio=(0, 1)), "ratio")]
+)
+def test_random_erasing_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RandomErasing(**kwargs)

@@ -6,7 +6,8 @@ from tests.helpers import copy_run
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory, small_vgg_run):
     """A briefly trained vgg, exported (RGB input, metadata) as float32, int8, int8-io and uint8, evaluated on the
-    first 1,000 test images; no MediaPipe columns (tests/export/test_mediapipe.py runs MediaPipe itself)."""
+    first 1,000 test images; no MediaPipe columns and no TFLM section (tests/export/test_mediapipe.py and
+    test_tflm.py run them)."""
     from kerascnn.export import export_run
 
     root = tmp_path_factory.mktemp("export")
@@ -19,6 +20,7 @@ def exported(tmp_path_factory, small_vgg_run):
         limit=1000,
         latency_rounds=1,
         mediapipe=False,
+        tflm_images=0,
     )
     return root, report
 

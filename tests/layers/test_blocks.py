@@ -9,6 +9,14 @@ from tests.oracle import corr2d
 pytestmark = pytest.mark.backend_portable
 
 
+@pytest.fixture(params=["auto", True], ids=["default", "fused"])
+def fused(request, monkeypatch):
+    """Each training test runs with the default batch norm path and with TensorFlow's fused kernel forced on
+    (the kernel is off on CPUs by default; on other backends both are Keras's layer)."""
+    monkeypatch.setattr(layers.ConvBNAct, "fused_batch_norm", request.param)
+    return request.param
+
+
 def reference_block(x_shape, filters, **conv_kwargs):
     inputs = keras.Input(x_shape[1:])
     h = keras.layers.Conv2D(filters, 3, use_bias=False, **conv_kwargs)(inputs)
@@ -26,7 +34,7 @@ def reference_block(x_shape, filters, **conv_kwargs):
         dict(padding="valid", dilation_rate=2, groups=4),
     ],
 )
-def test_matches_conv_bn_relu_in_training_and_inference(conv_kwargs):
+def test_matches_conv_bn_relu_in_training_and_inference(conv_kwargs, fused):
     x = random_images((4, 8, 8, 4))
     block = layers.ConvBNAct(8, 3, bn_momentum=0.9, **conv_kwargs)
     block.build(x.shape)
@@ -69,7 +77,7 @@ def test_inference_is_bn_folded_into_the_convolution():
     assert_close(block.folded_conv(x), expected, atol=1e-5)
 
 
-def test_frozen_bn_uses_the_running_statistics_in_training():
+def test_frozen_bn_uses_the_running_statistics_in_training(fused):
     x = random_images((4, 6, 6, 2))
     block = layers.ConvBNAct(3, 3)
     block.build(x.shape)
@@ -137,3 +145,50 @@ def test_config_round_trip():
     )
     clone = layers.ConvBNAct.from_config(block.get_config())
     assert clone.get_config() == block.get_config()
+
+
+@pytest.mark.parametrize("conv_kwargs", [dict(padding="same"), dict(padding="valid", strides=2, groups=4)])
+def test_training_steps_match_keras_batch_normalization(conv_kwargs, fused):
+    """Three compiled SGD steps (graph mode on TensorFlow, where BN is the fused kernel): the gradients reach the
+    same kernel, gamma and beta, and the moving statistics follow Keras's BatchNormalization (biased variance)."""
+    x = random_images((6, 8, 8, 4))
+    y = random_images((6, 8, 8, 8) if conv_kwargs.get("strides", 1) == 1 else (6, 3, 3, 8), seed=1)
+    inputs = keras.Input(x.shape[1:])
+    ours = keras.Model(inputs, layers.ConvBNAct(8, 3, bn_momentum=0.9, **conv_kwargs)(inputs))
+    reference = reference_block(x.shape, 8, **conv_kwargs)
+    reference.set_weights(ours.get_weights())
+    for model in (ours, reference):
+        model.compile(keras.optimizers.SGD(0.5), "mse")
+        for step in range(3):
+            model.train_on_batch(x[step:], y[step:])
+    for a, b in zip(ours.get_weights(), reference.get_weights()):
+        assert_close(a, b, atol=2e-5)
+    moving_variance = keras.ops.convert_to_numpy(ours.layers[1].bn.moving_variance)
+    assert not np.allclose(moving_variance, 1.0)
+
+
+def test_small_epsilon_matches_keras(fused):
+    """Epsilons below the fused kernel's minimum (1.001e-5) still normalize with the epsilon asked for."""
+    x = random_images((4, 6, 6, 2)) * 1e-3  # variance ~1e-6: epsilon matters
+    block = layers.ConvBNAct(3, 3, activation=None, bn_epsilon=1e-7)
+    block.build(x.shape)
+    reference = keras.layers.BatchNormalization(epsilon=1e-7)
+    h = block.conv(x)
+    reference.build(h.shape)
+    assert_close(block(x, training=True), reference(h, training=True), atol=1e-4)
+
+
+def test_mixed_precision_training_follows_float32(fused):
+    x = random_images((4, 8, 8, 3))
+    block = layers.ConvBNAct(4, 3, bn_momentum=0.5)
+    block.build(x.shape)
+    with_bn_state(block)
+    mixed = layers.ConvBNAct(4, 3, bn_momentum=0.5, dtype="mixed_bfloat16")
+    mixed.build(x.shape)
+    mixed.set_weights(block.get_weights())
+    y = mixed(x, training=True)
+    assert keras.backend.standardize_dtype(y.dtype) == "bfloat16"
+    assert_close(keras.ops.cast(y, "float32"), block(x, training=True), atol=0.1)
+    assert keras.backend.standardize_dtype(mixed.bn.moving_variance.dtype) == "float32"
+    for ours, theirs in zip(mixed.get_weights(), block.get_weights()):  # the moving statistics moved alike
+        assert_close(ours, theirs, atol=0.05)

@@ -32,3 +32,21 @@ def test_explicit_padding_matches_tf_nn_conv2d(padding, strides, dilation):
         dilations=(1, *conv.dilation_rate, 1),
     )
     assert_close(y, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("setting", ["auto", True, False])
+def test_conv_bn_act_trains_with_the_fused_batch_norm_kernel_where_chosen(setting, monkeypatch):
+    """With `fused_batch_norm` on, the training graph of ConvBNAct holds FusedBatchNormV3 (one kernel for
+    statistics and normalization) and no separate moments; "auto" chooses it only when TensorFlow sees a GPU."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the fused kernel is the TensorFlow backend's")
+    monkeypatch.setattr(layers.ConvBNAct, "fused_batch_norm", setting)
+    block = layers.ConvBNAct(4, 3)
+    block.build((2, 6, 6, 3))
+    graph = tf.function(lambda x: block(x, training=True)).get_concrete_function(tf.TensorSpec((2, 6, 6, 3))).graph
+    kinds = {op.type for op in graph.get_operations()}
+    fused = setting is True or (setting == "auto" and bool(tf.config.list_physical_devices("GPU")))
+    assert ("FusedBatchNormV3" in kinds) == fused
+    assert ("Mean" in kinds) == (not fused)

@@ -1,0 +1,168 @@
+"""The record-recipe flags: random erasing, the weights' moving average (--ema), flip test-time augmentation,
+--checkpoint-every, JAX's compilation cache."""
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import kerascnn
+from kerascnn import rundir
+from kerascnn.train import resolve, train
+from kerascnn.train.checkpoint import ResumableCheckpoint
+from kerascnn.train.trainer import compile_cache_dir, enable_compile_cache, flip_tta_accuracy, load_data
+
+TINY = dict(model="lenet5", limit=192, batch_size=64, tensorboard=False)
+
+
+class Killed(Exception):
+    pass
+
+
+def die_at(monkeypatch, epoch, before_save):
+    """Makes ResumableCheckpoint raise Killed at the end of `epoch`, before or after it saves."""
+    save = ResumableCheckpoint.on_epoch_end
+
+    def patched(self, e, logs=None):
+        if e == epoch and before_save:
+            raise Killed
+        save(self, e, logs)
+        if e == epoch:
+            raise Killed
+
+    monkeypatch.setattr(ResumableCheckpoint, "on_epoch_end", patched)
+
+
+def weights(path):
+    return kerascnn.load_model(path).get_weights()
+
+
+def assert_same_weights(a, b):
+    for x, y in zip(weights(a), weights(b)):
+        np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def ema_run(tmp_path_factory):
+    """(config, run directory, metrics) of 2 epochs with the moving average, random erasing and flip TTA."""
+    out = tmp_path_factory.mktemp("ema") / "run"
+    config = resolve(dict(TINY, epochs=2, ema=0.9, augment_erase=0.5, tta_flip=True, out=str(out)))
+    return config, out, train(config)
+
+
+def test_ema_is_validated_saved_and_tested_while_training_goes_on_from_the_raw_weights(ema_run):
+    config, out, metrics = ema_run
+    [checkpoint] = (out / rundir.CHECKPOINT_DIR).glob("epoch-*.keras")
+    train_model = kerascnn.load_model(checkpoint)
+    assert train_model.get_layer("erase").rate == 0.5  # random erasing is in the training model
+    network = train_model.get_layer(ResumableCheckpoint.load_state(out)["network"])
+    raw = network.get_weights()
+    train_model.optimizer.finalize_variable_values(train_model.trainable_weights)
+    averaged = network.get_weights()
+    last = weights(out / rundir.LAST_MODEL)
+    assert max(np.abs(a - b).max() for a, b in zip(raw, averaged)) > 1e-3  # the checkpoint holds the raw weights
+    for a, b in zip(averaged, last):  # last.keras is the moving average
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    # the validation figures of the last epoch are the moving average's
+    data = load_data(config)
+    model = kerascnn.load_model(out / rundir.LAST_MODEL)
+    model.compile(loss="categorical_crossentropy", metrics=["accuracy"])
+    loss, _ = model.evaluate(data.x_val, np.eye(10)[data.y_val], verbose=0)
+    assert metrics["history"][-1]["val_loss"] == pytest.approx(loss, abs=1e-4)
+    if metrics["best_epoch"] == 2:
+        assert_same_weights(out / rundir.BEST_MODEL, out / rundir.LAST_MODEL)
+
+
+def test_flip_tta_is_reported_beside_the_single_view_figure(ema_run):
+    config, out, metrics = ema_run
+    data = load_data(config)
+    batches = [(data.x_test, np.eye(10)[data.y_test])]
+    expected = flip_tta_accuracy(kerascnn.load_model(out / rundir.LAST_MODEL), batches)
+    assert metrics["test_accuracy_tta_last"] == pytest.approx(expected, abs=1e-5)
+    assert {"test_accuracy_tta", "test_accuracy_tta_best", "test_accuracy"} <= set(metrics)
+    assert json.loads((out / rundir.METRICS).read_text())["test_accuracy_tta"] == metrics["test_accuracy_tta"]
+
+
+def test_flip_tta_decides_on_the_sum_of_both_views():
+    class LeftColumn:
+        """Class 1 when the image's left column is bright, else 0; confidence from its brightness."""
+
+        def predict_on_batch(self, images):
+            left = images[:, :, 0, 0].mean(axis=1)
+            return np.stack([1 - left, left], axis=1)
+
+    images = np.zeros((2, 3, 3, 1), np.float32)
+    images[0, :, 0], images[0, :, 2] = 0.6, 0.0  # left 0.6 (class 1), right 0.0: sum 0.6 + 0.0 vs 0.4 + 1.0
+    images[1, :, 0], images[1, :, 2] = 0.6, 0.5  # sum 0.6 + 0.5 = 1.1 vs 0.4 + 0.5 = 0.9: class 1
+    labels = np.eye(2)[[0, 1]]
+    assert flip_tta_accuracy(LeftColumn(), [(images, labels)]) == 1.0
+    assert flip_tta_accuracy(LeftColumn(), [(images, labels[::-1])]) == 0.0
+
+
+def test_ema_run_resumed_ends_with_the_uninterrupted_weights(tmp_path, monkeypatch):
+    settings = dict(TINY, epochs=2, ema=0.9, augment_erase=0.5)
+    train(resolve(dict(settings, out=str(tmp_path / "straight"))))
+    die_at(monkeypatch, 0, before_save=False)
+    with pytest.raises(Killed):
+        train(resolve(dict(settings, out=str(tmp_path / "resumed"))))
+    monkeypatch.undo()
+    train(resolve(dict(settings, out=str(tmp_path / "resumed"), resume=True)))
+    assert_same_weights(tmp_path / "straight" / rundir.LAST_MODEL, tmp_path / "resumed" / rundir.LAST_MODEL)
+
+
+def test_checkpoint_every_n_epochs_keeps_the_last_and_resumes(tmp_path, monkeypatch):
+    settings = dict(TINY, epochs=3, checkpoint_every=2)
+    straight = train(resolve(dict(settings, out=str(tmp_path / "straight"))))
+    assert straight["epochs"] == 3 and len(straight["history"]) == 3  # the last epoch (3, not a multiple) is saved
+
+    die_at(monkeypatch, 1, before_save=True)  # killed at the end of epoch 2: epoch 1 was not checkpointed
+    with pytest.raises(Killed):
+        train(resolve(dict(settings, out=str(tmp_path / "early"))))
+    assert not (tmp_path / "early" / rundir.CHECKPOINT_DIR / rundir.STATE).exists()
+    assert (tmp_path / "early" / rundir.BEST_MODEL).exists()  # best.keras is saved at every improvement
+
+    monkeypatch.undo()
+    die_at(monkeypatch, 2, before_save=True)  # killed at the end of epoch 3: resumes from epoch 2
+    with pytest.raises(Killed):
+        train(resolve(dict(settings, out=str(tmp_path / "resumed"))))
+    state = ResumableCheckpoint.load_state(tmp_path / "resumed")
+    assert state["epoch"] == 1 and [h["epoch"] for h in state["history"]] == [0, 1]
+    assert [p.name for p in (tmp_path / "resumed" / rundir.CHECKPOINT_DIR).glob("*.keras")] == ["epoch-0001.keras"]
+    monkeypatch.undo()
+    resumed = train(resolve(dict(settings, out=str(tmp_path / "resumed"), resume=True)))
+    assert [h["epoch"] for h in resumed["history"]] == [0, 1, 2]
+    assert_same_weights(tmp_path / "straight" / rundir.LAST_MODEL, tmp_path / "resumed" / rundir.LAST_MODEL)
+
+
+def test_compile_cache_folder(tmp_path):
+    assert compile_cache_dir("off", {"JAX_COMPILATION_CACHE_DIR": "/x"}) is None
+    assert compile_cache_dir(str(tmp_path), {"JAX_COMPILATION_CACHE_DIR": "/x"}) == tmp_path
+    assert compile_cache_dir(None, {"JAX_COMPILATION_CACHE_DIR": "/x"}) == Path("/x")
+    assert compile_cache_dir(None, {}) == Path.home() / ".cache" / "kerascnn" / "jax"
+    if keras.backend.backend() != "jax":
+        assert enable_compile_cache(str(tmp_path / "cache")) is None  # only JAX compiles ahead like this
+        assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize(
+    "values,match",
+    [
+        (dict(augment_erase=1.5), "--augment-erase"),
+        (dict(ema=1.0), "--ema"),
+        (dict(checkpoint_every=0), "--checkpoint-every"),
+    ],
+)
+def test_bad_recipe_values_are_named(values, match):
+    with pytest.raises(ValueError, match=match):
+        resolve(values)
+
+
+def test_steps_per_execution_trains_the_same_weights(tmp_path):
+    """Several steps per call into the compiled function: the same batches, the same augmentation draws."""
+    settings = dict(TINY, epochs=2, limit=320)  # 5 steps per epoch: the last call of an epoch holds 2 of 3
+    train(resolve(dict(settings, out=str(tmp_path / "one"))))
+    metrics = train(resolve(dict(settings, steps_per_execution=3, out=str(tmp_path / "three"))))
+    assert len(metrics["history"]) == 2
+    assert_same_weights(tmp_path / "one" / rundir.LAST_MODEL, tmp_path / "three" / rundir.LAST_MODEL)
