@@ -132,7 +132,8 @@ def load_files(path: Path) -> tuple[list[Path], np.ndarray]:
     """(image paths, labels) of a --files JSON list of [path, class index].
 
     Raises:
-        predict.PredictError: not such a JSON list, or empty.
+        predict.PredictError: not such a JSON list, empty, or naming a file that does not exist (checked before
+            any model runs).
     """
     try:
         pairs = json.loads(path.read_text())
@@ -144,6 +145,11 @@ def load_files(path: Path) -> tuple[list[Path], np.ndarray]:
         ) from error
     if not files:
         raise predict.PredictError(f"--files {path} names no image: give at least one [path, class index].")
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise predict.PredictError(
+            f"--files {path} names {len(missing)} image(s) that do not exist, first {missing[0]}: give existing paths."
+        )
     return files, labels
 
 

@@ -81,3 +81,30 @@ def test_mediapipe_given_the_full_size_upright_photos_scores_as_keras(photo_run)
         json.loads((root / "out" / "report.json").read_text())["variants"]["uint8"]["mediapipe"]["files"]
         == (report["variants"]["uint8"]["mediapipe"]["files"])
     )
+
+
+def test_check_mediapipe_names_a_bad_files_list(photo_run, edge_python, tmp_path):  # noqa: F811
+    """--files that is no JSON list of [path, class index], or names a missing photo: one line naming it, exit 2."""
+    import os
+    import subprocess
+
+    from tests.export.test_export import ROOT
+
+    root, _, _ = photo_run
+    np.savez(tmp_path / "test.npz", images=np.zeros((1, 64, 64, 3), np.uint8), labels=np.zeros(1, int))
+    (tmp_path / "bad.json").write_text('{"not": "a list"}')
+    (tmp_path / "missing.json").write_text(json.dumps([[str(tmp_path / "gone.jpg"), 0]]))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    for files, message in (
+        ("bad.json", "is not a readable JSON list of [image path, class index]"),
+        ("missing.json", "1 image(s) that do not exist, first "),
+    ):
+        done = subprocess.run(
+            [str(edge_python), str(ROOT / "export" / "check_mediapipe.py"), "--data", str(tmp_path / "test.npz")]
+            + ["--files", str(tmp_path / files), str(root / "out" / "lenet5_float32.tflite")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        assert done.returncode == 2 and message in done.stderr and done.stderr.count("error:") == 1, done.stderr
