@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# Edge side of the export (export/): TensorFlow-free; the TensorFlow side that writes the files is kerascnn/export/.
 """Classify test images with MediaPipe Tasks' ImageClassifier and with predict.py's ai-edge-litert route, and
 compare: the check that an exported .tflite runs in MediaPipe with no extra code.
 

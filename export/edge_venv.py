@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# Edge side of the export (export/): TensorFlow-free; the TensorFlow side that writes the files is kerascnn/export/.
 """Create (or reuse) the edge-side virtual environment `.venv-edge` at the repository root from
 export/requirements.txt, and print its Python. Standard library only.
 

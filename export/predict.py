@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
+# Edge side of the export (export/): TensorFlow-free; the TensorFlow side that writes the files is kerascnn/export/.
 """Classify images with a kerascnn .tflite model on an edge device (Raspberry Pi, any Linux or macOS box).
 
 Needs only NumPy, Pillow and ai-edge-litert (pip install ai-edge-litert numpy pillow) — never TensorFlow
 or Keras. Everything about the model's input comes from the manifest JSON written beside the .tflite by
-`python -m kerascnn.export`: labels, input size and colour, normalization, int8 scale and zero point.
+`python -m kerascnn.export`: labels, input size and colour, normalization, int8 scale and zero point. The model
+carries its labels, normalization and colour itself (TFLite metadata and its labels.txt): a manifest that
+contradicts them is refused naming the field, and without a manifest they are read from the model.
 Images of any size and mode work, prepared as training prepared its images: turned upright by their EXIF
 orientation tag, 16-bit PNGs scaled to 8 bits (not clipped), transparent pixels composited on white
 (`--background black` for black), converted to grey or RGB as the model takes, resized with Pillow's bilinear
 filter (antialiased when shrinking, as training's `tf.image.resize(..., antialias=True)`).
-An image that cannot be read is reported and the others are still classified (exit code 2 at the end).
+An image that cannot be read, or a path that is not a regular file (a FIFO, a folder), is reported and the
+others are still classified (exit code 2 at the end).
 
     python predict.py --model fashion_mnist/vgg_int8.tflite shirt.png boot.jpg
     python predict.py --model fashion_mnist/vgg_int8.tflite --json *.png
@@ -44,20 +48,221 @@ def _numbers(values, channels: int, what: str, positive: bool = False) -> list[f
     return [float(v) for v in values]
 
 
-def load_manifest(model_path: Path, manifest_path: Path | None) -> dict:
-    """The manifest beside `model_path` (or `manifest_path`), checked: labels a list of strings, input shape
-    [1, H, W, C] with C 1 or 3, mean and std lists of 1 or C finite numbers, std > 0.
+def _root_table(buffer: bytes, position: int = 0):
+    import flatbuffers
+
+    return flatbuffers.table.Table(buffer, flatbuffers.encode.Get(flatbuffers.packer.uoffset, buffer, position))
+
+
+class _Fields:
+    """Fields of one flatbuffer table by slot number (slot i sits at vtable offset 4 + 2 i), read with the
+    `flatbuffers` package that ai-edge-litert depends on; absent fields give None."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def _offset(self, slot: int) -> int:
+        return self.table.Offset(4 + 2 * slot)
+
+    def table_at(self, slot: int):
+        import flatbuffers
+
+        offset = self._offset(slot)
+        return (
+            _Fields(flatbuffers.table.Table(self.table.Bytes, self.table.Indirect(self.table.Pos + offset)))
+            if offset
+            else None
+        )
+
+    def tables(self, slot: int) -> list:
+        import flatbuffers
+
+        offset = self._offset(slot)
+        if not offset:
+            return []
+        start = self.table.Vector(offset)
+        return [
+            _Fields(flatbuffers.table.Table(self.table.Bytes, self.table.Indirect(start + 4 * j)))
+            for j in range(self.table.VectorLen(offset))
+        ]
+
+    def byte(self, slot: int) -> int:
+        from flatbuffers import number_types
+
+        offset = self._offset(slot)
+        return self.table.Get(number_types.Uint8Flags, self.table.Pos + offset) if offset else 0
+
+    def string(self, slot: int) -> str | None:
+        offset = self._offset(slot)
+        return self.table.String(self.table.Pos + offset).decode() if offset else None
+
+    def floats(self, slot: int) -> list[float] | None:
+        from flatbuffers import number_types
+
+        offset = self._offset(slot)
+        return self.table.GetVectorAsNumpy(number_types.Float32Flags, offset).tolist() if offset else None
+
+
+METADATA_NAME = b"TFLITE_METADATA"
+_COLOR_SPACES = {1: "rgb", 2: "grey"}  # metadata_schema.fbs ColorSpaceType: RGB, GRAYSCALE
+_TENSOR_AXIS_LABELS = 2  # AssociatedFileType
+_INPUT_TYPES = {0: "float32", 3: "uint8", 9: "int8"}  # schema.fbs TensorType
+
+
+def model_metadata(model_path: Path) -> dict | None:
+    """What the .tflite carries itself, read without TensorFlow or MediaPipe (the model with ai-edge-litert's schema
+    code, the TFLITE_METADATA flatbuffer field by field as metadata_schema.fbs lays it out, labels.txt from the zip
+    appended to the model): {"labels", "color", "mean", "std"} (the NormalizationOptions, in the units of the input
+    tensor) and the input's {"dtype", "quantization": (scale, zero_point) or None}; None for a model without metadata
+    (or a file that is not a TFLite model: the interpreter says so when it opens it).
+    """
+    import io
+    import zipfile
+
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = model_path.read_bytes()
+    try:
+        model = schema.Model.GetRootAs(bytearray(data), 0)
+        entry = next(
+            (model.Metadata(i) for i in range(model.MetadataLength()) if model.Metadata(i).Name() == METADATA_NAME),
+            None,
+        )
+        if entry is None:
+            return None
+        subgraph = model.Subgraphs(0)
+        tensor = subgraph.Tensors(subgraph.Inputs(0))
+        quantization = tensor.Quantization()
+        scale = quantization.ScaleAsNumpy() if quantization is not None and quantization.ScaleLength() else None
+        buffer = model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
+        graph = _Fields(_root_table(buffer)).tables(3)[0]  # ModelMetadata.subgraph_metadata
+        image, scores = graph.tables(2)[0], graph.tables(3)[0]  # input_tensor_metadata, output_tensor_metadata
+        content = image.table_at(3)  # TensorMetadata.content -> Content.content_properties (ImageProperties)
+        properties = content.table_at(1) if content else None
+        color = _COLOR_SPACES.get(properties.byte(0)) if properties else None
+        units = [unit for unit in image.tables(4) if unit.byte(0) == 1]  # NormalizationOptions process units
+        normalization = units[0].table_at(1) if units else None
+        label_files = [f.string(0) for f in scores.tables(6) if f.byte(2) == _TENSOR_AXIS_LABELS]
+        mean, std = (normalization.floats(0), normalization.floats(1)) if normalization else (None, None)
+        zero_point = int(quantization.ZeroPointAsNumpy()[0]) if scale is not None else None
+    except Exception:  # a damaged or foreign flatbuffer: no metadata we can trust
+        return None
+    labels = None
+    if label_files:
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zipped:
+                labels = zipped.read(label_files[0]).decode().splitlines()
+        except (zipfile.BadZipFile, KeyError, UnicodeDecodeError):
+            labels = None
+    return {
+        "labels": labels,
+        "color": color,
+        "mean": mean,
+        "std": std,
+        "dtype": _INPUT_TYPES.get(tensor.Type()),
+        "quantization": (float(scale[0]), zero_point) if scale is not None else None,
+    }
+
+
+def pixel_normalization(meta: dict, channels: int) -> tuple[list[float], list[float]] | None:
+    """The (mean, std) on 0..255 pixels that the model's metadata implies for predict.py's route (normalize, then
+    quantize an integer input), or None when the metadata has no normalization.
+
+    A float input takes (pixel - m) / s: mean m, std s. An integer input takes q = (pixel - m) / s + k (k = -128 for
+    int8, 0 for uint8: kerascnn's convention, q = pixel for uint8), which quantize((pixel - mean) / std) gives for
+    std = s / scale and mean = m + s (zero_point - k).
+    """
+    if meta.get("mean") is None or meta.get("std") is None:
+        return None
+    mean, std = (list(v) * (channels if len(v) == 1 else 1) for v in (meta["mean"], meta["std"]))
+    if meta["dtype"] == "float32" or meta.get("quantization") is None:
+        return mean, std
+    scale, zero_point = meta["quantization"]
+    k = -128 if meta["dtype"] == "int8" else 0
+    return [m + s * (zero_point - k) for m, s in zip(mean, std)], [s / scale for s in std]
+
+
+def _check_against_model(manifest: dict, meta: dict, manifest_path: Path, model_path: Path) -> None:
+    """Raises PredictError naming the first manifest field that contradicts what the model carries."""
+    channels = manifest["input"]["shape"][-1]
+
+    def refuse(field: str, theirs, ours) -> None:
+        raise PredictError(
+            f"{manifest_path} contradicts {model_path}: {field} is {theirs!r:.120} in the manifest but "
+            f"{ours!r:.120} in the model's metadata. Use the manifest exported with this model, or leave it out "
+            "(the model's own labels and normalization are then used)."
+        )
+
+    labels = meta["labels"]  # another count is the Classifier's shape check, which names both sizes
+    if labels is not None and len(labels) == len(manifest["labels"]) and manifest["labels"] != labels:
+        refuse("labels", manifest["labels"], meta["labels"])
+    if meta["color"] and manifest["input"].get("color", meta["color"]) != meta["color"]:
+        refuse("input.color", manifest["input"]["color"], meta["color"])
+    implied = pixel_normalization(meta, channels)
+    if implied is None:
+        return
+    given = manifest["input"]["normalization"]
+    # an integer input's zero point is a whole step, s pixels: its implied mean is exact to within half a step
+    half_step = 0.5 * max(meta["std"]) if meta["dtype"] != "float32" else 0.0
+    for key, ours, tolerance in zip(("mean", "std"), implied, (half_step, 0.0)):
+        theirs = [float(v) for v in given[key]] * (channels if len(given[key]) == 1 else 1)
+        if not np.allclose(theirs, ours, rtol=1e-4, atol=tolerance + 1e-4):
+            refuse(f"input.normalization.{key}", theirs, [round(v, 4) for v in ours])
+
+
+def manifest_from_model(model_path: Path, meta: dict) -> dict:
+    """A manifest built from the model's own metadata and input tensor (labels, shape, colour, normalization).
 
     Raises:
-        PredictError: the model or manifest is missing, or the manifest is malformed (says what and where).
+        PredictError: the metadata lacks the labels or the normalization.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        given = Interpreter(model_path=str(model_path)).get_input_details()[0]
+    except (ValueError, RuntimeError) as error:
+        raise PredictError(f"{model_path} is not a TFLite model ({error}).") from error
+    shape = [int(n) for n in given["shape"]]
+    implied = pixel_normalization(meta, shape[-1])
+    missing = [what for what, value in (("labels", meta["labels"]), ("normalization", implied)) if value is None]
+    if missing:
+        raise PredictError(
+            f"No manifest for {model_path} and its metadata has no {' or '.join(missing)}: pass --manifest, or "
+            "export the model with `python -m kerascnn.export`, which writes both."
+        )
+    return {
+        "labels": meta["labels"],
+        "input": {
+            "shape": shape,
+            "color": meta["color"] or ("grey" if shape[-1] == 1 else "rgb"),
+            "normalization": {"mean": implied[0], "std": implied[1]},
+        },
+    }
+
+
+def load_manifest(model_path: Path, manifest_path: Path | None) -> dict:
+    """The manifest beside `model_path` (or `manifest_path`), checked: labels a list of strings, input shape
+    [1, H, W, C] with C 1 or 3, mean and std lists of 1 or C finite numbers, std > 0; and checked against what the
+    model carries (`model_metadata`: labels, colour, normalization). With no manifest, one built from the model's
+    metadata (`manifest_from_model`).
+
+    Raises:
+        PredictError: the model is missing; the manifest is malformed or contradicts the model (says which field);
+            no manifest and no metadata to stand in for it.
     """
     if not model_path.is_file():
         raise PredictError(f"Model file {model_path} does not exist.")
+    meta = model_metadata(model_path)
+    given = manifest_path
     manifest_path = manifest_path or model_path.with_suffix(".json")
     if not manifest_path.exists():
+        if given is not None:
+            raise PredictError(f"No manifest for {model_path}: --manifest {given} does not exist.")
+        if meta is not None:
+            return manifest_from_model(model_path, meta)
         raise PredictError(
-            f"No manifest for {model_path}: expected {manifest_path}. Export the model with "
-            "`python -m kerascnn.export`, which writes it, or pass --manifest."
+            f"No manifest for {model_path}: expected {manifest_path}, and the model carries no TFLite metadata. "
+            "Export the model with `python -m kerascnn.export`, which writes both, or pass --manifest."
         )
     try:
         manifest = json.loads(manifest_path.read_text())
@@ -78,6 +283,8 @@ def load_manifest(model_path: Path, manifest_path: Path | None) -> dict:
     except (ValueError, KeyError, TypeError) as error:
         detail = f"missing {error}" if isinstance(error, KeyError) else str(error)
         raise PredictError(f"{manifest_path} is not a kerascnn manifest ({detail}).") from error
+    if meta is not None:
+        _check_against_model(manifest, meta, manifest_path, model_path)
     return manifest
 
 
@@ -159,8 +366,16 @@ class Classifier:
         return (pixels - self.mean) / self.std
 
     def preprocess(self, path: Path) -> np.ndarray:
+        import stat
+
         from PIL import Image, UnidentifiedImageError
 
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = None  # missing or unreadable: Image.open below names the problem
+        if mode is not None and not stat.S_ISREG(mode):  # a FIFO would block the read forever
+            raise PredictError(f"{path} is not a regular file (a FIFO, device or folder): give image files.")
         try:
             with Image.open(path) as image:
                 return self.preprocess_image(image)

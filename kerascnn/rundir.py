@@ -7,6 +7,7 @@ files through this module only.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 CONFIG = "config.yaml"  # the resolved TrainConfig
@@ -18,6 +19,45 @@ LAST_MODEL = "last.keras"  # the network after the last epoch
 CHECKPOINT_DIR = "checkpoint"  # epoch-NNNN.keras (training model + optimizer) and state.json
 STATE = "state.json"
 TENSORBOARD_DIR = "tb"
+EXPORT_DIR = "export"  # python -m kerascnn.export RUN writes here without --out
+# what training writes into the run directory, and the default export (stale once the run is trained again):
+# `--overwrite` deletes exactly these, and keeps anything else
+RUN_ENTRIES = (CONFIG, DATASET, LABELS, METRICS, BEST_MODEL, LAST_MODEL, CHECKPOINT_DIR, TENSORBOARD_DIR, EXPORT_DIR)
+# the first line of a run's config.yaml (a YAML comment, so `--config <run>/config.yaml` still reads it): a
+# folder is a kerascnn run when its config.yaml starts with it, and a user's own config.yaml is told apart
+RUN_MARKER = "# kerascnn run directory, written by python -m kerascnn.train"
+
+
+def is_run(folder: str | os.PathLike) -> bool:
+    """True when `folder` is a kerascnn run directory: its config.yaml starts with `RUN_MARKER`.
+
+    Example:
+        >>> is_run("runs/quick")
+        True
+    """
+    try:
+        with open(Path(folder) / CONFIG, encoding="utf-8", errors="replace") as file:
+            return file.readline().rstrip("\r\n") == RUN_MARKER
+    except OSError:  # missing, a folder, unreadable
+        return False
+
+
+def describe_entries(folder: str | os.PathLike, shown: int = 5) -> str:
+    """ "a, b, c (and N more)": the first `shown` names in `folder`, sorted, for a message."""
+    names = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in Path(folder).iterdir())
+    more = f" (and {len(names) - shown} more)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def clear_run(folder: str | os.PathLike) -> None:
+    """Deletes the `RUN_ENTRIES` in `folder` (an earlier run's models, checkpoints, logs and metrics), nothing else:
+    a run started with `--overwrite` must not inherit the old one's checkpoint/state.json or TensorBoard curves."""
+    for name in RUN_ENTRIES:
+        path = Path(folder) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# Edge side of the export (export/): TensorFlow-free; the TensorFlow side that writes the files is kerascnn/export/.
 """Run export/predict.py on arm64 (Raspberry Pi OS = Debian bookworm arm64) under qemu-user emulation.
 
 Builds, in a git-ignored cache folder (export/pi/.cache), everything a Raspberry Pi would have:

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# Edge side of the export (export/): TensorFlow-free; the TensorFlow side that writes the files is kerascnn/export/.
 """Classify images with MediaPipe Tasks' ImageClassifier and print predict.py's --json lines (top-1 only).
 
 The model must carry TFLite metadata (labels, normalization); MediaPipe does all pre-processing. Images are handed

@@ -1,3 +1,4 @@
+# Edge side of the export (export/): TensorFlow-free; the TensorFlow side that writes the files is kerascnn/export/.
 """The TFLM interpreter on the host, and the smallest tensor arena a model runs in.
 
 Edge side: needs `tflite-micro` (its Python interpreter runs the reference kernels a board compiles) and numpy.

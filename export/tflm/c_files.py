@@ -1,3 +1,4 @@
+# Edge side of the export (export/): TensorFlow-free; the TensorFlow side that writes the files is kerascnn/export/.
 """The C++ source and header a firmware compiles a model from: `model_data.cc` holds the .tflite bytes as a
 16-byte-aligned `const unsigned char[]` (flatbuffers need that alignment; `const` keeps it in flash), and
 `model_data.h` declares it with everything needed to run it: its length, the tensor arena size, the input shape,

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# Edge side of the export (export/): TensorFlow-free; the TensorFlow side that writes the files is kerascnn/export/.
 """Run kerascnn .tflite models in TensorFlow Lite Micro (TFLM) and say what a microcontroller needs for them: the
 smallest tensor arena (SRAM), the flash size, the ops (checked against what TFLM registers), TFLM's top-1 accuracy
 and its top-1 agreement with ai-edge-litert on the same input tensors; optionally the C++ files to flash.

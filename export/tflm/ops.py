@@ -1,3 +1,4 @@
+# Edge side of the export (export/): TensorFlow-free; the TensorFlow side that writes the files is kerascnn/export/.
 """A .tflite model's operators, checked against what TensorFlow Lite Micro registers, and the
 `tflite::MicroMutableOpResolver` call that registers each one on a board.
 

@@ -1,3 +1,4 @@
+// Edge side of the export (export/): TensorFlow-free; the TensorFlow side that writes the files is kerascnn/export/.
 // Classify an image in the browser with a kerascnn .tflite model and MediaPipe Tasks for Web (ImageClassifier).
 //
 // Everything is served from this machine: the model (?model=PATH, relative to this page; default the shipped

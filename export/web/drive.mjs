@@ -1,3 +1,4 @@
+// Edge side of the export (export/): TensorFlow-free; the TensorFlow side that writes the files is kerascnn/export/.
 // Drive the page in a real headless Chromium (playwright-core, no bundled browser) and print what it showed as JSON.
 //
 //   node drive.mjs '{"url": "http://127.0.0.1:8000/web/index.html", "selftest": 100, "files": ["shirt.png"],

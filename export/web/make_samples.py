@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# Edge side of the export (export/): TensorFlow-free; the TensorFlow side that writes the files is kerascnn/export/.
 """Write the page's bundled test images: the first 100 Fashion-MNIST test images as one sprite PNG.
 
 `samples.png` is a 10 x 10 grid of 28 x 28 grey cells, image i at row i // 10, column i % 10, so the

@@ -1,3 +1,4 @@
+# TensorFlow side of the export (kerascnn/export/); the edge side, which runs the files, is export/.
 """TensorFlow-side export: conversion under quantization presets, op audit, manifest, quantization report."""
 
 from kerascnn.export.audit import AuditError, audit, op_counts

@@ -1,7 +1,8 @@
+# TensorFlow side of the export (kerascnn/export/); the edge side, which runs the files, is export/.
 """python -m kerascnn.export: convert a trained run to TFLite (builtin ops only), audit and report.
 
 Examples:
-    python -m kerascnn.export runs/quick                          # float32 and int8
+    python -m kerascnn.export runs/quick                          # float32 and int8, into runs/quick/export
     python -m kerascnn.export runs/quick --quant all --out export/fashion_mnist
     python -m kerascnn.export runs/mobilenet/last.keras --quant int8-io --calibration 1000
     python -m kerascnn.export runs/quick --qat-epochs 2 --prune-sparsity 0.5    # + QAT and pruning rows
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kerascnn import cli
 from kerascnn.export.presets import PRESETS
 
 
@@ -34,7 +36,16 @@ def main(argv=None) -> int:
         default=500,
         help="seeded random training images for int8 calibration, plus a black and a white one (default 500)",
     )
-    parser.add_argument("--out", help="output directory (default export/<run name>)")
+    parser.add_argument(
+        "--out",
+        help="output folder (default RUN/export); a folder holding other files than an earlier export of this run "
+        "is refused (see --overwrite)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into an --out that holds other files: same-named files are replaced, the others kept",
+    )
     parser.add_argument("--limit", type=int, help="evaluate on the first N >= 1 test images only (default all)")
     parser.add_argument(
         "--input-color",
@@ -47,7 +58,16 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--no-mediapipe",
         action="store_true",
-        help="skip the report's MediaPipe columns (measured only when .venv-edge exists)",
+        help="skip the report's MediaPipe columns (measured only when the edge environment exists)",
+    )
+    parser.add_argument(
+        "--edge-python",
+        help="the edge environment's Python for the MediaPipe columns (default: $KERASCNN_EDGE_PYTHON, else "
+        ".venv-edge/bin/python of the repository checkout)",
+    )
+    parser.add_argument(
+        "--mediapipe-check",
+        help="export/check_mediapipe.py (default: $KERASCNN_MEDIAPIPE_CHECK, else the repository checkout's)",
     )
     mcu = parser.add_argument_group("microcontrollers (TensorFlow Lite Micro, export/tflm/check.py in .venv-edge)")
     mcu.add_argument(
@@ -114,13 +134,12 @@ def main(argv=None) -> int:
             mediapipe=not args.no_mediapipe,
             tflm_images=args.tflm_images,
             mcu_ram=mcu_ram,
+            overwrite=args.overwrite,
+            edge_python=args.edge_python,
+            mediapipe_check=args.mediapipe_check,
         )
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
-        return 2
+    except cli.USER_ERRORS as error:  # the same convention as kerascnn.train: one line, exit 2
+        return cli.user_error(error)
     print(markdown(report))
     return 0
 

@@ -1,3 +1,4 @@
+# TensorFlow side of the export (kerascnn/export/); the edge side, which runs the files, is export/.
 """What a .tflite file holds: its operators, and whether it meets kerascnn's rules (builtin ops only;
 int8 models integer inside)."""
 
@@ -6,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from kerascnn.export import presets
+from kerascnn.export.tflite_file import TFLiteFile
 
 EDGE_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
@@ -14,43 +16,30 @@ class AuditError(ValueError):
     """A .tflite file that breaks the export rules; the message says which op and why."""
 
 
-def _interpreter(tflite_model: bytes):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
+def _opened(tflite_model: bytes | TFLiteFile) -> TFLiteFile:
     try:
-        return Interpreter(
-            model_content=tflite_model, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        )
+        return TFLiteFile.of(tflite_model)
     except ValueError as error:
         raise AuditError(f"Not a loadable TFLite model: {error}") from error
 
 
-def op_details(tflite_model: bytes) -> list[dict]:
+def op_details(tflite_model: bytes | TFLiteFile) -> list[dict]:
     """Each operator as {"op": name, "inputs": [dtype names], "outputs": [dtype names]}, in graph order."""
-    interpreter = _interpreter(tflite_model)
-    dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
-    return [
-        {
-            "op": op["op_name"],
-            "inputs": [dtypes[i] for i in op["inputs"] if i >= 0 and i in dtypes],
-            "outputs": [dtypes[i] for i in op["outputs"] if i in dtypes],
-        }
-        for op in interpreter._get_ops_details()
-    ]
+    return _opened(tflite_model).ops
 
 
-def op_counts(tflite_model: bytes) -> dict[str, int]:
+def op_counts(tflite_model: bytes | TFLiteFile) -> dict[str, int]:
     counts: dict[str, int] = {}
     for op in op_details(tflite_model):
         counts[op["op"]] = counts.get(op["op"], 0) + 1
     return counts
 
 
-def audit(tflite_model: bytes, quant) -> list[dict]:
+def audit(tflite_model: bytes | TFLiteFile, quant) -> list[dict]:
     """Checks the rules and returns the op details.
 
     Args:
-        tflite_model: the .tflite bytes.
+        tflite_model: the .tflite bytes, or the file opened (`TFLiteFile`).
         quant: the preset it was converted under (a name of `presets.PRESETS` or the preset).
 
     Raises:
@@ -71,9 +60,8 @@ def audit(tflite_model: bytes, quant) -> list[dict]:
                 f"models keep no float {where}"
                 + ("." if preset.integer_io else " (only QUANTIZE/DEQUANTIZE may take or give float).")
             )
-    interpreter = _interpreter(tflite_model)
-    given = np.dtype(interpreter.get_input_details()[0]["dtype"]).name
-    returned = np.dtype(interpreter.get_output_details()[0]["dtype"]).name
+    model = _opened(tflite_model)  # already open when given a TFLiteFile
+    given, returned = np.dtype(model.input["dtype"]).name, np.dtype(model.output["dtype"]).name
     if (given, returned) != (preset.input_dtype, preset.output_dtype):
         raise AuditError(
             f"The {preset.name} model takes {given} and gives {returned}; the preset says "

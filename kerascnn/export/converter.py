@@ -1,3 +1,4 @@
+# TensorFlow side of the export (kerascnn/export/); the edge side, which runs the files, is export/.
 """Keras model -> TFLite (LiteRT) flatbuffer with builtin ops only, under named quantization presets."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# TensorFlow side of the export (kerascnn/export/); the edge side, which runs the files, is export/.
 """Export a trained run: convert each preset, audit it, write it with its manifest, and report on it."""
 
 from __future__ import annotations
@@ -10,25 +11,35 @@ from pathlib import Path
 
 import numpy as np
 
+from kerascnn import rundir
 from kerascnn.export import manifest as manifests
+from kerascnn.export import output
 from kerascnn.export import report as reports
 from kerascnn.export import tflm as microcontrollers
-from kerascnn.export.audit import audit
 from kerascnn.export.converter import convert
 from kerascnn.export.presets import PRESETS
+from kerascnn.export.writer import (
+    TestSet,
+    TrainedModel,
+    Variant,
+    VariantWriter,
+    input_description,
+    model_space,
+    normalization_description,
+)
 from kerascnn.rundir import atomic_write
 
 
 def locate_run(source: str | os.PathLike) -> tuple[Path, Path]:
     """(model file, run directory) for a run directory (its best.keras) or a .keras file inside one."""
     source = Path(source)
-    model_path = source / "best.keras" if source.is_dir() else source
+    model_path = source / rundir.BEST_MODEL if source.is_dir() else source
     run_dir = model_path.parent
     if not model_path.exists():
         raise FileNotFoundError(f"No model at {model_path}. Give a run directory of kerascnn.train or a .keras file.")
     if model_path.suffix != ".keras":
         raise ValueError(f"{model_path} is not a .keras file.")
-    for needed in ("dataset.json", "config.yaml"):
+    for needed in (rundir.DATASET, rundir.CONFIG):
         if not (run_dir / needed).exists():
             raise FileNotFoundError(
                 f"{run_dir / needed} is missing: the export needs the labels, normalization and "
@@ -42,8 +53,8 @@ def read_run_files(run_dir: Path) -> tuple[dict, dict]:
     import yaml
 
     try:
-        dataset_meta = json.loads((run_dir / "dataset.json").read_text())
-        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        dataset_meta = json.loads((run_dir / rundir.DATASET).read_text())
+        config = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
         dataset_meta["labels"], dataset_meta["normalization"], config["dataset"], config["seed"]
     except (ValueError, KeyError, TypeError, yaml.YAMLError) as error:
         raise ValueError(
@@ -139,44 +150,25 @@ def _epochs(count: int) -> str:
     return f"{count} epoch{'s' if count != 1 else ''}"
 
 
-def _check_out(out: Path) -> None:
-    """Creates the output folder, or raises naming it: a file in the way, or a folder that cannot be written."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder: give a folder for the .tflite files and the report.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"Cannot create the output folder {out} ({error.strerror}): give a writable --out.") from error
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise ValueError(f"The output folder {out} is not writable: give a writable --out.")
+def _check_arguments(quants, calibration, limit, prune_sparsity, finetune_images, input_color) -> None:
+    unknown = [q for q in quants if q not in PRESETS]
+    if unknown:
+        raise ValueError(f"Unknown quantization {', '.join(unknown)}. Valid: {', '.join(PRESETS)}, all.")
+    if not 0.0 <= prune_sparsity < 1.0:
+        raise ValueError(f"prune_sparsity must be in [0, 1), e.g. 0.5. Received: prune_sparsity={prune_sparsity}.")
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be at least 1 test image (or left out for all). Received: {limit}.")
+    if calibration < 1:
+        raise ValueError(f"--calibration must be at least 1 image (500 is a good default). Received: {calibration}.")
+    if finetune_images is not None and finetune_images < 1:
+        raise ValueError(f"--finetune-images must be at least 1 (or left out for all). Received: {finetune_images}.")
+    if input_color not in ("rgb", "native"):
+        raise ValueError(f"input_color must be 'rgb' or 'native'. Received: {input_color!r}.")
 
 
-def _integer_input_offset(tflite_model: bytes, mean, std) -> int | None:
-    """For an integer input, the offset k with q = pixel + k for every pixel value 0..255 (0 for uint8, -128 for
-    int8 when the calibration spans black to white); None for a float input.
-
-    Raises:
-        ValueError: the input quantization does not map whole pixels to whole steps (q - pixel varies).
-    """
-    from ai_edge_litert.interpreter import Interpreter
-
-    given = Interpreter(model_content=tflite_model).get_input_details()[0]
-    if given["dtype"] == np.float32:
-        return None
-    scale, zero_point = given["quantization"]
-    pixels = np.arange(256, dtype=np.float32)
-    offsets = {
-        int(k)
-        for c in range(len(mean))
-        for k in np.round((pixels - np.float32(mean[c])) / np.float32(std[c]) / np.float32(scale)) + zero_point - pixels
-    }
-    if len(offsets) != 1:
-        raise ValueError(
-            f"The {np.dtype(given['dtype']).name} input's quantization (scale {scale:.6g}, zero point "
-            f"{zero_point}) does not map pixels 0..255 to whole steps: runtimes that feed raw pixels "
-            "would see other values than predict.py."
-        )
-    return offsets.pop()
+def default_out(run_dir: Path) -> Path:
+    """Where an export goes without --out: the run's own folder, RUN/export."""
+    return Path(run_dir) / rundir.EXPORT_DIR
 
 
 def export_run(
@@ -194,9 +186,12 @@ def export_run(
     mediapipe: bool = True,
     tflm_images: int = microcontrollers.TFLM_IMAGES,
     mcu_ram: int | None = None,
+    overwrite: bool = False,
+    edge_python: str | os.PathLike | None = None,
+    mediapipe_check: str | os.PathLike | None = None,
 ) -> dict:
-    """Exports `source` under each preset in `quants` into `out` and returns the report (also written
-    as report.json and report.md).
+    """Exports `source` under each preset in `quants` into `out` (default RUN/export) and returns the report (also
+    written as report.json and report.md).
 
     Every .tflite carries TFLite metadata (kerascnn.export.metadata: labels, normalization, input colour), so
     MediaPipe Tasks and the TFLite Task Library run it with no extra code. With `input_color="rgb"` a model trained
@@ -213,36 +208,31 @@ def export_run(
     (pruning-preserving QAT); these rows keep the trained channels. Fine-tuning uses a seeded random
     `finetune_images` of the training images (all by default).
 
-    With `mediapipe` and a `.venv-edge` at the repository root (export/requirements.txt), each variant is also
-    run through MediaPipe Tasks' ImageClassifier (export/check_mediapipe.py) for the report's MediaPipe columns.
-    With `tflm_images` > 0 and tflite-micro in `.venv-edge`, each variant with an integer input is run in
-    TensorFlow Lite Micro (export/tflm/check.py) on the first `tflm_images` test images: the report's
+    The export is written into a staging folder beside `out` and moved into place only when every variant passed
+    (kerascnn.export.output): a failure leaves an earlier export as it was. A non-empty `out` that is not an export
+    of this run is refused unless `overwrite` (then same-named files are replaced and the others kept).
+
+    With `mediapipe` and the edge environment (`edge_python`, `mediapipe_check`; default
+    kerascnn.export.report.edge_tools: KERASCNN_EDGE_PYTHON, KERASCNN_MEDIAPIPE_CHECK, else the repository
+    checkout's .venv-edge and export/check_mediapipe.py), each variant is also run through MediaPipe Tasks'
+    ImageClassifier for the report's MediaPipe columns.
+
+    With `tflm_images` > 0 and tflite-micro in the edge environment (`edge_python`), each variant with an integer
+    input is run in TensorFlow Lite Micro (export/tflm/check.py) on the first `tflm_images` test images: the report's
     microcontroller section and the manifests' "tflm" entry get its flash and arena bytes and whether it fits
     256 KB and 512 KB SRAM boards (and `mcu_ram` bytes).
 
     Raises:
-        ValueError: a bad argument, source, output folder, or run files (labels or normalization missing, a label
-            count other than the model's outputs); NotFoldableError (a ValueError) for an RGB export of a model
-            whose input does not feed one foldable convolution.
+        ValueError: a bad argument, source, output folder (OutputFolderError), or run files (labels or
+            normalization missing, a label count other than the model's outputs); NotFoldableError (a ValueError)
+            for an RGB export of a model whose input does not feed one foldable convolution.
         FileNotFoundError: no model or run files at `source`.
     """
     from kerascnn.export import metadata as metadata_writer
     from kerascnn.export.normalization import share_normalization
     from kerascnn.export.rgb import grey_to_rgb
 
-    unknown = [q for q in quants if q not in PRESETS]
-    if unknown:
-        raise ValueError(f"Unknown quantization {', '.join(unknown)}. Valid: {', '.join(PRESETS)}, all.")
-    if not 0.0 <= prune_sparsity < 1.0:
-        raise ValueError(f"prune_sparsity must be in [0, 1), e.g. 0.5. Received: prune_sparsity={prune_sparsity}.")
-    if limit is not None and limit < 1:
-        raise ValueError(f"--limit must be at least 1 test image (or left out for all). Received: {limit}.")
-    if calibration < 1:
-        raise ValueError(f"--calibration must be at least 1 image (500 is a good default). Received: {calibration}.")
-    if finetune_images is not None and finetune_images < 1:
-        raise ValueError(f"--finetune-images must be at least 1 (or left out for all). Received: {finetune_images}.")
-    if input_color not in ("rgb", "native"):
-        raise ValueError(f"input_color must be 'rgb' or 'native'. Received: {input_color!r}.")
+    _check_arguments(quants, calibration, limit, prune_sparsity, finetune_images, input_color)
     _check_backend()
     model_path, run_dir = locate_run(source)
     dataset_meta, config = read_run_files(run_dir)
@@ -252,8 +242,9 @@ def export_run(
     metadata_writer.input_normalization(
         dataset_meta["normalization"]["mean"], dataset_meta["normalization"]["std"], channels, "float32"
     )
-    out = Path(out or Path("export") / run_dir.name)
-    _check_out(out)
+    out = Path(out) if out else default_out(run_dir)
+    fingerprint = output.run_fingerprint(run_dir / rundir.CONFIG)
+    output.check_out(out, model_path, fingerprint, overwrite)
     dataset = run_dataset(dataset_meta, config, limit, max(calibration, finetune_images or 0, TRAIN_IMAGES), run_dir)
     test_pixels, y_test = (a[:limit] for a in dataset.splits["test"])
     x_test = dataset.normalize(test_pixels)
@@ -264,139 +255,74 @@ def export_run(
     calibration_images = dataset.normalize(calibration_pixels)
     tuning = np.sort(rng.permutation(len(train_images))[:finetune_images])  # all classes, even for sorted folders
 
-    name = model.name
     fold = input_color == "rgb" and channels == 1
     mean, std = dataset_meta["normalization"]["mean"], dataset_meta["normalization"]["std"]
     # one mean/std for all channels (MediaPipe, q = pixel): per-channel statistics fold into the first layer
     shared = share_normalization(grey_to_rgb(model) if fold else model, mean, std)
-    export_model = shared.model
-    color = "rgb" if fold or channels == 3 else "grey"
-
-    def model_space(pixels: np.ndarray, rgb: bool, shared_input: bool = True) -> np.ndarray:
-        """0..255 pixels as the exported model takes them: R = G = B for the folded RGB input, normalized with the
-        shared mean/std (`shared_input`) or with the run's own (the tf_keras rows, which keep the trained input)."""
-        if not shared_input:
-            return dataset.normalize(pixels)
-        return shared.normalize(np.repeat(pixels, 3, axis=-1) if rgb and pixels.shape[-1] == 1 else pixels)
-
+    trained = TrainedModel(model.name, int(model.count_params()), dataset_meta, dataset.name, config["seed"], channels)
     keras_predicted = model.predict(x_test, batch_size=512, verbose=0).argmax(axis=1)
     report = {
-        "model": name,
-        "parameters": int(model.count_params()),
+        "model": model.name,
+        "parameters": trained.parameters,
         "dataset": dataset.name,
         "source": str(model_path),
+        "run_fingerprint": fingerprint,
         "test_images": int(len(x_test)),
-        "input": _input_description(dataset_meta["input_shape"], color, fold) + _normalization_description(shared),
+        "input": input_description(dataset_meta["input_shape"], trained.color(fold), fold)
+        + normalization_description(shared),
         "keras": {"accuracy": round(100 * float((keras_predicted == y_test).mean()), 2)},
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "variants": {},
     }
-    variants, inputs = {}, {}
-
-    def add(
-        row_name: str,
-        stem: str,
-        tflite_model: bytes,
-        quant: str,
-        calibrated: bool,
-        rgb: bool = fold,
-        shared_input: bool = True,
-        **extra,
-    ):
-        preset = PRESETS[quant]
-        audit(tflite_model, preset)
-        row_color = "rgb" if rgb or channels == 3 else "grey"
-        row_mean, row_std = (shared.mean, shared.std) if shared_input else (mean, std)
-        offset = _integer_input_offset(
-            tflite_model,
-            *metadata_writer.input_normalization(row_mean, row_std, 3 if row_color == "rgb" else 1, "float32"),
+    staging = output.stage(out)
+    try:
+        writer = VariantWriter(
+            staging,
+            trained,
+            TestSet(test_pixels, y_test, keras_predicted),
+            calibration_pixels,
+            shared,
+            kerascnn_version(),
+            _log,
         )
-        tflite_model = metadata_writer.add_classifier_metadata(
-            tflite_model,
-            name=name,
-            labels=dataset_meta["labels"],
-            mean=row_mean,
-            std=row_std,
-            color=row_color,
-            version=f"kerascnn {kerascnn_version()}, {preset.name}",
-            description=f"{name} ({model.count_params():,} parameters) trained by kerascnn on {dataset.name}; "
-            f"{preset.name}: {preset.description}. "
-            + _input_description(dataset_meta["input_shape"], row_color, rgb)
-            + (_normalization_description(shared) if shared_input else ""),
-        )
-        manifest = manifests.build_manifest(
-            tflite_model,
-            name=name,
-            parameters=model.count_params(),
-            dataset=dataset_meta,
-            quant=quant,
-            seed=config["seed"],
-            calibration=model_space(calibration_pixels, rgb, shared_input) if calibrated else None,
-            color=row_color,
-            luminance_fold=rgb,
-            pixel_offset=offset,
-            normalization=dict(mean=row_mean, std=row_std, fold=shared.fold if shared_input else None),
-        )
-        manifest["converter"].update(extra)
-        atomic_write(out / f"{stem}.tflite", tflite_model)
-        atomic_write(out / f"{stem}.json", manifests.to_json(manifest))
-        _log(
-            f"{row_name}: wrote {out / stem}.tflite ({len(tflite_model) / 1000:.1f} KB); evaluating on "
-            f"{len(x_test):,} test images"
-        )
-        variants[row_name], inputs[row_name] = tflite_model, model_space(test_pixels[:1], rgb, shared_input)
-        report["variants"][row_name] = {
-            "file": f"{stem}.tflite",
-            "input": manifest["input"]["description"],
-            **extra,
-            **reports.accuracy_row(
-                tflite_model, model_space(test_pixels, rgb, shared_input), y_test, keras_predicted, dataset.labels
-            ),
-        }
-
-    for quant in quants:
-        preset = PRESETS[quant]
-        _log(f"{quant}: converting ({preset.description})")
-        add(
-            quant,
-            f"{name}_{quant}",
-            convert(export_model, preset, model_space(calibration_pixels, fold) if preset.calibrated else None),
-            quant,
-            preset.calibrated,
-        )
-    if qat_epochs or prune_sparsity:
-        _optimized_rows(
-            lambda *a, **k: add(*a, rgb=False, shared_input=False, **k),
-            model,
-            dataset,
-            train_images[tuning],
-            train_labels[tuning],
-            calibration_images,
-            x_test[:64],
-            name,
-            qat_epochs,
-            prune_sparsity,
-            prune_epochs,
-        )
-
-    _log(f"timing {len(variants)} variants at batch 1 ({latency_rounds} interleaved rounds)")
-    latencies = reports.median_latency_ms(variants, inputs, rounds=latency_rounds)
-    for row_name, row in report["variants"].items():
-        row["latency_ms"] = latencies[row_name]
-    if mediapipe:
-        files = run_test_files(dataset_meta, config, limit)
-        reports.add_mediapipe(report, out, test_pixels, y_test, log=_log, test_files=files)
-    if tflm_images:
-        test_images = dataset.splits["test"][0][: min(len(y_test), tflm_images)]
-        checked = microcontrollers.add_to_report(
-            report, out, test_images, y_test[: len(test_images)], mcu_ram, log=_log
-        )
-        for row_name, entry in checked.items():
-            path = out / Path(report["variants"][row_name]["file"]).with_suffix(".json")
-            manifest = manifests.with_tflm(json.loads(path.read_text()), entry)
-            atomic_write(path, manifests.to_json(manifest))
-    atomic_write(out / "report.json", reports.to_json(report))
-    atomic_write(out / "report.md", reports.markdown(report))
+        for quant in quants:
+            preset = PRESETS[quant]
+            _log(f"{quant}: converting ({preset.description})")
+            images = model_space(calibration_pixels, fold, shared) if preset.calibrated else None
+            writer.write(
+                Variant(quant, f"{model.name}_{quant}", quant, preset.calibrated, fold),
+                convert(shared.model, preset, images),
+            )
+        if qat_epochs or prune_sparsity:
+            tuning_set = (dataset.normalize(train_images[tuning]), train_labels[tuning], x_test[:64])
+            _optimized_rows(writer, model, tuning_set, calibration_images, qat_epochs, prune_sparsity, prune_epochs)
+        report["variants"] = writer.rows
+        _log(f"timing {len(writer.models)} variants at batch 1 ({latency_rounds} interleaved rounds)")
+        latencies = reports.median_latency_ms(writer.models, writer.first_inputs, rounds=latency_rounds)
+        for row_name, row in report["variants"].items():
+            row["latency_ms"] = latencies[row_name]
+        if mediapipe:
+            python, script = reports.edge_tools(edge_python, mediapipe_check)
+            files = run_test_files(dataset_meta, config, limit)
+            reports.add_mediapipe(
+                report, staging, test_pixels, y_test, log=_log, python=python, script=script, test_files=files
+            )
+        if tflm_images:
+            python, _ = reports.edge_tools(edge_python)
+            test_images = dataset.splits["test"][0][: min(len(y_test), tflm_images)]
+            checked = microcontrollers.add_to_report(
+                report, staging, test_images, y_test[: len(test_images)], mcu_ram, log=_log, python=python
+            )
+            for row_name, entry in checked.items():
+                path = staging / Path(report["variants"][row_name]["file"]).with_suffix(output.MANIFEST_SUFFIX)
+                manifest = manifests.with_tflm(json.loads(path.read_text()), entry)
+                atomic_write(path, manifests.to_json(manifest))
+        atomic_write(staging / output.REPORT_JSON, reports.to_json(report))
+        atomic_write(staging / output.REPORT_MD, reports.markdown(report))
+        output.commit(staging, out, overwrite)
+    finally:
+        output.discard(staging)
+    _log(f"wrote {len(writer.models)} variants and the report to {out}")
     return report
 
 
@@ -407,36 +333,10 @@ def black_and_white(shape) -> np.ndarray:
     return np.stack([np.zeros(shape, np.uint8), np.full(shape, 255, np.uint8)])
 
 
-def _normalization_description(shared) -> str:
-    """What the exported input's normalization is, when it differs from the run's per-channel one."""
-    if shared.fold is None:
-        return ""
-    where = {
-        "bias": "the first convolution's kernel and bias (no op added)",
-        "shift": "the first convolution's kernel plus one per-channel ADD before it (exact at the zero-padded borders)",
-        "affine": "a per-channel MUL and ADD before the first layer",
-    }[shared.fold]
-    trained = ", ".join(f"{m:g}/{s:g}" for m, s in zip(shared.trained_mean, shared.trained_std))
-    return (
-        f" Normalization (pixel - {shared.mean[0]:g}) / {shared.std[0]:g} for every channel; the training's "
-        f"per-channel mean/std ({trained}) is folded into {where}."
-    )
-
-
 def kerascnn_version() -> str:
     import kerascnn
 
     return kerascnn.__version__
-
-
-def _input_description(input_shape, color: str, fold: bool) -> str:
-    height, width = input_shape[:2]
-    if fold:
-        return (
-            f"Input: {height}x{width} RGB image; the model was trained on grey images and the luminance "
-            "(0.299 R + 0.587 G + 0.114 B) is folded into its first convolution."
-        )
-    return f"Input: {height}x{width} {'RGB' if color == 'rgb' else 'grey'} image."
 
 
 def _check_backend() -> None:
@@ -452,59 +352,50 @@ def _check_backend() -> None:
 
 
 def _optimized_rows(
-    add,
+    writer: VariantWriter,
     model,
-    dataset,
-    images,
-    labels,
+    tuning_set,
     calibration_images,
-    check_images,
-    name,
-    qat_epochs,
-    prune_sparsity,
-    prune_epochs,
-):
-    """The tfmot rows: "int8 (QAT)", "pruned S", "pruned S + QAT", each fine-tuned from a fresh twin."""
+    qat_epochs: int,
+    prune_sparsity: float,
+    prune_epochs: int,
+) -> None:
+    """The tfmot rows: "int8 (QAT)", "pruned S", "pruned S + QAT", each fine-tuned from a fresh twin of `model` on
+    `tuning_set` (normalized images, labels, and the images the twin is checked on); they keep the trained channels
+    and the run's own normalization (the twin has no equivalent of the normalization fold).
+    """
     from kerascnn import optimize
 
-    images = dataset.normalize(images)
+    images, labels, check_images = tuning_set
+    name = model.name
     if qat_epochs:
         _log(f"int8 (QAT): {_epochs(qat_epochs)} of quantization-aware training on {len(images):,} images")
         qat = optimize.quantization_aware(optimize.to_tf_keras(model, check_images), images, labels, qat_epochs)
-        add(
-            "int8 (QAT)",
-            f"{name}_int8_qat",
+        writer.write(
+            Variant(
+                "int8 (QAT)", f"{name}_int8_qat", "int8", False, False, {"qat_epochs": qat_epochs}, shared_input=False
+            ),
             convert(qat, "int8", quantization_aware=True),
-            "int8",
-            False,
-            qat_epochs=qat_epochs,
         )
     if prune_sparsity:
         label = f"pruned {prune_sparsity:.0%}"
         _log(f"{label}: {_epochs(prune_epochs)} of magnitude pruning on {len(images):,} images")
         pruned = optimize.prune(optimize.to_tf_keras(model, check_images), images, labels, prune_sparsity, prune_epochs)
-        sparsity = optimize.sparsity_per_layer(pruned)
+        settings = {
+            "prune_epochs": prune_epochs,
+            "target_sparsity": prune_sparsity,
+            "sparsity_per_layer": optimize.sparsity_per_layer(pruned),
+        }
         stem = f"{name}_pruned{round(100 * prune_sparsity)}"
-        add(
-            label,
-            f"{stem}_int8",
+        writer.write(
+            Variant(label, f"{stem}_int8", "int8", True, False, settings, shared_input=False),
             convert(pruned, "int8", calibration_images),
-            "int8",
-            True,
-            prune_epochs=prune_epochs,
-            target_sparsity=prune_sparsity,
-            sparsity_per_layer=sparsity,
         )
         if qat_epochs:
             _log(f"{label} + QAT: {_epochs(qat_epochs)} of pruning-preserving QAT")
             both = optimize.quantization_aware(pruned, images, labels, qat_epochs, preserve_sparsity=True)
-            add(
-                f"{label} + QAT",
-                f"{stem}_qat_int8",
+            settings = {"prune_epochs": prune_epochs, "qat_epochs": qat_epochs, "target_sparsity": prune_sparsity}
+            writer.write(
+                Variant(f"{label} + QAT", f"{stem}_qat_int8", "int8", False, False, settings, shared_input=False),
                 convert(both, "int8", quantization_aware=True),
-                "int8",
-                False,
-                prune_epochs=prune_epochs,
-                qat_epochs=qat_epochs,
-                target_sparsity=prune_sparsity,
             )

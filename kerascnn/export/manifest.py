@@ -1,3 +1,4 @@
+# TensorFlow side of the export (kerascnn/export/); the edge side, which runs the files, is export/.
 """The JSON manifest beside each .tflite: everything edge code needs to feed the model and read it."""
 
 from __future__ import annotations
@@ -6,6 +7,9 @@ import hashlib
 import json
 
 import numpy as np
+
+from kerascnn.export.metadata import LABELS_FILE
+from kerascnn.export.tflite_file import TFLiteFile
 
 
 def calibration_hash(images: np.ndarray | None) -> str | None:
@@ -16,7 +20,7 @@ def calibration_hash(images: np.ndarray | None) -> str | None:
 
 
 def build_manifest(
-    tflite_model: bytes,
+    tflite_model: bytes | TFLiteFile,
     *,
     name: str,
     parameters: int,
@@ -32,7 +36,8 @@ def build_manifest(
     """labels, input (shape, dtype, colour, normalization, quantization), output, model, versions, converter.
 
     Args:
-        tflite_model: the exported model (its input and output tensors give shapes, dtypes and quantization).
+        tflite_model: the exported model, bytes or opened (its input and output tensors give shapes, dtypes and
+            quantization).
         name, parameters, seed: the Keras model's name, parameter count and training seed.
         dataset: the run's dataset.json (labels, input_shape, normalization).
         quant: the preset name.
@@ -47,10 +52,9 @@ def build_manifest(
     import ai_edge_litert
     import keras
     import tensorflow as tf
-    from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_content=tflite_model)
-    given, returned = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    opened = TFLiteFile.of(tflite_model)
+    given, returned = opened.input, opened.output
     shape = [int(n) for n in given["shape"]]
     color = color or ("grey" if dataset["input_shape"][-1] == 1 else "rgb")
     channels = shape[-1]
@@ -114,7 +118,7 @@ def build_manifest(
         "metadata": {
             "tflite_metadata": "TFLITE_METADATA (name, description, version, license, image input with "
             "NormalizationOptions, output labels)",
-            "associated_files": ["labels.txt"],
+            "associated_files": [LABELS_FILE],
         },
         "model": {"name": name, "parameters": int(parameters), "dataset": dataset.get("dataset"), "seed": seed},
         "versions": {

@@ -1,3 +1,4 @@
+# TensorFlow side of the export (kerascnn/export/); the edge side, which runs the files, is export/.
 """TFLite metadata for image classifiers: what MediaPipe Tasks, the TFLite Task Library and Android Studio's model
 binding read to use a model with no extra code.
 
@@ -29,6 +30,8 @@ import io
 import zipfile
 
 import numpy as np
+
+from kerascnn.export.tflite_file import TFLiteFile
 
 METADATA_NAME = "TFLITE_METADATA"  # the model metadata entry the readers look up
 FILE_IDENTIFIER = b"M001"
@@ -264,7 +267,7 @@ def metadata_of(tflite_model: bytes) -> bytes | None:
 
 
 def add_classifier_metadata(
-    tflite_model: bytes,
+    tflite_model: bytes | TFLiteFile,
     *,
     name: str,
     labels,
@@ -279,7 +282,7 @@ def add_classifier_metadata(
     """`tflite_model` with the metadata and label file an image classifier needs (see the module docstring).
 
     Args:
-        tflite_model: a converted single-input, single-output classifier.
+        tflite_model: a converted single-input, single-output classifier (bytes, or the file opened).
         name, description, version, license, author: the model's card.
         labels: one label per output score.
         mean, std: the normalization on 0..255 pixel values, 1 value (repeated) or one per channel.
@@ -297,10 +300,8 @@ def add_classifier_metadata(
         model = add_classifier_metadata(convert(rgb, "uint8", images), name="vgg", labels=labels, mean=[72.9],
                                         std=[90.0], color="rgb", description="Fashion-MNIST", version="1")
     """
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=tflite_model)
-    given, returned = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    opened = TFLiteFile.of(tflite_model)
+    given, returned = opened.input, opened.output
     shape, dtype = [int(n) for n in given["shape"]], np.dtype(given["dtype"]).name
     channels = {"rgb": 3, "grey": 1}.get(color)
     if channels is None or len(shape) != 4 or shape[-1] != channels:
@@ -326,4 +327,4 @@ def add_classifier_metadata(
         std=std,
         input_range=input_range,
     )
-    return attach(tflite_model, metadata, {LABELS_FILE: ("\n".join(labels) + "\n").encode()})
+    return attach(opened.data, metadata, {LABELS_FILE: ("\n".join(labels) + "\n").encode()})

@@ -1,3 +1,4 @@
+# TensorFlow side of the export (kerascnn/export/); the edge side, which runs the files, is export/.
 """Quantization presets as data, as MediaPipe Model Maker's `QuantizationConfig` does: each preset is one frozen
 object holding every converter setting, and the converter, the audit, the manifest and the exporter all ask it
 (adding a preset touches this file only).

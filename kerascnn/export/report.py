@@ -1,3 +1,4 @@
+# TensorFlow side of the export (kerascnn/export/); the edge side, which runs the files, is export/.
 """The quantization report: for each exported variant, size, accuracy, agreement with Keras, per-class
 accuracy change, latency at 1 thread and at all cores, and the op list."""
 
@@ -16,16 +17,16 @@ import numpy as np
 
 from kerascnn.export.audit import op_counts
 from kerascnn.export.runner import TFLiteClassifier
+from kerascnn.export.tflite_file import TFLiteFile
 
 
-def weight_sparsity(tflite_model: bytes) -> float | None:
+def weight_sparsity(tflite_model: bytes | TFLiteFile) -> float | None:
     """Fraction of exact zeros among the constant filters of CONV_2D and FULLY_CONNECTED ops (what magnitude
     pruning zeroes); None when no filter is stored as a constant (float16 models dequantize them at load)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=tflite_model)
+    opened = TFLiteFile.of(tflite_model)
+    interpreter = opened.interpreter
     zeros = total = 0
-    for op in interpreter._get_ops_details():
+    for op in opened.raw_ops:
         if op["op_name"] in ("CONV_2D", "FULLY_CONNECTED"):
             try:
                 weights = interpreter.get_tensor(op["inputs"][1])
@@ -47,18 +48,27 @@ def per_class_change(predicted, keras_predicted, y_test, labels) -> dict[str, fl
     return per_class
 
 
-def accuracy_row(tflite_model: bytes, x_test, y_test, keras_predicted, labels) -> dict:
-    """Accuracy, top-1 agreement with the Keras model and per-class accuracy change, on the test images."""
+def accuracy_row(
+    tflite_model: bytes, x_test, y_test, keras_predicted, labels, opened: TFLiteFile | None = None
+) -> dict:
+    """Accuracy, top-1 agreement with the Keras model and per-class accuracy change, on the test images; size,
+    gzip size, weight sparsity and op counts of the file.
+
+    Args:
+        opened: the same graph already opened (the exporter's `TFLiteFile` of the variant), read instead of opening
+            `tflite_model` again for the sparsity and the op counts.
+    """
+    opened = opened or TFLiteFile(tflite_model)
     predicted = TFLiteClassifier(tflite_model).predict(x_test).argmax(axis=1)
     per_class = per_class_change(predicted, keras_predicted, y_test, labels)
     return {
         "size_bytes": len(tflite_model),
         "gzip_bytes": len(gzip.compress(tflite_model, 9)),
-        "weight_sparsity": weight_sparsity(tflite_model),
+        "weight_sparsity": weight_sparsity(opened),
         "accuracy": round(100 * float((predicted == y_test).mean()), 2),
         "agreement_with_keras": round(100 * float((predicted == keras_predicted).mean()), 2),
         "per_class_accuracy_change_points": per_class,
-        "ops": op_counts(tflite_model),
+        "ops": op_counts(opened),
     }
 
 
@@ -93,10 +103,22 @@ def median_latency_ms(
     }
 
 
-ROOT = Path(__file__).resolve().parents[2]
-EDGE_PYTHON = ROOT / ".venv-edge" / "bin" / "python"
-CHECK_MEDIAPIPE = ROOT / "export" / "check_mediapipe.py"
-NOT_MEASURED = "not measured (no .venv-edge: python export/edge_venv.py builds it)"
+ROOT = Path(__file__).resolve().parents[2]  # the repository checkout, when kerascnn runs from one
+EDGE_PYTHON_VARIABLE = "KERASCNN_EDGE_PYTHON"
+MEDIAPIPE_CHECK_VARIABLE = "KERASCNN_MEDIAPIPE_CHECK"
+NOT_MEASURED = (
+    "not measured (no .venv-edge: python export/edge_venv.py builds it; or give --edge-python and "
+    f"--mediapipe-check, or {EDGE_PYTHON_VARIABLE} and {MEDIAPIPE_CHECK_VARIABLE})"
+)
+
+
+def edge_tools(python: str | os.PathLike | None = None, script: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """(the edge environment's Python, export/check_mediapipe.py) for the report's MediaPipe columns: the arguments,
+    else the environment variables KERASCNN_EDGE_PYTHON and KERASCNN_MEDIAPIPE_CHECK, else the repository checkout's
+    .venv-edge/bin/python and export/check_mediapipe.py (an installed wheel ships neither: give them)."""
+    python = python or os.environ.get(EDGE_PYTHON_VARIABLE) or ROOT / ".venv-edge" / "bin" / "python"
+    script = script or os.environ.get(MEDIAPIPE_CHECK_VARIABLE) or ROOT / "export" / "check_mediapipe.py"
+    return Path(python), Path(script)
 
 
 def add_mediapipe(
@@ -105,7 +127,8 @@ def add_mediapipe(
     images: np.ndarray,
     labels: np.ndarray,
     log=print,
-    python: Path = EDGE_PYTHON,
+    python: str | os.PathLike | None = None,
+    script: str | os.PathLike | None = None,
     timeout: int = 1800,
     test_files: list[tuple[str, int]] | None = None,
 ) -> None:
@@ -116,12 +139,14 @@ def add_mediapipe(
     Args:
         images: the test images as uint8 pixels (N, H, W, C), the same ones the rows were evaluated on.
         labels: their class indices.
+        python, script: the edge Python and check_mediapipe.py (default: `edge_tools()`).
         test_files: the same test images as (file path, class index), for folder runs: each supported row's
             "mediapipe" entry then gets "files", the accuracy of each client given the files at their original size
             (predict.py, MediaPipe full-size, MediaPipe pre-resized with the training filter; check_mediapipe.py
             --files).
     """
-    if not (Path(python).exists() and CHECK_MEDIAPIPE.exists()):
+    python, script = edge_tools(python, script)
+    if not (python.exists() and script.exists()):
         report["mediapipe"] = NOT_MEASURED
         return
     files = {name: Path(out) / row["file"] for name, row in report["variants"].items()}
@@ -134,14 +159,7 @@ def add_mediapipe(
             extra = ["--files", str(Path(tmp) / "files.json")]
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         done = subprocess.run(
-            [
-                str(python),
-                str(CHECK_MEDIAPIPE),
-                "--data",
-                str(Path(tmp) / "test.npz"),
-                *extra,
-                *map(str, files.values()),
-            ],
+            [str(python), str(script), "--data", str(Path(tmp) / "test.npz"), *extra, *map(str, files.values())],
             capture_output=True,
             text=True,
             timeout=timeout,

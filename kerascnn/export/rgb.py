@@ -1,3 +1,4 @@
+# TensorFlow side of the export (kerascnn/export/); the edge side, which runs the files, is export/.
 """RGB input for a model trained on grey images, at no cost: the luminance weights fold into the first convolution.
 
 A grey-trained model sees x = (Y - mean) / std with the luminance Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601,

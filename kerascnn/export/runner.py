@@ -1,3 +1,4 @@
+# TensorFlow side of the export (kerascnn/export/); the edge side, which runs the files, is export/.
 """Runs a classifier .tflite with ai-edge-litert, hiding int8 scale and zero point from callers."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# TensorFlow side of the export (kerascnn/export/); the edge side, which runs the files, is export/.
 """The quantization report's microcontroller part: export/tflm/check.py (TensorFlow Lite Micro, in the edge
 environment) on the integer-input variants, its rows and the report's "Microcontrollers" section (flash and arena
 bytes, whether each board class and --mcu-ram fit, TFLM's accuracy and agreement with ai-edge-litert)."""
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerascnn.export.report import EDGE_PYTHON, NOT_MEASURED, ROOT
+from kerascnn.export.report import NOT_MEASURED, ROOT, edge_tools
 
 CHECK_TFLM = ROOT / "export" / "tflm" / "check.py"
 TFLM_IMAGES = 1000  # test images the TFLM check runs by default (reference kernels: ~0.1 s per image on x86)
@@ -43,7 +44,7 @@ def add_to_report(
     labels: np.ndarray,
     mcu_ram: int | None = None,
     log=print,
-    python: Path = EDGE_PYTHON,
+    python: str | os.PathLike | None = None,
     timeout: int = 3600,
 ) -> dict[str, dict]:
     """Runs export/tflm/check.py (TensorFlow Lite Micro) in the edge environment on every variant in `out` with an
@@ -55,7 +56,9 @@ def add_to_report(
     Args:
         images: test images as uint8 pixels (N, H, W, C); labels: their class indices.
         mcu_ram: bytes of SRAM to say the fit for (--mcu-ram), besides the 256 KB and 512 KB board classes.
+        python: the edge environment's Python (default: `edge_tools()`, as for the MediaPipe columns).
     """
+    python = edge_tools(python)[0]
     rows = {name: row for name, row in report["variants"].items() if _input_dtype(Path(out) / row["file"])}
     if not (Path(python).exists() and CHECK_TFLM.exists()):
         report["tflm"] = NOT_MEASURED

@@ -19,7 +19,7 @@ import json
 import os
 import sys
 
-from kerascnn import rundir
+from kerascnn import cli, rundir
 from kerascnn.train.config import PRESETS, TrainConfig, read_config_file, resolve
 
 
@@ -188,8 +188,8 @@ def parser() -> argparse.ArgumentParser:
         "--jit-compile",
         choices=["auto", "on", "off"],
         dest="jit_compile",
-        help="XLA; auto: on for JAX and for TensorFlow on a GPU, off for TensorFlow on a CPU and on "
-        "PyTorch" + _default("jit_compile"),
+        help="XLA; auto: Keras's rule, on for JAX and for TensorFlow on a GPU where every layer supports it, "
+        "off for TensorFlow on a CPU, under --distribute on TensorFlow, and on PyTorch" + _default("jit_compile"),
     )
     g.add_argument(
         "--seed",
@@ -222,6 +222,14 @@ def parser() -> argparse.ArgumentParser:
         help="number of processes taking part (default: $KERAS_DISTRIBUTION_NUM_PROCESSES, else 1)",
     )
     g.add_argument(
+        "--startup-timeout",
+        type=float,
+        dest="startup_timeout",
+        metavar="SECONDS",
+        help="several processes: how long each waits for all the others to start before it stops, naming the "
+        "missing ones" + _default("startup_timeout"),
+    )
+    g.add_argument(
         "--process-id",
         type=int,
         dest="process_id",
@@ -236,6 +244,13 @@ def parser() -> argparse.ArgumentParser:
         help="continue the run in --out from its last epoch, with the settings in its config.yaml "
         "(flags change only what they name: --epochs, --early-stopping, --no-tensorboard; several "
         "processes: relaunch all of them, each with its own --coordinator/--process-id, not taken from config.yaml)",
+    )
+    g.add_argument(
+        "--overwrite",
+        action="store_const",
+        const=True,
+        help="train into an --out that is not empty: an earlier run there is replaced (its models, checkpoints, "
+        "logs and metrics deleted), other files are kept (default: refuse a folder that is not empty)",
     )
     g.add_argument(
         "--checkpoint-every",
@@ -271,7 +286,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-PER_LAUNCH = ("coordinator", "process_id")
+PER_LAUNCH = ("coordinator", "process_id", "startup_timeout")
 
 
 def resume_values(values: dict) -> dict:
@@ -281,7 +296,8 @@ def resume_values(values: dict) -> dict:
     chief's): each process of a resumed multi-process run gives its own, by flag or environment.
 
     Raises:
-        ValueError: the run directory does not exist or holds no config.yaml.
+        ValueError: the run directory does not exist, holds no config.yaml, or is not a kerascnn run (a user's
+            own config.yaml: `rundir.is_run`; runs from before that marker are known by their checkpoint state).
     """
     run_dir = resolve(values).run_dir
     config_file = run_dir / rundir.CONFIG
@@ -294,6 +310,11 @@ def resume_values(values: dict) -> dict:
         raise ValueError(
             f"--resume: {run_dir} holds no run ({rundir.CONFIG} is missing). Give the --out of the run "
             "to continue, or drop --resume to start a new run."
+        )
+    if not rundir.is_run(run_dir) and not (run_dir / rundir.CHECKPOINT_DIR / rundir.STATE).exists():
+        raise ValueError(
+            f"--resume: {run_dir} holds no kerascnn run (its {rundir.CONFIG} is not a run's, and there is no "
+            f"{rundir.CHECKPOINT_DIR}/{rundir.STATE}). Give the --out of the run to continue, or drop --resume."
         )
     saved = read_config_file(config_file)
     # where to meet and which process this is belong to this launch, not to the run: process 1 resuming with
@@ -315,19 +336,11 @@ def main(argv=None) -> int:
         config.resume = resume
         # imports Keras: after the arguments are checked, with TensorFlow's C++ INFO lines off (users may set it)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-        from kerascnn.train.checkpoint import CheckpointError
-        from kerascnn.train.trainer import RunDirError, TrainingError, train
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    try:
+        from kerascnn.train.trainer import train
+
         metrics = train(config)
-    except (RunDirError, CheckpointError) as error:  # --out or its checkpoint: the user's input
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except (TrainingError, ValueError, FileNotFoundError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except cli.USER_ERRORS as error:  # flags, config file, --out, data, cluster, a diverged run: exit 2
+        return cli.user_error(error)
     if "test_accuracy" in metrics:
         if "test_accuracy_best" in metrics:
             chosen = (

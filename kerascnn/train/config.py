@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from kerascnn.train.rendezvous import DEFAULT_TIMEOUT
+
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -48,6 +50,7 @@ class TrainConfig:
     coordinator: str | None = None  # host:port of process 0 (several processes/machines, JAX backend)
     num_processes: int | None = None  # default: KERAS_DISTRIBUTION_NUM_PROCESSES, else 1
     process_id: int | None = None  # default: KERAS_DISTRIBUTION_PROCESS_ID, else 0
+    startup_timeout: float = DEFAULT_TIMEOUT  # seconds every process waits for the others to start
     # output
     out: str | None = None  # default runs/<preset or model>
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch and best.keras are always saved)
@@ -56,6 +59,8 @@ class TrainConfig:
     tensorboard: bool = True
     preset: str | None = None
     resume: bool = dataclasses.field(default=False, metadata={"saved": False})
+    # replace the run (or the files a run writes) already in `out`: never saved, so a repeat must ask again
+    overwrite: bool = dataclasses.field(default=False, metadata={"saved": False})
 
     @property
     def run_dir(self) -> Path:
@@ -81,10 +86,21 @@ class TrainConfig:
             raise ValueError(f"--checkpoint-every must be >= 1 epoch (got {self.checkpoint_every}).")
         if self.input_pipeline not in ("auto", "memory", "stream"):
             raise ValueError(f"--input must be auto, memory or stream, not {self.input_pipeline!r}.")
+        if not self.startup_timeout > 0:
+            raise ValueError(f"--startup-timeout must be > 0 seconds (got {self.startup_timeout}).")
         from kerascnn.data.spec import DataSpec
 
         # the data flags (fractions, --image-size, --limit, --test-dir, --out inside --data-dir): checked once, there
         DataSpec.from_settings(dataclasses.asdict(self)).check(out=self.run_dir)
+
+
+# the flag that sets each field, where it is not "--" + the field's name with - for _
+FLAGS = {"input_pipeline": "--input", "tensorboard": "--no-tensorboard"}
+
+
+def flag(name: str) -> str:
+    """The command-line flag of the TrainConfig field `name`, for messages: flag("batch_size") == "--batch-size"."""
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
 # Named schedules. Each row of the README's accuracy table names its preset and command.

@@ -1,7 +1,9 @@
 """Training on several processes or machines: data parallelism with `keras.distribution` on the JAX backend.
 
-Each process runs the same program with its own process id. `keras.distribution.initialize` connects them through
-a coordinator (`jax.distributed`); `DataParallel` replicates the model on every device of every process and
+Each process runs the same program with its own process id. Every process first checks in with process 0
+(`kerascnn.train.rendezvous`: a missing process or other settings stop them all with one message), then
+`keras.distribution.initialize` connects them through a coordinator (`jax.distributed`) that listens on the host
+given, not on every interface; `DataParallel` replicates the model on every device of every process and
 averages the gradients, so all processes keep identical weights. Every process reads only its own shard of the
 input (`StreamingDataset.batches(..., num_shards=num_processes, shard_index=process_id)`), and only the chief
 (process 0) writes checkpoints, TensorBoard logs and the final models.
@@ -19,10 +21,14 @@ import re
 
 import keras
 
+from kerascnn.train import rendezvous
+
 # The environment variables keras.distribution.initialize reads too, so one set configures both.
 ENV_COORDINATOR = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
 ENV_NUM_PROCESSES = "KERAS_DISTRIBUTION_NUM_PROCESSES"
 ENV_PROCESS_ID = "KERAS_DISTRIBUTION_PROCESS_ID"
+# where process 0's coordinator listens (JAX's variable; default here: the host of --coordinator)
+ENV_BIND_ADDRESS = "JAX_COORDINATOR_BIND_ADDRESS"
 
 
 class DistributionError(ValueError):
@@ -106,14 +112,28 @@ def cluster_from(
     return Cluster(coordinator, num_processes, process_id)
 
 
-def initialize(cluster: Cluster) -> None:
+def initialize(cluster: Cluster, settings: dict | None = None, timeout: float = rendezvous.DEFAULT_TIMEOUT) -> None:
     """Connects this process to the others (no-op for a single process). Call before building any model.
+
+    First every process checks in with process 0 (`kerascnn.train.rendezvous`), which stops them all with one
+    message when a process does not start within `timeout` seconds (naming it) or was started with other
+    `settings` (naming the setting); then `keras.distribution.initialize` connects them through JAX. Process 0
+    listens on the coordinator's own host only (JAX alone would listen on every interface); the environment
+    variable JAX_COORDINATOR_BIND_ADDRESS (e.g. `[::]:1234`, behind NAT) chooses another address for both.
 
     On a machine without accelerators JAX's cross-process collectives need gloo
     (`jax_cpu_collectives_implementation`), which is switched on here.
 
+    Args:
+        cluster: this process's place in the run (`cluster_from`).
+        settings: {label: value} that must be equal on every process, a label being the flag to change
+            (e.g. {"--seed": 0}); JSON-serializable.
+        timeout: seconds each process waits for all the others.
+
     Raises:
         DistributionError: several processes on a backend other than JAX.
+        rendezvous.RendezvousError (a DistributionError's sibling, also a ValueError): a missing process, other
+            settings, a coordinator port in use or not an address of process 0's machine.
     """
     if not cluster.multi_process:
         return
@@ -126,9 +146,17 @@ def initialize(cluster: Cluster) -> None:
         )
     import jax
 
+    coordinator = cluster.coordinator.split(",")[0]  # Keras's job addresses: process 0's comes first
+    bind = os.environ.get(ENV_BIND_ADDRESS) or coordinator
+    if cluster.is_chief:
+        rendezvous.serve(bind, cluster.num_processes, settings or {}, timeout)
+    else:
+        rendezvous.check_in(coordinator, cluster.process_id, cluster.num_processes, settings or {}, timeout)
     if _cpu_only():  # decided without jax.devices(), which must not run before jax.distributed.initialize
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    keras.distribution.initialize(cluster.coordinator, cluster.num_processes, cluster.process_id)
+    # keras.distribution.initialize takes no bind address; jax.distributed.initialize reads this variable
+    os.environ[ENV_BIND_ADDRESS] = bind
+    keras.distribution.initialize(coordinator, cluster.num_processes, cluster.process_id)
 
 
 def _cpu_only() -> bool:

@@ -31,7 +31,7 @@ from kerascnn.train.checkpoint import (
     atomic_save_model,
     atomic_write,
 )
-from kerascnn.train.config import TrainConfig, to_yaml
+from kerascnn.train.config import TrainConfig, flag, to_yaml
 from kerascnn.train.ema import AveragedValidation
 
 # horizontal flips change what digits and letters mean
@@ -44,8 +44,10 @@ RESUME_MAY_CHANGE = {
     "out",
     "preset",
     "resume",
+    "overwrite",
     "coordinator",
     "process_id",
+    "startup_timeout",
     "checkpoint_every",
     "tta_flip",
     "compile_cache",
@@ -56,6 +58,9 @@ CACHE_BYTES = {"auto": stream.DEFAULT_CACHE_BYTES, "memory": 1 << 62, "stream": 
 # streamed runs show the TensorBoard image summaries on this many validation images
 SUMMARY_IMAGES = 1000
 SINGLE_PROCESS = distribute.Cluster()
+# what may differ between the processes of one run: where each meets the others, which one it is, how long it
+# waits for them, and what only the chief reads (--out and --overwrite: the others write a scratch folder)
+PER_PROCESS = {"coordinator", "process_id", "startup_timeout", "out", "overwrite"}
 
 
 class TrainingError(RuntimeError):
@@ -66,17 +71,10 @@ class RunDirError(TrainingError):
     """--out cannot hold this run (not a writable folder, already a run, or not the run to resume)."""
 
 
-def resolve_jit_compile(setting: str) -> bool:
-    """ "auto": XLA on the JAX backend and for TensorFlow on a GPU; off for TensorFlow on a CPU (about 40x slower
-    per step there with `bench/layers.py` on the shared 2-core CPU, a factor that depends heavily on the load:
-    README, Benchmarks) and on the PyTorch backend."""
-    if setting != "auto":
-        return setting == "on"
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return bool(tf.config.list_physical_devices("GPU"))
-    return keras.backend.backend() == "jax"
+# --jit-compile as Model.compile's jit_compile. "auto" is Keras's own rule: XLA where the model supports it, except on
+# PyTorch, under tf.distribute, and for TensorFlow on a CPU-only machine (where it was about 40x slower per step,
+# `bench/layers.py` on the shared 2-core CPU, a factor that depends heavily on the load: README, Benchmarks)
+JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
 
 
 def compile_cache_dir(setting: str | None, environ=os.environ) -> Path | None:
@@ -113,29 +111,33 @@ def tensorflow_available() -> bool:
     return True
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class Data:
     """The dataset's splits, limited to `--limit` and normalized; `raw_val` keeps the uint8 validation images.
 
-    `input_path` is "memory" (the arrays hold every split) or "stream" (`stream` reads the splits from disk
-    every epoch, this process's shard `shard_index` of `num_shards`; the arrays hold only up to
-    `SUMMARY_IMAGES` validation images, for the TensorBoard image summaries). `test_source` says where the
-    test images come from.
+    `input_path` is "memory" (the arrays hold every split) or "stream" (`dataset` is then a `StreamingDataset`
+    that reads the splits from disk every epoch, this process's shard `shard_index` of `num_shards`; the arrays
+    hold only up to `SUMMARY_IMAGES` validation images, for the TensorBoard image summaries). `test_source` says
+    where the test images come from.
     """
 
     dataset: stream.StreamingDataset
-    x_train: np.ndarray | None
-    y_train: np.ndarray | None
+    x_train: np.ndarray | None = None
+    y_train: np.ndarray | None = None
     x_val: np.ndarray
     y_val: np.ndarray
     raw_val: np.ndarray
-    x_test: np.ndarray | None
-    y_test: np.ndarray | None
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
     input_path: str = "memory"
-    test_source: str = ""
-    stream: stream.StreamingDataset | None = None
+    test_source: str
     num_shards: int = 1
     shard_index: int = 0
+
+    @property
+    def stream(self) -> stream.StreamingDataset | None:
+        """The dataset that feeds every epoch from disk when `input_path` is "stream", else None."""
+        return self.dataset if self.input_path == "stream" else None
 
     @property
     def num_classes(self) -> int:
@@ -146,6 +148,23 @@ class Data:
         if self.stream is not None:
             return self.stream.count(split, self.num_shards)
         return len({"train": self.y_train, "validation": self.y_val, "test": self.y_test}[split])
+
+
+def cluster_settings(config: TrainConfig, state: dict | None) -> dict:
+    """{flag: value} of everything that must be equal on every process of a run, compared by
+    `distribute.initialize` before the first step: every setting but `PER_PROCESS`, the epochs a resumed run has
+    done, and the versions of Keras, JAX and kerascnn (`rendezvous.serve` adds the process count)."""
+    import jax
+
+    import kerascnn
+
+    # num_processes as given may be None (taken from KERAS_DISTRIBUTION_NUM_PROCESSES): the rendezvous compares
+    # the count each process resolved
+    names = [f.name for f in dataclasses.fields(config) if f.name not in PER_PROCESS | {"num_processes"}]
+    settings = {flag(name): getattr(config, name) for name in names}
+    settings["--resume (epochs done)"] = state["epoch"] + 1 if state else 0
+    settings.update({"Keras": keras.__version__, "JAX": jax.__version__, "kerascnn": kerascnn.__version__})
+    return settings
 
 
 def _distribution_scope(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS):
@@ -219,24 +238,52 @@ def _check_writable(run_dir: Path) -> None:
         raise RunDirError(f"--out {run_dir}: {existing} is not writable. Choose another --out.")
 
 
-def check_run_dir(config: TrainConfig) -> tuple[Path, dict | None]:
+def _check_new_run_dir(run_dir: Path) -> None:
+    """A new run (no --resume, no --overwrite) goes only into a folder that is missing or empty."""
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return
+    if rundir.is_run(run_dir):
+        raise RunDirError(
+            f"--out {run_dir} already holds a kerascnn run. Continue it with --resume, replace it with "
+            "--overwrite (its models, checkpoints and logs are deleted), or choose a new --out."
+        )
+    raise RunDirError(
+        f"--out {run_dir} is not empty and not a kerascnn run: it holds {rundir.describe_entries(run_dir)}. "
+        f"Choose a new or empty --out, or add --overwrite to write the run there (replacing only "
+        f"{', '.join(rundir.RUN_ENTRIES)})."
+    )
+
+
+def check_run_dir(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS) -> tuple[Path, dict | None]:
     """(the run directory, its checkpoint state when resuming), checked before anything is written.
+
+    A new run goes into a missing or empty folder; with `config.overwrite` into any folder, where it replaces
+    only the files a run writes (`rundir.RUN_ENTRIES`, deleted in `write_run_files`). Processes other than the
+    chief do not check a new run's folder: they never write it, and on shared storage the chief may already be
+    filling it.
 
     Raises:
         RunDirError: --out is not a writable folder; --resume of a directory that does not exist or with
-            other settings; a new run into a directory that already holds one.
+            other settings; --resume with --overwrite; a new run into a folder that is not empty (a kerascnn
+            run or anything else) without --overwrite.
         CheckpointError: --resume of a run whose state.json is damaged.
     """
     run_dir = config.run_dir
     _check_writable(run_dir)
-    if config.resume and not run_dir.is_dir():
+    if config.resume and config.overwrite:
+        raise RunDirError(
+            "--resume continues the run in --out and --overwrite replaces it: give one of them, not both."
+        )
+    if not config.resume:
+        if cluster.is_chief and not config.overwrite:
+            _check_new_run_dir(run_dir)
+        return run_dir, None
+    if not run_dir.is_dir():
         raise RunDirError(
             f"--resume: {run_dir} does not exist. Give the --out of the run to continue, or drop "
             "--resume to start a new run."
         )
-    state = ResumableCheckpoint.load_state(run_dir) if config.resume else None
-    if not config.resume and (run_dir / rundir.CHECKPOINT_DIR / rundir.STATE).exists():
-        raise RunDirError(f"{run_dir} already holds a run. Continue it with --resume, or choose a new --out.")
+    state = ResumableCheckpoint.load_state(run_dir)
     if state is not None:
         _check_resume(run_dir, config)
     return run_dir, state
@@ -282,25 +329,23 @@ def load_data(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS)
     raw_val, y_val = data.arrays("validation", limit=SUMMARY_IMAGES)
     return Data(
         dataset=data,
-        x_train=None,
-        y_train=None,
         x_val=data.normalize(raw_val),
         y_val=y_val,
         raw_val=raw_val,
-        x_test=None,
-        y_test=None,
         input_path="stream",
         test_source=data.test_source,
-        stream=data,
         num_shards=cluster.num_processes,
         shard_index=cluster.process_id,
     )
 
 
 def write_run_files(run_dir: Path, config: TrainConfig, data: Data) -> None:
-    """Creates the run directory with config.yaml, dataset.json and labels.txt."""
+    """Creates the run directory with config.yaml (marked as a run's: `rundir.RUN_MARKER`), dataset.json and
+    labels.txt. With `config.overwrite`, an earlier run's files (`rundir.RUN_ENTRIES`) are deleted first."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / rundir.CONFIG, to_yaml(config))
+    if config.overwrite:
+        rundir.clear_run(run_dir)
+    atomic_write(run_dir / rundir.CONFIG, f"{rundir.RUN_MARKER}\n{to_yaml(config)}")
     # "spec", "skipped" and the file counts let export open the same splits with these statistics again
     # (kerascnn.data.stream.open_run), without re-checking the data or recomputing the statistics
     recorded = {
@@ -335,6 +380,7 @@ def build_model(config: TrainConfig, data: Data, steps_per_epoch: int) -> tuple[
         optimizer=_optimizer(config, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        jit_compile=JIT_COMPILE[config.jit_compile],
         steps_per_execution=config.steps_per_execution,
     )
     return train_model, network
@@ -352,8 +398,8 @@ def resume_model(config: TrainConfig, data: Data, run_dir: Path, state: dict, st
     except Exception as error:  # zipfile, h5py and Keras raise many kinds for a damaged file
         raise CheckpointError(
             f"Checkpoint {path} is damaged (truncated or not a .keras file: "
-            f"{type(error).__name__}). Resume is not possible from it; start a new run (a new "
-            "--out)."
+            f"{type(error).__name__}). Resume is not possible from it; start a new run (--overwrite, or a "
+            "new --out)."
         ) from error
     return train_model, network
 
@@ -404,7 +450,8 @@ def nan_message(nan_guard: NaNGuard, state: dict | None, run_dir: Path) -> str:
     else:
         kept = "No epoch finished with finite weights, so no checkpoint was saved."
     return (
-        f"Training stopped: {where['what']} in {at}. {kept} Lower --lr (or raise --warmup-epochs) and start a new run."
+        f"Training stopped: {where['what']} in {at}. {kept} Lower --lr (or raise --warmup-epochs) "
+        "and start again with --overwrite (or a new --out)."
     )
 
 
@@ -544,8 +591,9 @@ def train(config: TrainConfig) -> dict:
 def _train(config: TrainConfig) -> dict:
     enable_compile_cache(config.compile_cache)  # before JAX compiles anything
     cluster = distribute.cluster_from(config.coordinator, config.num_processes, config.process_id)
-    distribute.initialize(cluster)  # before anything runs on JAX
-    run_dir, state = check_run_dir(config)
+    run_dir, state = check_run_dir(config, cluster)
+    if cluster.multi_process:  # before anything runs on JAX; nothing is written before all processes agree
+        distribute.initialize(cluster, cluster_settings(config, state), config.startup_timeout)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -574,7 +622,6 @@ def _train(config: TrainConfig) -> dict:
         else:
             train_model, network = build_model(config, data, steps_per_epoch)
             initial_epoch = 0
-        train_model.jit_compile = resolve_jit_compile(config.jit_compile)
     if cluster.is_chief:  # only now: a run that fails its checks leaves nothing behind
         write_run_files(run_dir, config, data)
 
@@ -594,30 +641,30 @@ def _train(config: TrainConfig) -> dict:
     # processes other than the chief save their (identical) checkpoints into a scratch folder, then delete it
     write_dir = run_dir if cluster.is_chief else Path(tempfile.mkdtemp(prefix=f"kerascnn-process{cluster.process_id}-"))
     clock = EpochClock()
-    callbacks = [*make_callbacks(config, write_dir, data, network, state, nan_guard, cluster), clock]
-    started = time.perf_counter()
-    verbose = "auto" if sys.stdout.isatty() else 2
-    # a file that passes the header check but fails to decode when streamed is named (DecodeError)
-    naming_bad_files = data.stream.naming_bad_files if data.stream is not None else contextlib.nullcontext
-    if initial_epoch < config.epochs:
-        batches, validation, steps = _fit_inputs(config, data, batch_size, steps_per_epoch, initial_epoch)
-        with naming_bad_files():
-            train_model.fit(
-                batches,
-                epochs=config.epochs,
-                initial_epoch=initial_epoch,
-                steps_per_epoch=steps,
-                validation_data=validation,
-                callbacks=callbacks,
-                shuffle=False,
-                verbose=verbose,
-            )
-    seconds = time.perf_counter() - started
-
-    if nan_guard.triggered:
-        raise TrainingError(nan_message(nan_guard, ResumableCheckpoint.load_state(run_dir), run_dir))
-    atomic_save_model(network, write_dir / rundir.LAST_MODEL)  # every process: saving is collective
     try:
+        callbacks = [*make_callbacks(config, write_dir, data, network, state, nan_guard, cluster), clock]
+        started = time.perf_counter()
+        verbose = "auto" if sys.stdout.isatty() else 2
+        # a file that passes the header check but fails to decode when streamed is named (DecodeError)
+        naming_bad_files = data.stream.naming_bad_files if data.stream is not None else contextlib.nullcontext
+        if initial_epoch < config.epochs:
+            batches, validation, steps = _fit_inputs(config, data, batch_size, steps_per_epoch, initial_epoch)
+            with naming_bad_files():
+                train_model.fit(
+                    batches,
+                    epochs=config.epochs,
+                    initial_epoch=initial_epoch,
+                    steps_per_epoch=steps,
+                    validation_data=validation,
+                    callbacks=callbacks,
+                    shuffle=False,
+                    verbose=verbose,
+                )
+        seconds = time.perf_counter() - started
+
+        if nan_guard.triggered:
+            raise TrainingError(nan_message(nan_guard, ResumableCheckpoint.load_state(run_dir), run_dir))
+        atomic_save_model(network, write_dir / rundir.LAST_MODEL)  # every process: saving is collective
         with naming_bad_files():
             return evaluate(config, run_dir, data, network, scope, seconds, cluster, clock.seconds)
     finally:

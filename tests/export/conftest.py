@@ -6,7 +6,7 @@ from tests.helpers import copy_run
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory, small_vgg_run):
     """A briefly trained vgg, exported (RGB input, metadata) as float32, int8, int8-io and uint8, evaluated on the
-    first 1,000 test images; no MediaPipe columns and no TFLM section (tests/export/test_mediapipe.py and
+    first 1,000 test images; no MediaPipe columns and no TFLM section (tests/edge/test_mediapipe.py and
     test_tflm.py run them)."""
     from kerascnn.export import export_run
 

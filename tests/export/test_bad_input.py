@@ -4,22 +4,19 @@ and the tests that kill the mutation-testing survivors (rounding of int8 inputs,
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from PIL import Image
 
 from kerascnn.export import export_run, metadata
 from kerascnn.export import report as reports
 from kerascnn.export.__main__ import main as export_main
 from kerascnn.export.runner import quantize as runner_quantize
-from tests.export.test_export import ROOT, run_predict
+from tests.export.test_export import ROOT
 
 if keras.backend.backend() != "tensorflow":
     pytest.skip("export runs on the TensorFlow backend", allow_module_level=True)
@@ -132,92 +129,3 @@ def test_per_class_change_is_export_minus_keras():
         }
     )
     assert "| b -50.00 |" in text  # the worst class is the one the export got worse on
-
-
-# --- export/predict.py ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def model_files(exported, tmp_path):
-    root, _ = exported
-    model = root / "out" / "vgg_uint8.tflite"
-    return model, json.loads(model.with_suffix(".json").read_text())
-
-
-@pytest.mark.parametrize(
-    "change, message",
-    [
-        (lambda m: m["input"]["normalization"].update(mean=[1.0, 2.0]), "mean must be a list of 1 or 3 numbers"),
-        (lambda m: m["input"]["normalization"].update(mean="72.9"), "mean must be a list of 1 or 3 numbers"),
-        (lambda m: m["input"]["normalization"].update(std=[0.0]), "std must be > 0"),
-        (lambda m: m.update(labels="T-shirt/top"), "labels must be a list of names"),
-        (lambda m: m["input"].update(shape=[28, 28, 3]), "input.shape must be \\[1, height, width, channels\\]"),
-    ],
-)
-def test_predict_refuses_malformed_manifests(model_files, tmp_path, change, message):
-    model, manifest = model_files
-    change(manifest)
-    (tmp_path / "m.json").write_text(json.dumps(manifest))
-    with pytest.raises(predict.PredictError, match=message):
-        predict.load_manifest(model, tmp_path / "m.json")
-    done = run_predict("--model", model, "--manifest", tmp_path / "m.json", tmp_path / "x.png")
-    assert done.returncode == 2 and "is not a kerascnn manifest" in done.stderr and "Traceback" not in done.stderr
-
-
-def test_predict_threads_zero_and_bad_benchmark_out(model_files, tmp_path):
-    model, _ = model_files
-    done = run_predict("--model", model, "--threads", "0", tmp_path / "x.png")
-    assert done.returncode == 2 and "--threads must be at least 1" in done.stderr
-    done = run_predict("--model", model, "--benchmark", "--benchmark-out", tmp_path / "missing" / "b.json")
-    assert done.returncode == 2 and "--benchmark-out" in done.stderr and "does not exist" in done.stderr
-
-
-def test_predict_reports_a_bad_image_and_classifies_the_others(model_files, tmp_path):
-    model, _ = model_files
-    good = tmp_path / "good.png"
-    Image.fromarray(np.full((28, 28), 200, np.uint8)).save(good)
-    (tmp_path / "bad.png").write_text("not an image")
-    done = run_predict("--model", model, "--json", good, tmp_path / "bad.png", good)
-    assert done.returncode == 2
-    assert [json.loads(line)["file"] for line in done.stdout.splitlines()] == [str(good), str(good)]
-    assert "bad.png is not an image" in done.stderr and "1 of 3 images could not be classified" in done.stderr
-
-
-def test_predict_scales_16_bit_images_and_composites_alpha(model_files, tmp_path):
-    model, manifest = model_files
-    classifier = predict.Classifier(model, manifest)
-    pixels = np.random.default_rng(0).integers(0, 256, (28, 28)).astype(np.uint8)
-    Image.fromarray(pixels).save(tmp_path / "8bit.png")
-    Image.fromarray(pixels.astype(np.uint16) * 257).save(tmp_path / "16bit.png")  # mode I;16
-    assert Image.open(tmp_path / "16bit.png").mode.startswith("I")
-    np.testing.assert_allclose(
-        classifier.preprocess(tmp_path / "16bit.png"), classifier.preprocess(tmp_path / "8bit.png")
-    )
-    rgba = np.zeros((28, 28, 4), np.uint8)
-    rgba[..., :3], rgba[:14, :, 3] = 40, 255  # top half opaque dark grey, bottom half fully transparent
-    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
-    on_white = classifier.preprocess(tmp_path / "rgba.png")
-    expected = np.broadcast_to(np.where(np.arange(28)[:, None, None] < 14, 40.0, 255.0), (28, 28, 3))
-    np.testing.assert_allclose(on_white, (expected - classifier.mean) / classifier.std, rtol=1e-6)
-    on_black = predict.Classifier(model, manifest, background="black").preprocess(tmp_path / "rgba.png")
-    np.testing.assert_allclose(on_black[20], ((0 - classifier.mean) / classifier.std)[None].repeat(28, 0), rtol=1e-6)
-
-
-def png_header_only(path: Path, width: int, height: int) -> None:
-    """A PNG whose IHDR claims width x height (Pillow checks the size at open, before decoding)."""
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-    )
-
-
-def test_predict_explains_a_decompression_bomb(model_files, tmp_path):
-    model, _ = model_files
-    png_header_only(tmp_path / "huge.png", 20_000, 20_000)  # 400 M pixels > 2 x Pillow's limit
-    done = run_predict("--model", model, tmp_path / "huge.png")
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "huge.png is too large for Pillow's decompression-bomb limit" in done.stderr

@@ -1,9 +1,7 @@
 """Export: conversion under each preset with builtin ops only, the audit, manifests, the report, atomic
-writes, and export/predict.py running where TensorFlow and Keras cannot be imported."""
+writes (export/predict.py, the edge side, is tested in tests/edge/)."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -73,116 +71,6 @@ def test_manifest_describes_the_model(exported):
     assert {"tensorflow", "keras", "ai_edge_litert"} <= set(manifest["versions"])
     float_manifest = json.loads((root / "out" / "vgg_float32.json").read_text())
     assert float_manifest["input"]["quantization"] is None and float_manifest["converter"]["calibration_sha256"] is None
-
-
-BLOCK_TF = (
-    "import sys, runpy\n"
-    "class Block:\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name.split('.')[0] in ('tensorflow', 'keras', 'tf_keras', 'kerascnn'):\n"
-    "            raise ImportError(f'{name} is blocked: predict.py must not need it')\n"
-    "sys.meta_path.insert(0, Block())\n"
-    "sys.argv = [%r, *sys.argv[1:]]\n"
-    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
-)
-
-
-def run_predict(*args):
-    script = BLOCK_TF % str(ROOT / "export" / "predict.py")
-    return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, timeout=120)
-
-
-@pytest.mark.parametrize("variant", ["int8", "int8-io", "uint8", "float32"])
-def test_predict_py_without_tensorflow_classifies_png_files(exported, variant, tmp_path):
-    root, _ = exported
-    from kerascnn.data import load_dataset
-
-    dataset = load_dataset("fashion_mnist")
-    images, labels = dataset.splits["test"][0][:12], dataset.splits["test"][1][:12]
-    files = []
-    for index, image in enumerate(images):
-        files.append(tmp_path / f"{index}.png")
-        Image.fromarray(image[..., 0]).save(files[-1])
-    rgb_big = tmp_path / "rgb_big.jpg"  # any size, colour: predict.py converts and resizes
-    Image.fromarray(np.repeat(np.kron(images[0], np.ones((3, 3, 1), np.uint8)), 3, axis=-1)).save(rgb_big, quality=95)
-
-    done = run_predict("--model", root / "out" / f"vgg_{variant}.tflite", "--json", *files, rgb_big)
-    assert done.returncode == 0, done.stderr
-    results = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [r["file"] for r in results] == [str(f) for f in [*files, rgb_big]]
-    expected = TFLiteClassifier((root / "out" / f"vgg_{variant}.tflite").read_bytes())(rgb(dataset.normalize(images)))
-    assert [r["top"][0][0] for r in results[:-1]] == [dataset.labels[i] for i in expected.argmax(axis=1)]
-    for result, probabilities in zip(results, expected):
-        assert abs(result["top"][0][1] - probabilities.max()) < 0.02
-    assert sum(r["top"][0][0] == dataset.labels[y] for r, y in zip(results, labels)) >= 7
-    assert results[-1]["top"][0][0] == results[0]["top"][0][0]  # the big colour copy of image 0, converted back
-
-
-@pytest.mark.parametrize("variant", ["int8", "int8-io", "uint8"])
-def test_shipped_model_classifies_fashion_mnist_with_predict_py(variant, tmp_path):
-    """export/fashion_mnist (what the README main command writes, committed) is consistent and accurate."""
-    from kerascnn.data import load_dataset
-
-    shipped = ROOT / "export" / "fashion_mnist"
-    report = json.loads((shipped / "report.json").read_text())
-    dataset = load_dataset("fashion_mnist")
-    images, labels = (a[:100] for a in dataset.splits["test"])
-    files = []
-    for index, image in enumerate(images):
-        files.append(tmp_path / f"{index}.png")
-        Image.fromarray(image[..., 0]).save(files[-1])
-    done = run_predict("--model", shipped / f"vgg_{variant}.tflite", "--json", *files)
-    assert done.returncode == 0, done.stderr
-    top = [json.loads(line)["top"][0][0] for line in done.stdout.splitlines()]
-    assert np.mean([t == dataset.labels[y] for t, y in zip(top, labels)]) >= 0.88
-    assert report["variants"][variant]["accuracy"] >= 92.5 and report["test_images"] == 10_000
-    manifest = json.loads((shipped / f"vgg_{variant}.json").read_text())
-    assert manifest["input"]["shape"] == [1, 28, 28, 3] and manifest["input"]["luminance_fold"] is True
-    assert (
-        metadata.associated_files((shipped / f"vgg_{variant}.tflite").read_bytes())["labels.txt"].decode()
-        == "\n".join(dataset.labels) + "\n"
-    )
-
-
-def test_predict_py_benchmark(exported, tmp_path):
-    root, _ = exported
-    done = run_predict(
-        "--model", root / "out" / "vgg_int8.tflite", "--benchmark", "--benchmark-out", tmp_path / "b.json"
-    )
-    assert done.returncode == 0, done.stderr
-    assert set(json.loads((tmp_path / "b.json").read_text())["median_ms_per_image"]) >= {"1"}
-
-
-def test_predict_py_errors(exported, tmp_path):
-    root, _ = exported
-    model = root / "out" / "vgg_int8.tflite"
-    lonely = tmp_path / "lonely.tflite"
-    lonely.write_bytes(model.read_bytes())
-    done = run_predict("--model", lonely, tmp_path / "x.png")
-    assert done.returncode == 2 and "No manifest for" in done.stderr
-
-    not_image = tmp_path / "notes.png"
-    not_image.write_text("hello")
-    done = run_predict("--model", model, not_image)
-    assert done.returncode == 2 and "is not an image" in done.stderr and "notes.png" in done.stderr
-
-    done = run_predict("--model", model, tmp_path / "missing.png")
-    assert done.returncode == 2 and "does not exist" in done.stderr
-
-    done = run_predict("--model", tmp_path / "typo.tflite", not_image)
-    assert done.returncode == 2 and "Model file" in done.stderr and "typo.tflite does not exist" in done.stderr
-
-    broken = json.loads((root / "out" / "vgg_int8.json").read_text())
-    del broken["input"]["normalization"]["std"]
-    (tmp_path / "broken.json").write_text(json.dumps(broken))
-    done = run_predict("--model", model, "--manifest", tmp_path / "broken.json", not_image)
-    assert done.returncode == 2 and "is not a kerascnn manifest" in done.stderr
-
-    other = json.loads((root / "out" / "vgg_int8.json").read_text())
-    other["labels"] = other["labels"][:5]
-    (tmp_path / "other.json").write_text(json.dumps(other))
-    done = run_predict("--model", model, "--manifest", tmp_path / "other.json", not_image)
-    assert done.returncode == 2 and "does not match" in done.stderr and "takes [28, 28, 3]" in done.stderr
 
 
 class Cumprod(keras.layers.Layer):
@@ -393,3 +281,35 @@ def test_calibration_spans_black_to_white_on_images_that_never_reach_them(rgb_fo
     assert quantized.min() == 0 and quantized.max() == 255  # black -> 0, white -> 255, nothing clipped
     float32 = TFLiteClassifier((root / "out" / "vgg_float32.tflite").read_bytes())
     np.testing.assert_allclose(runner((black_white - mean) / std), float32((black_white - mean) / std), atol=0.1)
+
+
+def test_each_variant_is_opened_once_to_read_and_once_to_run(tmp_path, monkeypatch):
+    """The audit, integer-input check, metadata, manifest, sparsity and op counts share one interpreter (no
+    delegates); the evaluation opens the runner: two interpreters per variant, where there were eight."""
+    from ai_edge_litert import interpreter as litert
+
+    from kerascnn.export.normalization import SharedNormalization
+    from kerascnn.export.writer import TestSet, TrainedModel, Variant, VariantWriter
+
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, layers.GAPHead(3)(layers.ConvBNAct(4, 3)(inputs)))
+    images = random_images((16, 8, 8, 1))
+    tflite_model = convert(model, "int8", representative_images=images)
+    dataset = {"labels": ["a", "b", "c"], "input_shape": [8, 8, 1], "normalization": {"mean": [0.0], "std": [1.0]}}
+    trained = TrainedModel("tiny", model.count_params(), dataset, "random", 0, channels=1)
+    predicted = model.predict(images, verbose=0).argmax(axis=1)
+    identity = SharedNormalization(model, [0.0], [1.0], None, [0.0], [1.0])  # pixels are the model's input here
+    test_set = TestSet(images, predicted, predicted)
+    writer = VariantWriter(tmp_path, trained, test_set, images, identity, "test", log=lambda m: None)
+    opened = []
+    real_init = litert.Interpreter.__init__
+
+    def counting_init(self, *args, **kwargs):
+        opened.append(kwargs.get("experimental_op_resolver_type"))
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(litert.Interpreter, "__init__", counting_init)
+    row = writer.write(Variant("int8", "tiny_int8", "int8", True, False), tflite_model)
+    assert len(opened) == 2, opened
+    assert row["ops"]["CONV_2D"] >= 1 and row["agreement_with_keras"] >= 50
+    assert json.loads((tmp_path / "tiny_int8.json").read_text())["labels"] == ["a", "b", "c"]

@@ -8,6 +8,7 @@ import yaml
 from kerascnn import rundir
 from kerascnn.train import resolve, train
 from kerascnn.train.__main__ import main as cli
+from tests.helpers import copy_run
 
 TINY = ["--model", "lenet5", "--limit", "192", "--batch-size", "64", "--no-tensorboard"]
 
@@ -137,3 +138,58 @@ def test_config_yaml_repeats_the_run_in_a_new_directory(tmp_path):
     assert cli(["--config", str(first / rundir.CONFIG), "--out", str(again)]) == 0
     history = [yaml.safe_load((run / rundir.METRICS).read_text())["history"] for run in (first, again)]
     assert history[0] == history[1]
+
+
+USERS_FILES = {"config.yaml": "my: settings\n", "labels.txt": "mine\n", "metrics.json": "{}", "notes.md": "keep me\n"}
+
+
+def users_folder(path):
+    path.mkdir()
+    for name, text in USERS_FILES.items():
+        (path / name).write_text(text)
+    return path
+
+
+def test_a_folder_of_the_users_own_files_is_refused_and_left_unchanged(tmp_path, capsys):
+    out = users_folder(tmp_path / "mine")
+    err = _error(capsys, [*TINY, "--epochs", "1", "--out", str(out)])
+    assert "is not empty and not a kerascnn run" in err and "config.yaml, labels.txt, metrics.json, notes.md" in err
+    assert "--overwrite" in err
+    assert {p.name: p.read_text() for p in out.iterdir()} == USERS_FILES
+    (out / "config.yaml").write_text("model: lenet5\nlimit: 64\n")  # a config a user wrote for --config
+    assert "holds no kerascnn run" in _error(capsys, ["--out", str(out), "--resume"])
+    assert (out / "labels.txt").read_text() == "mine\n" and not (out / rundir.CHECKPOINT_DIR).exists()
+
+
+def test_overwrite_into_the_users_folder_replaces_only_what_a_run_writes(tmp_path):
+    out = users_folder(tmp_path / "mine")
+    assert cli([*TINY, "--epochs", "1", "--out", str(out), "--overwrite"]) == 0
+    assert rundir.is_run(out) and (out / "notes.md").read_text() == "keep me\n"
+    assert "test_accuracy" in yaml.safe_load((out / rundir.METRICS).read_text())
+    assert "overwrite" not in yaml.safe_load((out / rundir.CONFIG).read_text())  # a repeat must ask again
+
+
+def test_an_earlier_run_is_refused_and_overwrite_leaves_none_of_its_files(tmp_path, capsys, small_vgg_run):
+    out = copy_run(small_vgg_run[0], tmp_path)  # 4 epochs
+    state = out / rundir.CHECKPOINT_DIR / rundir.STATE
+    before = state.read_text()
+    err = _error(capsys, [*TINY, "--epochs", "1", "--out", str(out)])
+    assert "already holds a kerascnn run" in err and "--resume" in err and "--overwrite" in err
+    assert state.read_text() == before
+    assert "give one of them" in _error(capsys, ["--out", str(out), "--resume", "--overwrite"])
+    # what an earlier run may leave that the new one would not write again
+    (out / rundir.CHECKPOINT_DIR / "epoch-0007.keras").write_bytes(b"stale")
+    (out / rundir.TENSORBOARD_DIR).mkdir()
+    (out / rundir.TENSORBOARD_DIR / "old.tfevents").write_bytes(b"stale")
+    assert cli([*TINY, "--epochs", "1", "--lr", "0.01", "--out", str(out), "--overwrite"]) == 0
+    assert sorted(p.name for p in (out / rundir.CHECKPOINT_DIR).iterdir()) == ["epoch-0000.keras", rundir.STATE]
+    assert not (out / rundir.TENSORBOARD_DIR).exists()  # --no-tensorboard: the old curves are gone, not mixed in
+    assert len(yaml.safe_load(state.read_text())["history"]) == 1  # a new run, not epochs 1-4 of the old one
+    assert yaml.safe_load((out / rundir.CONFIG).read_text())["lr"] == 0.01
+
+
+def test_is_run_tells_a_run_from_a_users_config_yaml(tmp_path):
+    users = users_folder(tmp_path / "mine")
+    assert not rundir.is_run(users) and not rundir.is_run(tmp_path / "missing")
+    (users / rundir.CONFIG).write_text(f"{rundir.RUN_MARKER}\nmodel: vgg\n")
+    assert rundir.is_run(users)

@@ -1,16 +1,19 @@
 """Data-parallel training across processes (JAX backend, gloo on the CPU): two workers on 127.0.0.1."""
 
+import ipaddress
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from kerascnn.train import distribute
+from kerascnn.train import distribute, rendezvous
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,7 +56,7 @@ import numpy as np
 import keras
 from kerascnn import models
 from kerascnn.data import stream
-from kerascnn.train import distribute
+from kerascnn.train import distribute, rendezvous
 
 folder, out = sys.argv[1], sys.argv[2]
 cluster = distribute.cluster_from()
@@ -166,10 +169,173 @@ def test_cli_on_two_processes_writes_one_run_directory(tmp_path):
             str(process_id),
         ]
         workers.append(start_worker(["-m", "kerascnn.train", *args], WORKER_ENV, cwd=tmp_path))
+    listening, deadline = set(), time.monotonic() + 240
+    while any(worker.poll() is None for worker in workers) and time.monotonic() < deadline:
+        listening |= listen_addresses(port)  # the check-in's listener, then JAX's coordination service
+        time.sleep(0.1)
     logs = run_workers(workers)
+    # process 0 listens on the address given, not on every interface: the check-in on 127.0.0.1, JAX's gRPC service
+    # on an IPv6 socket bound to the IPv4-mapped 127.0.0.1 (bound to every interface, it would show "::")
+    assert listening and listening <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening
     for process_id, log in enumerate(logs):
         assert f"process {process_id} of 2 reads 1/2 of each split" in log and "input: stream" in log
     metrics = json.loads((tmp_path / "run0" / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["input_path"] == "stream" and len(metrics["history"]) == 1
     assert (tmp_path / "run0" / "last.keras").exists()
     assert not (tmp_path / "run1").exists()  # process 1 wrote nothing
+
+
+def listen_addresses(port: int) -> set[str]:
+    """The local addresses with a TCP socket listening on `port` (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state != "0A" or int(hex_port, 16) != port:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(address)
+            # each 32-bit word is in the host's (little-endian) order
+            raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            found.add(str(ipaddress.ip_address(raw)).replace("::ffff:7f00:1", "::ffff:127.0.0.1"))
+    return found
+
+
+def serve_in_thread(*args) -> tuple[threading.Thread, list]:
+    """`rendezvous.serve(*args)` in a thread; the list gets the error it raised (or None)."""
+    outcome = []
+
+    def run():
+        try:
+            rendezvous.serve(*args)
+            outcome.append(None)
+        except rendezvous.RendezvousError as error:
+            outcome.append(str(error))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+SETTINGS = {"--seed": 0, "--epochs": 2, "--model": "vgg", "--model-options": {"widths": [8, 16]}}
+
+
+def test_rendezvous_lets_equal_settings_through_and_binds_the_given_address():
+    port = free_port()
+    thread, outcome = serve_in_thread(f"127.0.0.1:{port}", 3, SETTINGS, 20)
+    errors = []
+
+    def check_in(process_id):
+        try:
+            rendezvous.check_in(f"127.0.0.1:{port}", process_id, 3, SETTINGS, 20)
+        except rendezvous.RendezvousError as error:
+            errors.append(error)
+
+    time.sleep(0.3)
+    listening = listen_addresses(port)  # process 0 waits for the others
+    checkers = [threading.Thread(target=check_in, args=(i,)) for i in (1, 2)]
+    for checker in checkers:
+        checker.start()
+    for checker in checkers:
+        checker.join()
+    thread.join()
+    assert errors == []
+    assert outcome == [None] and listening == {"127.0.0.1"}
+
+
+@pytest.mark.parametrize(
+    "changes,named",
+    [
+        ({"--seed": 1}, "--seed 1 (process 0: 0)"),
+        ({"--epochs": 3, "--model": "resnet"}, '--epochs 3 (process 0: 2); --model "resnet" (process 0: "vgg")'),
+        ({"--model-options": {"widths": [8]}}, '--model-options {"widths": [8]}'),
+    ],
+)
+def test_rendezvous_names_the_setting_that_differs_on_both_sides(changes, named):
+    port = free_port()
+    thread, outcome = serve_in_thread(f"127.0.0.1:{port}", 2, SETTINGS, 20)
+    with pytest.raises(rendezvous.RendezvousError, match="Process 0 stopped the run") as stopped:
+        rendezvous.check_in(f"127.0.0.1:{port}", 1, 2, {**SETTINGS, **changes}, 20)
+    thread.join()
+    assert named in str(stopped.value) and named in outcome[0] and "only --process-id differs" in outcome[0]
+
+
+@pytest.mark.parametrize("chief,other", [(2, 3), (3, 2)])
+def test_rendezvous_names_a_different_process_count_at_once(chief, other):
+    port = free_port()
+    started = time.monotonic()
+    thread, outcome = serve_in_thread(f"127.0.0.1:{port}", chief, {}, 20)
+    with pytest.raises(rendezvous.RendezvousError, match=f"--num-processes {other} \\(process 0: {chief}\\)"):
+        rendezvous.check_in(f"127.0.0.1:{port}", 1, other, {}, 20)
+    thread.join()
+    assert "--num-processes" in outcome[0] and time.monotonic() - started < 10  # not after the timeout
+
+
+def test_rendezvous_names_the_missing_processes_after_the_timeout():
+    port = free_port()
+    thread, outcome = serve_in_thread(f"127.0.0.1:{port}", 4, {}, 1.5)
+    with pytest.raises(rendezvous.RendezvousError, match="Process 0 stopped the run: Processes 1, 3 of 4"):
+        rendezvous.check_in(f"127.0.0.1:{port}", 2, 4, {}, 20)
+    thread.join()
+    assert "did not start within 1.5 s (--startup-timeout; here: processes 0, 2)" in outcome[0]
+
+
+def test_rendezvous_without_process_0_says_so_after_the_timeout():
+    started = time.monotonic()
+    with pytest.raises(rendezvous.RendezvousError, match="Process 0 did not answer at 127.0.0.1:.* within 1 s"):
+        rendezvous.check_in(f"127.0.0.1:{free_port()}", 1, 2, {}, 1)
+    assert time.monotonic() - started < 5
+
+
+def test_rendezvous_names_a_port_in_use():
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(rendezvous.RendezvousError, match=f"port {port} on 127.0.0.1 is already in use"):
+            rendezvous.serve(f"127.0.0.1:{port}", 2, {}, 5)
+
+
+def cli_worker(tmp_path, process_id: int, port: int, *flags: str) -> subprocess.Popen:
+    args = ["--model", "lenet5", "--limit", "64", "--no-tensorboard", "--out", str(tmp_path / f"run{process_id}")]
+    args += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(process_id), *flags]
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    env = {**WORKER_ENV, "TMPDIR": str(tmp_path / "tmp")}
+    return start_worker(["-m", "kerascnn.train", *args], env, cwd=tmp_path)
+
+
+def test_cli_with_a_missing_process_stops_naming_it_and_writes_nothing(tmp_path):
+    port = free_port()
+    chief = cli_worker(tmp_path, 0, port, "--startup-timeout", "4")
+    listening = set()
+    while chief.poll() is None:
+        listening |= listen_addresses(port)
+        time.sleep(0.1)
+    output = chief.communicate(timeout=240)[0]
+    assert chief.returncode == 2, output
+    assert "error: Process 1 of 2 did not start within 4 s (--startup-timeout" in output
+    assert listening == {"127.0.0.1"}  # bound to the address given, not *:port
+    assert not (tmp_path / "run0").exists()
+
+
+def test_cli_processes_with_other_settings_stop_before_the_first_step(tmp_path):
+    """--epochs 2 against 1 used to train, then fail in a collective, leaving best.keras without metrics.json and
+    process 1's scratch folder."""
+    port = free_port()
+    workers = [cli_worker(tmp_path, i, port, "--epochs", str(i + 1)) for i in range(2)]
+    try:
+        logs = [worker.communicate(timeout=240)[0] for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    assert [w.returncode for w in workers] == [2, 2], logs
+    assert all("--epochs 2 (process 0: 1)" in log for log in logs), logs
+    assert not (tmp_path / "run0").exists() and not (tmp_path / "run1").exists()
+    assert not list((tmp_path / "tmp").iterdir())  # no kerascnn-process1-* scratch folder
+
+
+def test_a_host_name_that_is_loopback_here_is_pointed_out(monkeypatch):
+    """Debian maps a machine's own name to 127.0.1.1: listening there, process 0 is out of the other machines' reach."""
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port: [(None, None, None, "", ("127.0.1.1", 0))])
+    assert rendezvous.loopback_name("node0") == "127.0.1.1"
+    assert rendezvous.loopback_name("127.0.0.1") is None and rendezvous.loopback_name("localhost") is None
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port: [(None, None, None, "", ("10.0.0.1", 0))])
+    assert rendezvous.loopback_name("node0") is None

@@ -144,7 +144,7 @@ def test_nan_in_the_first_epoch_says_no_checkpoint_exists(tmp_path, capsys):
         ]
     )
     err = capsys.readouterr().err
-    assert code == 1 and "no checkpoint was saved" in err and "last good checkpoint" not in err
+    assert code == 2 and "no checkpoint was saved" in err and "last good checkpoint" not in err
     assert not (out / rundir.BEST_MODEL).exists() and not (out / rundir.LAST_MODEL).exists()
 
 

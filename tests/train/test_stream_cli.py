@@ -47,7 +47,7 @@ def test_streamed_folder_with_test_dir_image_size_and_a_skipped_file(tmp_path, c
         "--out",
         str(tmp_path / "run"),
     ]
-    assert cli(args) == 1  # the bad file is named before the first epoch
+    assert cli(args) == 2  # the bad file is named before the first epoch
     err = capsys.readouterr().err
     assert "broken.png" in err and "--skip-bad-images" in err and not (tmp_path / "run").exists()
     assert cli([*args, "--skip-bad-images"]) == 0
@@ -153,7 +153,7 @@ def test_out_inside_data_dir_is_refused_and_nothing_is_written(tmp_path, capsys)
 def test_a_folder_name_that_cannot_be_a_label_is_refused_at_training(tmp_path, capsys):
     write_images(tmp_path / "photos", classes=("a", "b\nc"), per_class=4)
     err = _one_line_error(
-        capsys, ["--data-dir", str(tmp_path / "photos"), *TINY_FOLDER_RUN, "--out", str(tmp_path / "run")], 1
+        capsys, ["--data-dir", str(tmp_path / "photos"), *TINY_FOLDER_RUN, "--out", str(tmp_path / "run")], 2
     )
     assert "cannot be a label" in err and "b\\nc" in err and not (tmp_path / "run").exists()
 
@@ -161,7 +161,7 @@ def test_a_folder_name_that_cannot_be_a_label_is_refused_at_training(tmp_path, c
 def test_an_image_size_that_cannot_fit_in_memory_is_a_one_line_error(tmp_path, capsys):
     write_images(tmp_path / "photos", classes=("a", "b"), per_class=4)
     argv = ["--data-dir", str(tmp_path / "photos"), "--image-size", "10000", "10000", *TINY_FOLDER_RUN]
-    err = _one_line_error(capsys, [*argv, "--batch-size", "128", "--out", str(tmp_path / "run")], 1)
+    err = _one_line_error(capsys, [*argv, "--batch-size", "128", "--out", str(tmp_path / "run")], 2)
     assert "--image-size 10000 10000" in err and "153.6 GB" in err and "ResourceExhausted" not in err
 
 

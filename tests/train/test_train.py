@@ -120,7 +120,7 @@ def test_resume_refuses_other_settings(tmp_path, capsys):
     out = str(tmp_path / "run")
     assert cli(["--model", "lenet5", "--limit", "128", "--epochs", "1", "--no-tensorboard", "--out", out]) == 0
     assert cli(["--model", "lenet5", "--limit", "128", "--epochs", "1", "--no-tensorboard", "--out", out]) == 2
-    assert "already holds a run" in capsys.readouterr().err
+    assert "already holds a kerascnn run" in capsys.readouterr().err
     assert (
         cli(["--model", "lenet5", "--limit", "128", "--lr", "0.1", "--no-tensorboard", "--out", out, "--resume"]) == 2
     )
@@ -148,7 +148,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_p
             str(out),
         ]
     )
-    assert code == 1
+    assert code == 2
     err = capsys.readouterr().err
     assert "the loss became nan" in err and "Lower --lr" in err
     assert not (out / "last.keras").exists()
@@ -193,7 +193,7 @@ def test_corrupt_image_in_folder_is_named(tmp_path):
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "images" / name / "ok.png")
     (tmp_path / "images" / "b" / "bad.jpg").write_bytes(b"not a jpeg")
     done = run_cli(["--data-dir", str(tmp_path / "images"), "--out", str(tmp_path / "run")], timeout=300)
-    assert done.returncode == 1 and "cannot be decoded" in done.stderr and "bad.jpg" in done.stderr
+    assert done.returncode == 2 and "cannot be decoded" in done.stderr and "bad.jpg" in done.stderr
 
 
 def test_images_too_small_for_the_model(tmp_path):
@@ -204,7 +204,7 @@ def test_images_too_small_for_the_model(tmp_path):
     done = run_cli(
         ["--data-dir", str(tmp_path / "images"), "--model", "lenet5", "--out", str(tmp_path / "run")], timeout=300
     )
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "'lenet5' takes images of at least 28x28 pixels; input_shape=(6, 6, 1) is too small" in done.stderr
 
 

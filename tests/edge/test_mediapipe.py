@@ -7,13 +7,15 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
 from kerascnn.export import report as reports
-from tests.export.test_export import ROOT
+
+ROOT = Path(__file__).resolve().parents[2]
 
 if keras.backend.backend() != "tensorflow":
     pytest.skip("export runs on the TensorFlow backend", allow_module_level=True)

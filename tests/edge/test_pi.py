@@ -89,7 +89,7 @@ def test_raspberry_pi_4_and_5_cpus_agree_with_x86(tmp_path):
 
 @pytest.mark.slow
 def test_full_table_and_the_qemu_7_2_root_cause(tmp_path):
-    """export/pi/README.md's table: 500 images, every row. `pytest -m slow tests/export/test_pi.py` (~15 minutes)."""
+    """export/pi/README.md's table: 500 images, every row. `pytest -m slow tests/edge/test_pi.py` (~15 minutes)."""
     require_emulation()
     rows = check(tmp_path, "all", 500)
     for name in (

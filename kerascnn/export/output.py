@@ -1,0 +1,133 @@
+# TensorFlow side of the export (kerascnn/export/); the edge side, which runs the files, is export/.
+"""The export folder: its file names, which folders an export may replace, and how it is put in place.
+
+An export is written into a staging folder beside `--out` (`.<name>.partial-XXXX`) and moved into place only when
+every variant passed, so a failed export leaves the earlier one untouched and no staging folder behind:
+
+    out absent          stage -> out                        (one rename)
+    out replaceable     out -> .<name>.old-XXXX, stage -> out, delete the old one
+    --overwrite         each new file renamed over its namesake in out; the folder's other files are kept
+
+A folder is replaceable when it is empty or holds nothing but an earlier export of the same run: its report.json
+names the same run (the same run directory, or a run with the same config.yaml) and every entry is a file that
+export wrote (report.json, report.md, and the .tflite and manifest of each of its variants). Anything else (a user's
+report.md, a same-named .json) is refused unless `--overwrite` is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+REPORT_JSON = "report.json"  # the report, and which run it came from
+REPORT_MD = "report.md"
+MANIFEST_SUFFIX = ".json"  # <stem>.json beside each <stem>.tflite
+
+
+class OutputFolderError(ValueError):
+    """`--out` cannot take the export: a file, an unwritable place, or a folder holding other files."""
+
+
+def run_fingerprint(config_file: Path) -> str:
+    """sha256 of the run's config.yaml: exports of runs with the same settings count as exports of the same run."""
+    return hashlib.sha256(Path(config_file).read_bytes()).hexdigest()
+
+
+def _earlier_export_files(out: Path, model_path: Path, fingerprint: str) -> set[str] | None:
+    """The names an earlier export of this run wrote into `out`, or None when its report.json names another run
+    (or there is none, or it is damaged)."""
+    try:
+        report = json.loads((out / REPORT_JSON).read_text())
+        same_run = report.get("run_fingerprint") == fingerprint or (
+            Path(report["source"]).resolve().parent == model_path.resolve().parent
+        )
+        files = {row["file"] for row in report["variants"].values()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if not same_run:
+        return None
+    return {REPORT_JSON, REPORT_MD, *files, *(str(Path(f).with_suffix(MANIFEST_SUFFIX)) for f in files)}
+
+
+def check_out(out: Path, model_path: Path, fingerprint: str, overwrite: bool = False) -> None:
+    """Raises unless the export may be put at `out` (see the module docstring); creates nothing.
+
+    Raises:
+        OutputFolderError: `out` is a file, cannot be created or written, or holds files that are not an earlier
+            export of this run (without `overwrite`); the message names them and the fix.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputFolderError(
+            f"--out {out} is a file, not a folder: give a folder for the .tflite files and the report."
+        )
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputFolderError(f"Cannot create the output folder {out} ({parent} is a file): give a writable --out.")
+    if not os.access(parent, os.W_OK | os.X_OK) or (out.is_dir() and not os.access(out, os.W_OK | os.X_OK)):
+        raise OutputFolderError(f"The output folder {out} is not writable: give a writable --out.")
+    if not out.is_dir() or overwrite:
+        return
+    present = sorted(entry.name for entry in out.iterdir())
+    ours = _earlier_export_files(out, model_path, fingerprint) if present else set()
+    foreign = present if ours is None else [name for name in present if name not in ours]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        what = "another run's export or other files" if ours is None and (out / REPORT_JSON).exists() else "files"
+        raise OutputFolderError(
+            f"--out {out} holds {what} that are not an export of {model_path.parent} ({shown}): give a new or empty "
+            "folder, or add --overwrite to write into it (same-named files are replaced, the others kept)."
+        )
+
+
+def stage(out: Path) -> Path:
+    """A new empty staging folder beside `out` (its parents created).
+
+    Raises:
+        OutputFolderError: the folder cannot be created.
+    """
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as error:
+        raise OutputFolderError(
+            f"Cannot create the output folder {out} ({error.strerror}): give a writable --out."
+        ) from error
+
+
+def discard(staging: Path) -> None:
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def commit(staging: Path, out: Path, overwrite: bool = False) -> None:
+    """Moves the finished export from `staging` to `out` (see the module docstring); `staging` is gone after.
+
+    Raises:
+        OSError: a rename failed; an earlier export moved aside is put back first.
+    """
+    out = Path(out)
+    try:
+        if overwrite and out.is_dir():
+            for entry in sorted(staging.iterdir()):
+                os.replace(entry, out / entry.name)
+            return
+        if not out.exists():
+            os.rename(staging, out)
+            return
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old)  # onto the empty folder mkdtemp made
+        try:
+            os.rename(staging, out)
+        except OSError:
+            os.replace(old, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        discard(staging)

@@ -1,0 +1,100 @@
+"""The import layering, read from the source with `ast`: layers <- models <- data <- train <- export, nothing lower
+imports anything higher, and the edge side (the top-level export/ folder) imports no TensorFlow, Keras or kerascnn.
+
+A module's unit is its subpackage (kerascnn/train/*.py is "train") or, for a module directly in kerascnn/, its name.
+A unit may import itself and units of a lower rank only; rundir and cli (file names, exit codes) are below all.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RANKS = {
+    "rundir": 0,  # run-directory file names, atomic writes
+    "cli": 0,  # the command lines' exit codes
+    "layers": 1,
+    "models": 2,
+    "data": 3,
+    "saving": 4,  # registers the layers and the augmentation layer for load_model
+    "optimize": 4,  # the tf_keras twin, QAT and pruning: used by export
+    "train": 4,
+    "export": 5,
+}
+EDGE_FORBIDDEN = {"tensorflow", "keras", "tf_keras", "tensorflow_model_optimization", "kerascnn"}
+
+
+def imported_modules(path: Path) -> list[tuple[int, str]]:
+    """(line, dotted module name) of every import in the file, at any depth (functions import lazily)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            # `from kerascnn import models` imports the unit models
+            names = [f"{node.module}.{alias.name}" for alias in node.names] if node.module == "kerascnn" else []
+            found += [(node.lineno, name) for name in names or [node.module]]
+        elif isinstance(node, ast.ImportFrom):
+            found.append((node.lineno, "." * node.level + (node.module or "")))
+    return found
+
+
+def unit_of(module: str) -> str | None:
+    """The unit of a dotted kerascnn module name ("kerascnn.train.config" -> "train"); None for the package root."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "kerascnn" and len(parts) > 1 else None
+
+
+def layering_violations(package: Path) -> list[str]:
+    violations = []
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package.parent).with_suffix("")
+        if relative.name == "__init__" and len(relative.parts) == 2:
+            continue  # kerascnn/__init__.py: the lazy root, which loads subpackages on first use
+        own = unit_of(".".join(relative.parts))
+        for line, module in imported_modules(path):
+            if module.startswith("."):
+                violations.append(f"{path}:{line}: relative import {module} (use kerascnn.<unit>)")
+                continue
+            other = unit_of(module)
+            if other is None or other == own:
+                continue
+            if other not in RANKS or own not in RANKS:
+                violations.append(f"{path}:{line}: {own} -> {other}: a unit without a rank (add it to RANKS)")
+            elif RANKS[other] >= RANKS[own]:
+                violations.append(f"{path}:{line}: {own} (rank {RANKS[own]}) imports {module} (rank {RANKS[other]})")
+    return violations
+
+
+def test_nothing_lower_imports_anything_higher():
+    assert layering_violations(ROOT / "kerascnn") == []
+
+
+def test_the_check_finds_an_upward_import(tmp_path):
+    """The test above can fail: data importing train, and models importing export lazily inside a function."""
+    package = tmp_path / "kerascnn"
+    (package / "data").mkdir(parents=True)
+    (package / "models").mkdir()
+    (package / "data" / "stream.py").write_text("from kerascnn.train import trainer\n")
+    (package / "models" / "vgg.py").write_text("def f():\n    from kerascnn import export\n")
+    (package / "models" / "ok.py").write_text("from kerascnn import layers\nimport kerascnn.models.vgg\n")
+    found = layering_violations(package)
+    assert len(found) == 2 and "data (rank 3) imports kerascnn.train" in found[0], found
+    assert "models (rank 2) imports kerascnn.export (rank 5)" in found[1], found
+
+
+def edge_files() -> list[Path]:
+    skip = {"node_modules", ".venv-edge"}
+    return [p for p in sorted((ROOT / "export").rglob("*.py")) if not skip & set(p.relative_to(ROOT).parts)]
+
+
+@pytest.mark.parametrize("path", edge_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_edge_side_imports_no_tensorflow_keras_or_kerascnn(path):
+    bad = [(line, m) for line, m in imported_modules(path) if m.split(".")[0] in EDGE_FORBIDDEN]
+    assert bad == [], f"{path.relative_to(ROOT)} imports {bad}: the edge side runs without TensorFlow"
+
+
+def test_the_edge_check_sees_the_edge_files():
+    names = {p.name for p in edge_files()}
+    assert {"predict.py", "check_mediapipe.py"} <= names
