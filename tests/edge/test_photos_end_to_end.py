@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.export.test_mediapipe import edge_python  # noqa: F401  (the .venv-edge fixture)
+from tests.edge.test_mediapipe import edge_python  # noqa: F401  (the .venv-edge fixture)
 
 if keras.backend.backend() != "tensorflow":
     pytest.skip("export runs on the TensorFlow backend", allow_module_level=True)
@@ -88,7 +88,7 @@ def test_check_mediapipe_names_a_bad_files_list(photo_run, edge_python, tmp_path
     import os
     import subprocess
 
-    from tests.export.test_export import ROOT
+    from tests.edge.test_mediapipe import ROOT
 
     root, _, _ = photo_run
     np.savez(tmp_path / "test.npz", images=np.zeros((1, 64, 64, 3), np.uint8), labels=np.zeros(1, int))
