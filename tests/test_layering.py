@@ -85,8 +85,15 @@ def test_the_check_finds_an_upward_import(tmp_path):
 
 
 def edge_files() -> list[Path]:
+    """The edge side's own Python files: not installed packages (node_modules, .venv-edge) nor caches (export/pi's
+    .cache holds downloaded arm64 wheels)."""
     skip = {"node_modules", ".venv-edge"}
-    return [p for p in sorted((ROOT / "export").rglob("*.py")) if not skip & set(p.relative_to(ROOT).parts)]
+
+    def own(path: Path) -> bool:
+        parts = path.relative_to(ROOT).parts
+        return not skip & set(parts) and not any(part.startswith(".") for part in parts)
+
+    return [p for p in sorted((ROOT / "export").rglob("*.py")) if own(p)]
 
 
 @pytest.mark.parametrize("path", edge_files(), ids=lambda p: str(p.relative_to(ROOT)))

@@ -11,6 +11,11 @@ import keras
 _BUILDERS: dict[str, Callable[..., keras.Model]] = {}
 
 
+class OptionError(ValueError):
+    """A builder option that is wrong at every input size (a weights file that does not fit, alpha <= 0):
+    `create` passes it on as it is, without probing larger sizes for the smallest one the model takes."""
+
+
 def register(name: str):
     """Decorator: registers `builder(input_shape, num_classes, **options) -> keras.Model` as `name`."""
 
@@ -71,6 +76,8 @@ def create(name: str, input_shape=(28, 28, 1), num_classes: int = 10, **options)
         )
     try:
         return builder(input_shape=input_shape, num_classes=num_classes, **options)
+    except OptionError:
+        raise
     except ValueError as error:
         smallest = _smallest_size(builder, input_shape, num_classes, options)
         if smallest is not None:

@@ -6,6 +6,9 @@ Examples:
     python -m kerascnn.train --data-dir ~/my_photos --model mobilenet --epochs 20
     python -m kerascnn.train --out runs/resnet --resume          # continue a killed run with its own settings
     python -m kerascnn.train --out runs/resnet --resume --epochs 40   # ... and train it longer
+    python -m kerascnn.train --data-dir ~/photos --model mobilenetv2 --weights imagenet --image-size 96 96 \
+        --model-options '{"alpha": 0.35}' --epochs 10 --freeze-epochs 3    # fine-tune ImageNet's MobileNetV2
+    python -m kerascnn.train --data-dir ~/photos --init-from runs/quick   # fine-tune a kerascnn run
 Watch runs with: tensorboard --logdir runs
 
 The defaults shown are TrainConfig's: a --preset or --config file sets its own, and flags override both.
@@ -58,6 +61,33 @@ def parser() -> argparse.ArgumentParser:
         dest="model_options",
         metavar="JSON",
         help="JSON object of builder options, e.g. '{\"width\": 48}'" + _default("model_options"),
+    )
+    g = p.add_argument_group("fine-tuning", "start from trained weights: head only, then every layer")
+    g.add_argument(
+        "--init-from",
+        dest="init_from",
+        metavar="PATH",
+        help="a kerascnn run directory (its best.keras, model and normalization) or .keras model; the head is "
+        "new unless the classes match (default: none, random weights)",
+    )
+    g.add_argument(
+        "--weights",
+        metavar="imagenet|PATH",
+        help="keras.applications MobileNetV2 weights for --model mobilenetv2: 'imagenet' (Keras's download "
+        "and cache) or a .h5/.weights.h5/.keras file; inputs get ImageNet's (x-128)/127.5 (default: none)",
+    )
+    g.add_argument(
+        "--freeze-epochs",
+        type=int,
+        dest="freeze_epochs",
+        help="first epochs that train only the head, the backbone and its batch norms frozen"
+        + _default("freeze_epochs"),
+    )
+    g.add_argument(
+        "--finetune-lr",
+        type=float,
+        dest="finetune_lr",
+        help="peak learning rate of the later epochs, all layers (batch norms stay frozen; default: --lr / 10)",
     )
     g = p.add_argument_group("data")
     g.add_argument("--dataset", help="tfds dataset name" + _default("dataset"))
@@ -332,8 +362,12 @@ def main(argv=None) -> int:
         values.update(args)
         if resume:
             values = resume_values(values)
+        from kerascnn.train import finetune
+
+        values = finetune.source_model_values(values)
         config = resolve(values)
         config.resume = resume
+        finetune.weight_source(config.init_from, config.weights, config.model)  # bad paths: exit 2, nothing written
         # imports Keras: after the arguments are checked, with TensorFlow's C++ INFO lines off (users may set it)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
         from kerascnn.train.trainer import train

@@ -19,6 +19,11 @@ class TrainConfig:
     # model
     model: str = "mobilenet"
     model_options: dict = dataclasses.field(default_factory=dict)
+    # fine-tuning (kerascnn.train.finetune): start from other weights, then head only, then all layers
+    init_from: str | None = None  # a kerascnn run directory or .keras model
+    weights: str | None = None  # "imagenet" or a keras.applications weights file (mobilenetv2)
+    freeze_epochs: int = 2  # phase 1: head only, backbone frozen with its batch norms in inference mode
+    finetune_lr: float | None = None  # phase 2's peak learning rate; default lr / 10
     # data
     dataset: str = "fashion_mnist"
     data_dir: str | None = None
@@ -88,6 +93,15 @@ class TrainConfig:
             raise ValueError(f"--input must be auto, memory or stream, not {self.input_pipeline!r}.")
         if not self.startup_timeout > 0:
             raise ValueError(f"--startup-timeout must be > 0 seconds (got {self.startup_timeout}).")
+        if self.freeze_epochs < 0 or (self.finetune_lr is not None and not self.finetune_lr > 0):
+            raise ValueError(
+                f"--freeze-epochs must be >= 0 and --finetune-lr > 0 (got {self.freeze_epochs}, {self.finetune_lr})."
+            )
+        if (self.init_from or self.weights) and self.freeze_epochs > self.epochs:
+            raise ValueError(
+                f"--freeze-epochs {self.freeze_epochs} is more than --epochs {self.epochs}: the head-only phase "
+                "is part of the epochs. Lower --freeze-epochs or raise --epochs."
+            )
         from kerascnn.data.spec import DataSpec
 
         # the data flags (fractions, --image-size, --limit, --test-dir, --out inside --data-dir): checked once, there

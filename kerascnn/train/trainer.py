@@ -20,7 +20,7 @@ import numpy as np
 from kerascnn import models, rundir
 from kerascnn.data import RandomCropFlip, RandomErasing, stream
 from kerascnn.data.spec import DataSpec
-from kerascnn.train import distribute
+from kerascnn.train import distribute, finetune
 from kerascnn.train.batches import EpochBatches, EpochSeeds, epoch_seed
 from kerascnn.train.checkpoint import (
     CheckpointError,
@@ -289,18 +289,30 @@ def check_run_dir(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROC
     return run_dir, state
 
 
+def _use_normalization(dataset, normalization: dict | None):
+    """`dataset` normalizing with `normalization` ({"mean", "std"}, a fine-tuned backbone's) instead of its own
+    statistics; it is written to dataset.json, so export and the metadata carry it."""
+    if normalization is not None:
+        finetune.check_normalization(normalization, dataset.input_shape[-1], "--init-from/--weights")
+        dataset.mean, dataset.std = list(normalization["mean"]), list(normalization["std"])
+    return dataset
+
+
 def data_spec(config: TrainConfig) -> DataSpec:
     """The run's data, as TrainConfig's fields give it (checked by `TrainConfig.validate`)."""
     return DataSpec.from_settings(dataclasses.asdict(config))
 
 
-def load_data(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS) -> Data:
+def load_data(
+    config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS, normalization: dict | None = None
+) -> Data:
     """The splits of `data_spec(config)`, limited to --limit (a seeded class-balanced subset), in memory (normalized
     arrays) or streamed (`kerascnn.data.stream`).
 
     In memory: a dataset whose training pixels fit in `stream.DEFAULT_CACHE_BYTES` (`--input auto`; Fashion-MNIST,
     small folders) or `--input memory`, decoded once by the pipeline's decoder. Streamed: everything larger, every
     `--input stream` run and every run across several processes (each reads its own shard).
+    `normalization` ({"mean", "std"} in pixel units) replaces the training images' statistics (fine-tuning).
     """
     data = stream.open_spec(
         data_spec(config), cache_bytes=CACHE_BYTES[config.input_pipeline], batch_size=config.batch_size
@@ -310,6 +322,7 @@ def load_data(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS)
             f"Skipped {len(data.skipped)} image file(s) that cannot be decoded (--skip-bad-images), e.g. "
             f"{data.skipped[0]}."
         )
+    data = _use_normalization(data, normalization)
     if data.input_path == "memory" and not cluster.multi_process:
         (x_train, y_train), (raw_val, y_val), (raw_test, y_test) = (
             data.arrays(split) for split in ("train", "validation", "test")
@@ -339,17 +352,22 @@ def load_data(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS)
     )
 
 
-def write_run_files(run_dir: Path, config: TrainConfig, data: Data) -> None:
+def write_run_files(run_dir: Path, config: TrainConfig, data: Data, normalization_from: str | None = None) -> None:
     """Creates the run directory with config.yaml (marked as a run's: `rundir.RUN_MARKER`), dataset.json and
-    labels.txt. With `config.overwrite`, an earlier run's files (`rundir.RUN_ENTRIES`) are deleted first."""
+    labels.txt. With `config.overwrite`, an earlier run's files (`rundir.RUN_ENTRIES`) are deleted first.
+    `normalization_from` names the backbone whose normalization a fine-tuned run uses (dataset.json's
+    normalization "from")."""
     run_dir.mkdir(parents=True, exist_ok=True)
     if config.overwrite:
         rundir.clear_run(run_dir)
     atomic_write(run_dir / rundir.CONFIG, f"{rundir.RUN_MARKER}\n{to_yaml(config)}")
     # "spec", "skipped" and the file counts let export open the same splits with these statistics again
     # (kerascnn.data.stream.open_run), without re-checking the data or recomputing the statistics
+    meta = data.dataset.metadata()
+    if normalization_from:
+        meta["normalization"]["from"] = normalization_from
     recorded = {
-        **data.dataset.metadata(),
+        **meta,
         "reader": "stream",
         "spec": data_spec(config).to_json(),
         "skipped": data.dataset.skipped,
@@ -359,11 +377,16 @@ def write_run_files(run_dir: Path, config: TrainConfig, data: Data) -> None:
     atomic_write(run_dir / rundir.LABELS, "\n".join(data.dataset.labels) + "\n")
 
 
-def build_model(config: TrainConfig, data: Data, steps_per_epoch: int) -> tuple[keras.Model, keras.Model]:
+def build_model(
+    config: TrainConfig, data: Data, steps_per_epoch: int, network: keras.Model | None = None, phase=None
+) -> tuple[keras.Model, keras.Model]:
     """(training model, network): the network wrapped in a model named "train" that augments its input
     first (when augmentation is on), compiled with the optimizer and loss. A streamed run feeds uint8 pixels,
-    which the training model normalizes first, on the accelerator (`StreamingDataset.normalization_layer`)."""
-    network = models.create(config.model, data.dataset.input_shape, data.num_classes, **config.model_options)
+    which the training model normalizes first, on the accelerator (`StreamingDataset.normalization_layer`).
+    `network` is a network built already (fine-tuning: `finetune.build_network`); `phase` (True: head only,
+    False: all layers, None: not fine-tuning) sets what trains and the optimizer's schedule (`compile_phase`)."""
+    if network is None:
+        network = models.create(config.model, data.dataset.input_shape, data.num_classes, **config.model_options)
     flip = config.augment_flip if config.augment_flip is not None else config.dataset not in NO_FLIP_DATASETS
     if data.stream is not None:
         inputs = keras.Input(data.dataset.input_shape, dtype="uint8")
@@ -376,6 +399,16 @@ def build_model(config: TrainConfig, data: Data, steps_per_epoch: int) -> tuple[
     if config.augment_erase:
         x = RandomErasing(config.augment_erase, seed=config.seed, name="erase")(x)
     train_model = keras.Model(inputs, network(x), name="train")
+    compile_phase(train_model, network, config, steps_per_epoch, phase)
+    return train_model, network
+
+
+def compile_phase(train_model, network, config: TrainConfig, steps_per_epoch: int, phase=None) -> None:
+    """Compiles `train_model` for a fine-tuning phase (`finetune.set_phase`, then a fresh optimizer whose
+    schedule spans the phase: `finetune.phase_config`), or for a whole run when `phase` is None."""
+    if phase is not None:
+        finetune.set_phase(network, head_only=phase)
+        config = finetune.phase_config(config, head_only=phase)
     train_model.compile(
         optimizer=_optimizer(config, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
@@ -383,14 +416,14 @@ def build_model(config: TrainConfig, data: Data, steps_per_epoch: int) -> tuple[
         jit_compile=JIT_COMPILE[config.jit_compile],
         steps_per_execution=config.steps_per_execution,
     )
-    return train_model, network
 
 
-def resume_model(config: TrainConfig, data: Data, run_dir: Path, state: dict, steps_per_epoch: int):
+def resume_model(config: TrainConfig, data: Data, run_dir: Path, state: dict, steps_per_epoch: int, phase=None):
     """(training model, network) of `build_model`, with the weights and optimizer state of the checkpoint
     that `state` names. The model, the optimizer's settings (weight-decay exclusions included) and the
-    learning-rate schedule come from `config`, so a resumed run given more epochs decays over the new total."""
-    train_model, network = build_model(config, data, steps_per_epoch)
+    learning-rate schedule come from `config`, so a resumed run given more epochs decays over the new total.
+    `phase` is the fine-tuning phase the checkpoint's epoch ran in (its optimizer holds that phase's variables)."""
+    train_model, network = build_model(config, data, steps_per_epoch, phase=phase)
     train_model.optimizer.build(train_model.trainable_variables)
     path = run_dir / rundir.CHECKPOINT_DIR / state["file"]
     try:
@@ -594,10 +627,14 @@ def _train(config: TrainConfig) -> dict:
     run_dir, state = check_run_dir(config, cluster)
     if cluster.multi_process:  # before anything runs on JAX; nothing is written before all processes agree
         distribute.initialize(cluster, cluster_settings(config, state), config.startup_timeout)
+    source = finetune.weight_source(config.init_from, config.weights, config.model)
+    normalization = None
+    if source is not None:  # a resumed run keeps the normalization it wrote (the source may have moved)
+        normalization = finetune.run_normalization(run_dir) if state is not None else source.normalization
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    data = load_data(config, cluster)
+    data = load_data(config, cluster, normalization)
     if config.batch_size % cluster.num_processes:
         raise TrainingError(
             f"--batch-size {config.batch_size} must be divisible by the {cluster.num_processes} "
@@ -616,14 +653,20 @@ def _train(config: TrainConfig) -> dict:
         raise TrainingError(f"--batch-size {config.batch_size} must be divisible by the {replicas} replicas.")
     with scope():
         if state is not None:
-            train_model, network = resume_model(config, data, run_dir, state, steps_per_epoch)
+            phase = None if source is None else state["epoch"] < config.freeze_epochs
+            train_model, network = resume_model(config, data, run_dir, state, steps_per_epoch, phase)
             initial_epoch = state["epoch"] + 1
             print(f"Resuming {run_dir} at epoch {initial_epoch + 1} (epochs 1-{initial_epoch} are done).")
         else:
-            train_model, network = build_model(config, data, steps_per_epoch)
+            network = None
+            if source is not None:
+                network = finetune.build_network(config, source, data.dataset.input_shape, data.dataset.labels)
+                print(f"Fine-tuning from {source.description}")
+            phase = None if source is None else config.freeze_epochs > 0
+            train_model, network = build_model(config, data, steps_per_epoch, network, phase)
             initial_epoch = 0
     if cluster.is_chief:  # only now: a run that fails its checks leaves nothing behind
-        write_run_files(run_dir, config, data)
+        write_run_files(run_dir, config, data, source.description if normalization is not None else None)
 
     share = (
         f"; process {cluster.process_id} of {cluster.num_processes} reads 1/{cluster.num_processes} of each split"
@@ -647,13 +690,21 @@ def _train(config: TrainConfig) -> dict:
         verbose = "auto" if sys.stdout.isatty() else 2
         # a file that passes the header check but fails to decode when streamed is named (DecodeError)
         naming_bad_files = data.stream.naming_bad_files if data.stream is not None else contextlib.nullcontext
-        if initial_epoch < config.epochs:
-            batches, validation, steps = _fit_inputs(config, data, batch_size, steps_per_epoch, initial_epoch)
+        # one fit, or one per fine-tuning phase still to run: head only, then all layers with a fresh optimizer
+        stages = [(initial_epoch, config.epochs, None)] if source is None else finetune.phases(config, initial_epoch)
+        for start, end, head_only in stages:
+            if nan_guard.triggered:
+                break
+            if head_only is not None and head_only != phase:
+                with scope():
+                    compile_phase(train_model, network, config, steps_per_epoch, head_only)
+                phase = head_only
+            batches, validation, steps = _fit_inputs(config, data, batch_size, steps_per_epoch, start)
             with naming_bad_files():
                 train_model.fit(
                     batches,
-                    epochs=config.epochs,
-                    initial_epoch=initial_epoch,
+                    epochs=end,
+                    initial_epoch=start,
                     steps_per_epoch=steps,
                     validation_data=validation,
                     callbacks=callbacks,

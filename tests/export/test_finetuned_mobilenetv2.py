@@ -1,0 +1,88 @@
+"""The whole way: keras.applications MobileNetV2 weights -> a fine-tuned kerascnn mobilenetv2 on a tiny RGB folder ->
+every quantization preset through the op audit, with metadata -> MediaPipe's ImageClassifier."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from kerascnn import rundir
+from kerascnn.export.audit import op_counts
+from tests.export.test_mediapipe import check_mediapipe, edge_python  # noqa: F401  (the session fixture)
+from tests.train.test_finetune import FOLDER_RUN, write_folder
+
+if keras.backend.backend() != "tensorflow":
+    pytest.skip("export runs on the TensorFlow backend", allow_module_level=True)
+
+# after BN folding: convolutions (ReLU6 fused), the residual adds, the head's mean and softmax; (de)quantize at
+# the edges of the integer variants. No MUL (an unfolded BN), no RELU6 of its own, no PAD ("same" padding).
+ALLOWED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "SOFTMAX", "QUANTIZE", "DEQUANTIZE", "RESHAPE"}
+
+
+def calibrate_batch_norms(model, folder):
+    """Sets each BN's running mean and variance to its input's statistics on the folder's images, layer after layer:
+    random Keras weights with the default statistics (0, 1) shrink the signal to nothing by the last block, which
+    trained weights do not, and a head on all-zero features learns nothing."""
+    from PIL import Image
+
+    images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in sorted(folder.glob("*/*.png"))])
+    x = images.astype("float32") / 127.5 - 1
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            h = keras.ops.convert_to_numpy(keras.Model(model.input, layer.input)(x))
+            gamma, beta, _, _ = layer.get_weights()
+            layer.set_weights([gamma, beta, h.mean(axis=(0, 1, 2)), h.var(axis=(0, 1, 2)) + 1e-3])
+
+
+@pytest.fixture(scope="module")
+def finetuned_export(tmp_path_factory):
+    from kerascnn.export import export_run
+    from kerascnn.train import resolve, train
+
+    root = tmp_path_factory.mktemp("finetuned_mobilenetv2")
+    folder = write_folder(root / "photos", classes=3, per_class=16, size=32, channels=3)
+    weights = root / "keras_mobilenetv2_0.35.h5"
+    keras.utils.set_random_seed(0)
+    backbone = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, include_top=False)
+    calibrate_batch_norms(backbone, folder)
+    backbone.save(weights)
+    run = root / "run"
+    train(resolve(dict(FOLDER_RUN, data_dir=str(folder), model="mobilenetv2", model_options=dict(alpha=0.35),
+                       weights=str(weights), epochs=2, freeze_epochs=1, lr=1e-2, out=str(run))))  # fmt: skip
+    report = export_run(run, ["float32", "float16", "dynamic", "int8", "int8-io", "uint8"], calibration=24,
+                        out=root / "out", latency_rounds=1, mediapipe=False)  # fmt: skip
+    return root, run, report
+
+
+def test_every_variant_passes_the_audit_with_bn_folded_and_relu6_fused(finetuned_export):
+    root, run, report = finetuned_export
+    assert set(report["variants"]) == {"float32", "float16", "dynamic", "int8", "int8-io", "uint8"}
+    for variant, row in report["variants"].items():
+        tflite = (root / "out" / row["file"]).read_bytes()
+        ops = op_counts(tflite)
+        assert set(ops) <= ALLOWED_OPS | ({"DEQUANTIZE"} if variant == "float16" else set()), (variant, ops)
+        # stem + 17 blocks (16 expansions) + the last 1x1 + the head's 1x1: 1 + 16 + 17 + 1 + 1 convolutions
+        assert ops["CONV_2D"] == 1 + 16 + 17 + 1 + 1 and ops["DEPTHWISE_CONV_2D"] == 17, (variant, ops)
+        assert ops["ADD"] == 10, (variant, ops)  # the residual blocks
+    manifest = json.loads((root / "out" / report["variants"]["int8"]["file"]).with_suffix(".json").read_text())
+    assert manifest["input"]["normalization"]["mean"] == [128.0] * 3  # ImageNet's (x - 128) / 127.5, from dataset.json
+    assert json.loads((run / rundir.DATASET).read_text())["normalization"]["std"] == [127.5] * 3
+
+
+def test_the_finetuned_model_runs_in_mediapipe(finetuned_export, edge_python, tmp_path):  # noqa: F811
+    root, run, report = finetuned_export
+    from PIL import Image
+
+    files = sorted((root / "photos").glob("*/*.png"))  # every image of the folder, as a camera would give them
+    images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    labels = np.array([int(f.parent.name[len("class") :]) for f in files])
+    np.savez(tmp_path / "test.npz", images=images, labels=labels)
+    variants = ["float32", "int8", "uint8"]
+    results = check_mediapipe(edge_python, tmp_path / "test.npz", *(root / "out" / report["variants"][v]["file"]
+                                                                       for v in variants))  # fmt: skip
+    for variant, result in zip(variants, results):
+        assert result["mediapipe"]["supported"], (variant, result["mediapipe"])
+        assert result["metadata"]["mean"] == pytest.approx([128.0] * 3) or variant == "uint8"
+        assert result["top1_agreement"] >= 90.0, (variant, result)
+        assert result["images"] == len(labels)
