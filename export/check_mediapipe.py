@@ -15,6 +15,14 @@ pre-processing, 1 image at a time), ai-edge-litert's top-1 accuracy through pred
 the metadata MediaPipe's schema reads; a model MediaPipe refuses, or one without TFLite metadata (MediaPipe would
 run it with unnamed categories), gets "supported": false and the reason.
 
+`--files`: a JSON list of [image path, class index] (the test images as files, e.g. a phone's photos at their
+original size): each model's row then also gets "files", the accuracy of each client given those files as an app
+would give them: "predict_py" (ai-edge-litert through predict.py, which turns them upright and resizes them as
+training did), "mediapipe_full_size" (the upright full-size image, MediaPipe resizing it with its own filter) and
+"mediapipe_pre_resized" (the app resizes with predict.py's `load_pixels`, the training filter, and MediaPipe gets
+the model's size). Every client sees the photo upright: `ImageOps.exif_transpose` applied, as a phone's camera
+API or the browser's `createImageBitmap` gives it.
+
 Bad input (an unreadable or empty --data, images that are not uint8 pixels, labels that are no class index of the
 model, --limit below 1, a model whose metadata names a label file it does not carry) ends with one line naming the
 file or flag and the fix, and exit code 2.
@@ -121,8 +129,67 @@ def load_data(path: Path, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
     return images, labels.astype(int)
 
 
-def mediapipe_top1(model_path: Path, rgb_images: np.ndarray) -> tuple[list[str], float]:
-    """MediaPipe's top-1 label per image and the median ms per classify() call (after one warm-up)."""
+def load_files(path: Path) -> tuple[list[Path], np.ndarray]:
+    """(image paths, labels) of a --files JSON list of [path, class index].
+
+    Raises:
+        predict.PredictError: not such a JSON list, empty, or naming a file that does not exist (checked before
+            any model runs).
+    """
+    try:
+        pairs = json.loads(path.read_text())
+        files, labels = [Path(p) for p, _ in pairs], np.array([int(label) for _, label in pairs], int)
+    except (OSError, ValueError, TypeError) as error:
+        raise predict.PredictError(
+            f"--files {path} is not a readable JSON list of [image path, class index] ({error}): write one with "
+            'json.dump([["photos/cat/1.jpg", 0], ...], file).'
+        ) from error
+    if not files:
+        raise predict.PredictError(f"--files {path} names no image: give at least one [path, class index].")
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise predict.PredictError(
+            f"--files {path} names {len(missing)} image(s) that do not exist, first {missing[0]}: give existing paths."
+        )
+    return files, labels
+
+
+def upright_rgb(path: Path) -> np.ndarray:
+    """An image file as full-size upright 8-bit RGB (height, width, 3): EXIF orientation applied, not resized."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as image:
+        return np.asarray(predict.composite(predict.to_8bit(ImageOps.exif_transpose(image))).convert("RGB"))
+
+
+def check_files(model_path: Path, files: list[Path], truth: np.ndarray) -> dict:
+    """The accuracy of predict.py, MediaPipe given the full-size image and MediaPipe given the image pre-resized
+    with the training filter, on image files (see the module docstring)."""
+    from PIL import Image
+
+    manifest = predict.load_manifest(model_path, None)
+    classifier = predict.Classifier(model_path, manifest)
+    names = np.array(manifest["labels"])[truth]
+    labels = manifest["labels"]
+    litert = [labels[int(np.argmax(classifier.probabilities(classifier.preprocess(f))))] for f in files]
+    row = {"images": len(files), "predict_py": round(100 * float(np.mean(np.array(litert) == names)), 2)}
+    full = [upright_rgb(f) for f in files]
+    height, width, channels = manifest["input"]["shape"][1:]
+    resized = [predict.load_pixels(Image.fromarray(image), (height, width), channels) for image in full]
+    resized = [np.repeat(image, 3, axis=-1) if channels == 1 else image for image in resized]
+    for name, images in (("mediapipe_full_size", full), ("mediapipe_pre_resized", resized)):
+        try:
+            top, _ = mediapipe_top1(model_path, images)
+        except (ValueError, RuntimeError) as error:
+            row[name] = f"refused: {str(error).splitlines()[0]}"
+            continue
+        row[name] = round(100 * float(np.mean(np.array(top) == names)), 2)
+    return row
+
+
+def mediapipe_top1(model_path: Path, rgb_images) -> tuple[list[str], float]:
+    """MediaPipe's top-1 label per image (a sequence of (H, W, 3) uint8 arrays, any size) and the median ms per
+    classify() call (after one warm-up)."""
     import mediapipe as mp
     from mediapipe.tasks import python as tasks
     from mediapipe.tasks.python import vision
@@ -132,7 +199,7 @@ def mediapipe_top1(model_path: Path, rgb_images: np.ndarray) -> tuple[list[str],
     )
     top, times = [], []
     with vision.ImageClassifier.create_from_options(options) as classifier:
-        classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb_images[0]))
+        classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb_images[0])))
         for image in rgb_images:
             frame = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
             start = time.perf_counter()
@@ -223,15 +290,20 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, type=Path, help=".npz with images (uint8) and labels (indices)")
     parser.add_argument("--limit", type=int, help="use the first N >= 1 images (default all)")
+    parser.add_argument("--files", type=Path, help="JSON list of [image path, class index]: also measure each client")
     parser.add_argument("models", nargs="+", type=Path, help=".tflite files, each with its manifest beside it")
     args = parser.parse_args(argv)
     try:
         if args.limit is not None and args.limit < 1:
             raise predict.PredictError(f"--limit must be at least 1 image (or left out for all), got {args.limit}.")
         images, truth = load_data(args.data, args.limit)
-        print(
-            json.dumps({"mediapipe": _version(), "results": [check(m, images, truth) for m in args.models]}, indent=1)
-        )
+        files = load_files(args.files) if args.files else None
+        results = []
+        for model in args.models:
+            results.append(check(model, images, truth))
+            if files and results[-1]["mediapipe"]["supported"]:
+                results[-1]["files"] = check_files(model, files[0][: args.limit], files[1][: args.limit])
+        print(json.dumps({"mediapipe": _version(), "results": results}, indent=1))
     except predict.PredictError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

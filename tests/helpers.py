@@ -38,7 +38,8 @@ def photo(size, label, seed=0):
     bright disc."""
     rng = np.random.default_rng(seed)
     height, width = size
-    yy, xx = np.mgrid[0:height, 0:width] / max(size)
+    yy, xx = np.ogrid[0:height, 0:width]  # open grids: the broadcasts below cost one image each, not two
+    yy, xx = yy / max(size), xx / max(size)
     phase = rng.uniform(0, 6, 3)
     pixels = np.stack([100 + 60 * np.sin(5 * xx + phase[c]) * np.cos(4 * yy - phase[c]) for c in range(3)], -1)
     pixels += rng.normal(0, 8, pixels.shape)
@@ -50,7 +51,7 @@ def photo(size, label, seed=0):
         pixels[int(0.1 * height) : int(0.9 * height), int(cx - half) : int(cx + half)] = (235, 220, 60)
     else:
         pixels[
-            (np.mgrid[0:height, 0:width][0] - cy) ** 2 + (np.mgrid[0:height, 0:width][1] - cx) ** 2 < 9 * half**2
+            (np.ogrid[0:height, 0:width][0] - cy) ** 2 + (np.ogrid[0:height, 0:width][1] - cx) ** 2 < 9 * half**2
         ] = (
             60,
             200,

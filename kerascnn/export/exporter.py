@@ -85,6 +85,17 @@ def run_dataset(dataset_meta: dict, config: dict, test_limit: int | None, train_
     return ImageDataset(data.name, data.labels, splits, data.mean, data.std)
 
 
+def run_test_files(dataset_meta: dict, config: dict, test_limit: int | None) -> list[tuple[str, int]] | None:
+    """The files of the run's test split as (path, class index), in the order of `run_dataset`'s test arrays (their
+    first `test_limit`); None for record datasets (IDX, tfds), which have no files."""
+    from kerascnn.data import stream
+
+    part = stream.open_run(dataset_meta, config).splits["test"]
+    if not part.files:
+        return None
+    return [(path, int(label)) for path, label in zip(part.files[:test_limit], part.labels[:test_limit])]
+
+
 def check_same_data(data, at_training: dict, run_dir: Path) -> None:
     """Raises if the data opened now is not the data the run trained on (an image folder whose classes or files
     changed): the split, and so the test images, would differ. Compares what listing the data tells (labels, the
@@ -292,7 +303,10 @@ def export_run(
             row["latency_ms"] = latencies[row_name]
         if mediapipe:
             python, script = reports.edge_tools(edge_python, mediapipe_check)
-            reports.add_mediapipe(report, staging, test_pixels, y_test, log=_log, python=python, script=script)
+            files = run_test_files(dataset_meta, config, limit)
+            reports.add_mediapipe(
+                report, staging, test_pixels, y_test, log=_log, python=python, script=script, test_files=files
+            )
         if tflm_images:
             python, _ = reports.edge_tools(edge_python)
             test_images = dataset.splits["test"][0][: min(len(y_test), tflm_images)]

@@ -130,6 +130,7 @@ def add_mediapipe(
     python: str | os.PathLike | None = None,
     script: str | os.PathLike | None = None,
     timeout: int = 1800,
+    test_files: list[tuple[str, int]] | None = None,
 ) -> None:
     """Runs export/check_mediapipe.py in the edge environment on every variant in `out` and adds a "mediapipe"
     entry to each row (accuracy and ms per image, or why MediaPipe refused it); with no edge environment,
@@ -139,6 +140,10 @@ def add_mediapipe(
         images: the test images as uint8 pixels (N, H, W, C), the same ones the rows were evaluated on.
         labels: their class indices.
         python, script: the edge Python and check_mediapipe.py (default: `edge_tools()`).
+        test_files: the same test images as (file path, class index), for folder runs: each supported row's
+            "mediapipe" entry then gets "files", the accuracy of each client given the files at their original size
+            (predict.py, MediaPipe full-size, MediaPipe pre-resized with the training filter; check_mediapipe.py
+            --files).
     """
     python, script = edge_tools(python, script)
     if not (python.exists() and script.exists()):
@@ -148,9 +153,13 @@ def add_mediapipe(
     log(f"MediaPipe Tasks ImageClassifier on {len(files)} variants, {len(images):,} images ({python})")
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(Path(tmp) / "test.npz", images=images, labels=labels)
+        extra = []
+        if test_files:
+            (Path(tmp) / "files.json").write_text(json.dumps([[str(p), int(label)] for p, label in test_files]))
+            extra = ["--files", str(Path(tmp) / "files.json")]
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         done = subprocess.run(
-            [str(python), str(script), "--data", str(Path(tmp) / "test.npz"), *map(str, files.values())],
+            [str(python), str(script), "--data", str(Path(tmp) / "test.npz"), *extra, *map(str, files.values())],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -167,6 +176,7 @@ def add_mediapipe(
             **checked["mediapipe"],
             "ai_edge_litert_accuracy": checked["ai_edge_litert"]["accuracy"],
             **({"top1_agreement": checked["top1_agreement"]} if "top1_agreement" in checked else {}),
+            **({"files": checked["files"]} if "files" in checked else {}),
         }
 
 
@@ -216,6 +226,7 @@ def markdown(report: dict) -> str:
         "latency: median classify() call with its own pre-processing. " + _mediapipe_note(report),
         "",
     ]
+    lines += _files_section(report)
     pruned = {name: row for name, row in report["variants"].items() if row.get("sparsity_per_layer")}
     for name, row in pruned.items():
         lines += [
@@ -231,6 +242,35 @@ def markdown(report: dict) -> str:
     for name, row in report["variants"].items():
         lines.append(f"- {name}: " + ", ".join(f"{op} x{n}" for op, n in row["ops"].items()))
     return "\n".join(lines) + "\n"
+
+
+def _files_section(report: dict) -> list[str]:
+    """The clients given the test images as files at their original size (folder runs with MediaPipe measured)."""
+    rows = {
+        name: row["mediapipe"]["files"]
+        for name, row in report["variants"].items()
+        if "files" in row.get("mediapipe", {})
+    }
+    if not rows:
+        return []
+    cell = lambda v: f"{v:.2f}" if isinstance(v, (int, float)) else "refused"  # noqa: E731
+    lines = [
+        "## The test images as files, at their original size",
+        "",
+        "Each client given the test photos as an app would (upright: EXIF orientation applied): predict.py "
+        "(ai-edge-litert, resizes as training did), MediaPipe given the full-size image (it resizes with its own "
+        "filter), MediaPipe given the image pre-resized by the app with the training filter (Pillow's antialiased "
+        "bilinear, predict.py's `load_pixels`). Accuracy in %.",
+        "",
+        "| variant | images | predict.py | MediaPipe full-size | MediaPipe pre-resized |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        lines.append(
+            f"| {name} | {row['images']:,} | {cell(row['predict_py'])} | {cell(row['mediapipe_full_size'])} | "
+            f"{cell(row['mediapipe_pre_resized'])} |"
+        )
+    return lines + [""]
 
 
 def _mediapipe_note(report: dict) -> str:
