@@ -9,7 +9,7 @@ import pytest
 
 from kerascnn import rundir
 from kerascnn.export.audit import op_counts
-from tests.export.test_mediapipe import check_mediapipe, edge_python  # noqa: F401  (the session fixture)
+from tests.edge.test_mediapipe import check_mediapipe, edge_python  # noqa: F401  (the session fixture)
 from tests.train.test_finetune import FOLDER_RUN, write_folder
 
 if keras.backend.backend() != "tensorflow":
