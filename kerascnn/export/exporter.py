@@ -288,7 +288,7 @@ def export_run(
         for quant in quants:
             preset = PRESETS[quant]
             _log(f"{quant}: converting ({preset.description})")
-            images = model_space(calibration_pixels, fold, shared) if preset.calibrated else None
+            images = model_space(calibration_pixels, fold, shared.mean, shared.std) if preset.calibrated else None
             writer.write(
                 Variant(quant, f"{model.name}_{quant}", quant, preset.calibrated, fold),
                 convert(shared.model, preset, images),

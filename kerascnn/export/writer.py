@@ -70,12 +70,10 @@ class TestSet:
     keras_predicted: np.ndarray
 
 
-def model_space(pixels: np.ndarray, rgb: bool, shared, shared_input: bool = True) -> np.ndarray:
-    """0..255 pixels as the exported model takes them: R = G = B for the folded RGB input, x' = (pixel - mean) / std
-    with the shared mean/std (`shared`, kerascnn.export.normalization.SharedNormalization) or, without
-    `shared_input`, with the run's own per-channel statistics (the tf_keras rows keep the trained input)."""
+def model_space(pixels: np.ndarray, rgb: bool, mean, std) -> np.ndarray:
+    """0..255 pixels as the exported model takes them: R = G = B for the folded RGB input, then
+    x' = (pixel - mean) / std."""
     pixels = np.repeat(pixels, 3, axis=-1) if rgb and pixels.shape[-1] == 1 else pixels
-    mean, std = (shared.mean, shared.std) if shared_input else (shared.trained_mean, shared.trained_std)
     return (np.asarray(pixels, np.float32) - np.float32(mean)) / np.float32(std)
 
 
@@ -168,7 +166,9 @@ class VariantWriter:
         opened = TFLiteFile(tflite_model)
         audit(opened, preset)
         color, shared = trained.color(variant.rgb), self.shared
-        mean, std = (shared.mean, shared.std) if variant.shared_input else (shared.trained_mean, shared.trained_std)
+        # the shared mean/std, or the run's own (dataset.json: the tf_keras rows keep the trained input)
+        own = trained.dataset["normalization"]
+        mean, std = (shared.mean, shared.std) if variant.shared_input else (own["mean"], own["std"])
         channels = 3 if color == "rgb" else 1
         offset = integer_input_offset(opened, *metadata_writer.input_normalization(mean, std, channels, "float32"))
         described = input_description(trained.dataset["input_shape"], color, variant.rgb)
@@ -176,7 +176,7 @@ class VariantWriter:
             described += normalization_description(shared)
 
         def space(pixels):
-            return model_space(pixels, variant.rgb, shared, variant.shared_input)
+            return model_space(pixels, variant.rgb, mean, std)
 
         final = metadata_writer.add_classifier_metadata(
             opened,
