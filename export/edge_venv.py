@@ -13,11 +13,17 @@ otherwise pip brings it up to date (its cache makes that cheap).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import subprocess
 import sys
 import venv
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock; one builder at a time is then the caller's business
+    fcntl = None
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = ROOT / "export" / "requirements.txt"
@@ -39,6 +45,23 @@ def ensure(env: Path = ROOT / ".venv-edge", quiet: bool = True) -> Path:
     python = python_of(env)
     if python.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
         return python
+    with _exclusive(env.with_name(env.name + ".lock")):  # two processes (pytest -n workers) build it once
+        if not (python.exists() and stamp.exists() and stamp.read_text().strip() == wanted):
+            _build(env, python, quiet)
+            stamp.write_text(wanted + "\n")
+    return python
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path):
+    """Holds an exclusive lock on the file `lock` (created if missing) while the block runs."""
+    with open(lock, "a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _build(env: Path, python: Path, quiet: bool) -> None:
     if not python.exists():
         venv.EnvBuilder(with_pip=True, clear=True).create(env)
     subprocess.run(
@@ -54,8 +77,6 @@ def ensure(env: Path = ROOT / ".venv-edge", quiet: bool = True) -> Path:
         ],
         check=True,
     )
-    stamp.write_text(wanted + "\n")
-    return python
 
 
 def main(argv=None) -> int:

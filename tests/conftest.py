@@ -2,6 +2,9 @@
 
 import pytest
 
+from tests import backend_passes
+from tests.helpers import once_per_session
+
 SMALL_VGG = dict(
     model="vgg",
     limit=2048,
@@ -14,12 +17,40 @@ SMALL_VGG = dict(
 
 
 @pytest.fixture(scope="session")
-def small_vgg_run(tmp_path_factory):
+def small_vgg_run(request):
     """(run directory, metrics) of a vgg trained briefly on 2,048 Fashion-MNIST images (4 epochs, 256 steps: enough
-    for batch norm's running averages, momentum 0.99, to follow the weights). Trained once per session; tests that
-    change files copy it first (`tests.helpers.copy_run`)."""
+    for batch norm's running averages, momentum 0.99, to follow the weights). Trained once per session, whatever the
+    number of pytest -n workers; tests that change files copy it first (`tests.helpers.copy_run`)."""
     from kerascnn.train import resolve, train
 
-    run_dir = tmp_path_factory.mktemp("small_vgg") / "run"
-    metrics = train(resolve(dict(SMALL_VGG, out=str(run_dir))))
-    return run_dir, metrics
+    def build(root):
+        return root / "run", train(resolve(dict(SMALL_VGG, out=str(root / "run"))))
+
+    return once_per_session(request, "small_vgg", build)
+
+
+# tests/backend_passes.py: the JAX and PyTorch passes of tests/test_backends.py start once collection is done
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):  # pytest itself, or the pytest -n controller
+        backend_passes.create_folder(config)
+
+
+def pytest_configure_node(node):
+    """pytest -n: each worker learns where the controller's passes write."""
+    node.workerinput[backend_passes.FOLDER_KEY] = str(backend_passes.folder_of(node.config))
+
+
+def pytest_xdist_node_collection_finished(node, ids):
+    backend_passes.start(node.config, ids)
+
+
+def pytest_collection_finish(session):
+    if not hasattr(session.config, "workerinput"):  # without -n (a worker's collection is the controller's)
+        backend_passes.start(session.config, [item.nodeid for item in session.items])
+
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput"):
+        backend_passes.stop(config)

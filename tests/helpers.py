@@ -1,5 +1,9 @@
 """Small helpers shared by the tests."""
 
+import contextlib
+import fcntl
+import pickle
+
 import numpy as np
 
 
@@ -12,11 +16,54 @@ def copy_weights(source, target):
     target.set_weights(source.get_weights())
 
 
+def perturb_batch_norms(model, seed=0):
+    """Gives every batch norm's gamma, beta, moving mean and moving variance random values per channel (what
+    training would move them to, without compiling a training step), so that a BN fold or a copied BN that gets
+    one of them wrong or misses a channel shows in the outputs. Returns the model."""
+    rng = np.random.default_rng(seed)
+    draw = {
+        "gamma": lambda shape: rng.uniform(0.5, 1.5, shape),
+        "beta": lambda shape: rng.normal(0.0, 0.2, shape),
+        "moving_mean": lambda shape: rng.normal(0.0, 0.2, shape),
+        "moving_variance": lambda shape: rng.uniform(0.5, 1.5, shape),
+    }
+    for variable in model.weights:
+        name = variable.path.rsplit("/", 1)[-1]
+        if name in draw:
+            variable.assign(draw[name](variable.shape).astype("float32"))
+    return model
+
+
 def assert_close(actual, expected, atol=1e-5):
     """assert_allclose for tensors of any backend (converted to NumPy first)."""
     import keras
 
     np.testing.assert_allclose(keras.ops.convert_to_numpy(actual), keras.ops.convert_to_numpy(expected), atol=atol)
+
+
+@contextlib.contextmanager
+def exclusive(lock_path):
+    """Holds an exclusive lock on the file `lock_path` while the block runs (pytest -n workers take turns)."""
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def once_per_session(request, name, build):
+    """`build(root)` for a session fixture, run once per pytest session even under pytest-xdist: the first worker
+    builds in a folder all workers share and pickles the result; the others wait on its lock and load that.
+    `root` is an empty folder that lives as long as the session's temporary files."""
+    base = request.getfixturevalue("tmp_path_factory").getbasetemp()
+    if hasattr(request.config, "workerinput"):  # a pytest-xdist worker
+        base = base.parent  # each worker's basetemp is <session basetemp>/popen-gwN
+    root, value = base / name, base / f"{name}.pickle"
+    with exclusive(base / f"{name}.lock"):
+        if value.exists():
+            return pickle.loads(value.read_bytes())
+        root.mkdir()
+        result = build(root)
+        value.write_bytes(pickle.dumps(result))
+        return result
 
 
 def copy_run(run_dir, root):

@@ -40,8 +40,7 @@ class EpochBatches(keras.utils.PyDataset):
 
     def order(self) -> np.ndarray:
         if self._order_epoch != self.epoch:
-            rng = np.random.default_rng(epoch_seed(self.seed, self.epoch))
-            self._order, self._order_epoch = rng.permutation(len(self.labels)), self.epoch
+            self._order, self._order_epoch = epoch_order(len(self.labels), self.seed, self.epoch), self.epoch
         return self._order
 
     def __getitem__(self, index: int):
@@ -50,6 +49,42 @@ class EpochBatches(keras.utils.PyDataset):
 
     def on_epoch_end(self):
         self.epoch += 1
+
+
+def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
+    """The order epoch `epoch` visits `count` images in: `default_rng(epoch_seed(seed, epoch)).permutation(count)`."""
+    return np.random.default_rng(epoch_seed(seed, epoch)).permutation(count)
+
+
+class TFEpochBatches(keras.callbacks.Callback):
+    """The batches of `EpochBatches` as a tf.data pipeline, `self.dataset`, for the TensorFlow backend's in-memory
+    input; this callback (passed to the same `fit`) gives each epoch its order.
+
+    Keras feeds a PyDataset to TensorFlow through `tf.data.Dataset.from_generator`, one Python call per batch under
+    the GIL; on this project's 2-core CPU that doubled the train step of a small VGG (80 -> 160 ms at batch 64).
+    Here the images live in a `tf.Variable` (a dataset function captures it by reference: no 2 GB graph-constant
+    limit), `on_epoch_begin` writes the epoch's order into another, and each batch is a gather of its indices: no
+    Python runs per batch. Keras makes a new iterator every epoch (no `steps_per_epoch`), so an epoch ends with its
+    own last batch, `steps_per_execution` included.
+    """
+
+    def __init__(self, images, labels, num_classes: int, batch_size: int, seed: int):
+        super().__init__()
+        import tensorflow as tf
+
+        self.seed, self.count = seed, len(labels)
+        with tf.device("/cpu:0"):
+            pixels = tf.Variable(images, trainable=False, name="train_images")
+            targets = tf.constant(np.eye(num_classes, dtype=np.float32)[np.asarray(labels)])
+            self.order = tf.Variable(np.arange(self.count, dtype=np.int32), trainable=False, name="epoch_order")
+        # the order is read when an epoch's iterator starts, after on_epoch_begin has written it
+        indices = tf.data.Dataset.range(1).flat_map(lambda _: tf.data.Dataset.from_tensor_slices(self.order.value()))
+        batches = indices.batch(batch_size).map(lambda index: (tf.gather(pixels, index), tf.gather(targets, index)))
+        steps = -(-self.count // batch_size)
+        self.dataset = batches.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(tf.data.AUTOTUNE)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.order.assign(epoch_order(self.count, self.seed, epoch).astype(np.int32))
 
 
 class EpochSeeds(keras.callbacks.Callback):

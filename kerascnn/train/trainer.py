@@ -21,7 +21,7 @@ from kerascnn import models, rundir
 from kerascnn.data import RandomCropFlip, RandomErasing, stream
 from kerascnn.data.spec import DataSpec
 from kerascnn.train import distribute, finetune
-from kerascnn.train.batches import EpochBatches, EpochSeeds, epoch_seed
+from kerascnn.train.batches import EpochBatches, EpochSeeds, TFEpochBatches, epoch_seed
 from kerascnn.train.checkpoint import (
     CheckpointError,
     EpochClock,
@@ -581,21 +581,27 @@ def evaluate(
 
 
 def _fit_inputs(config: TrainConfig, data: Data, batch_size: int, steps_per_epoch: int, initial_epoch: int):
-    """(training batches, validation data or None, steps per epoch or None) for `fit`, from `initial_epoch` on.
+    """(training batches, validation data or None, steps per epoch or None, extra callbacks) for `fit`, from
+    `initial_epoch` on.
 
     Streamed: uint8 tf.data batches (the training model normalizes them), the epochs back to back, each exactly
     `steps_per_epoch` batches (`.repeat()` only guards against Keras asking for a batch past the last epoch's end).
-    In memory: `EpochBatches` over the normalized arrays. Either way an epoch's order depends on (seed, epoch) only.
+    In memory: the normalized arrays, as `EpochBatches` (JAX, PyTorch: Keras iterates it in Python) or the same
+    batches as a tf.data pipeline (TensorFlow: `TFEpochBatches`, whose callback sets each epoch's order). Either
+    way an epoch's order depends on (seed, epoch) only.
     """
     if data.stream is not None:
         seeds = [epoch_seed(config.seed, epoch) for epoch in range(initial_epoch, config.epochs)]
         shards = dict(num_shards=data.num_shards, shard_index=data.shard_index, normalize=False)
         batches = data.stream.train_batches(batch_size, seeds, **shards).repeat()
         validation = data.stream.batches("validation", batch_size, **shards) if data.count("validation") else None
-        return batches, validation, steps_per_epoch
-    batches = EpochBatches(data.x_train, data.y_train, data.num_classes, config.batch_size, config.seed, initial_epoch)
+        return batches, validation, steps_per_epoch, []
     validation = (data.x_val, _one_hot(data.y_val, data.num_classes)) if len(data.x_val) else None
-    return batches, validation, None
+    arrays = data.x_train, data.y_train, data.num_classes, config.batch_size, config.seed
+    if keras.backend.backend() == "tensorflow":
+        batches = TFEpochBatches(*arrays)
+        return batches.dataset, validation, None, [batches]
+    return EpochBatches(*arrays, initial_epoch), validation, None, []
 
 
 @contextlib.contextmanager
@@ -699,7 +705,7 @@ def _train(config: TrainConfig) -> dict:
                 with scope():
                     compile_phase(train_model, network, config, steps_per_epoch, head_only)
                 phase = head_only
-            batches, validation, steps = _fit_inputs(config, data, batch_size, steps_per_epoch, start)
+            batches, validation, steps, ordering = _fit_inputs(config, data, batch_size, steps_per_epoch, start)
             with naming_bad_files():
                 train_model.fit(
                     batches,
@@ -707,7 +713,7 @@ def _train(config: TrainConfig) -> dict:
                     initial_epoch=start,
                     steps_per_epoch=steps,
                     validation_data=validation,
-                    callbacks=callbacks,
+                    callbacks=[*ordering, *callbacks],
                     shuffle=False,
                     verbose=verbose,
                 )

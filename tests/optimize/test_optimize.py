@@ -13,7 +13,7 @@ import pytest
 from kerascnn import layers, models
 from kerascnn.export import audit, convert, export_run
 from kerascnn.optimize import NoStandardEquivalent, TwinMismatch, check_twin, prune, sparsity_per_layer, to_tf_keras
-from tests.helpers import copy_run, random_images
+from tests.helpers import copy_run, perturb_batch_norms, random_images
 
 if keras.backend.backend() != "tensorflow":
     pytest.skip("tfmot and the TFLite export run on the TensorFlow backend", allow_module_level=True)
@@ -21,17 +21,10 @@ if keras.backend.backend() != "tensorflow":
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def trained_a_little(model, x):
-    """Gives BN statistics and weights something other than their initial values."""
-    model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(x, np.arange(len(x)) % model.output_shape[-1], epochs=1, batch_size=16, verbose=0)
-    return model
-
-
 @pytest.mark.parametrize("name", models.names())
 def test_twin_of_every_zoo_model_matches(name):
     x = random_images((32, 28, 28, 1))
-    model = trained_a_little(models.create(name), x)
+    model = perturb_batch_norms(models.create(name))
     twin = to_tf_keras(model, x)
     assert type(twin).__module__.startswith("tf_keras")
     assert not [layer for layer in twin.layers if "kerascnn" in type(layer).__module__]
@@ -51,7 +44,7 @@ def padding_model():
 
 def test_twin_with_explicit_and_asymmetric_padding():
     x = random_images((16, 13, 11, 3))
-    model = trained_a_little(padding_model(), x)
+    model = perturb_batch_norms(padding_model())
     twin = to_tf_keras(model, x)
     kinds = [type(layer).__name__ for layer in twin.layers]
     assert kinds.count("ZeroPadding2D") == 3  # asymmetric, explicit_strided, dilated; the same-equivalent pads none
@@ -74,7 +67,7 @@ def test_layer_without_standard_equivalent_is_named():
 
 def test_twin_check_catches_a_different_function():
     x = random_images((8, 28, 28, 1))
-    model = trained_a_little(models.create("lenet5"), x)
+    model = perturb_batch_norms(models.create("lenet5"))
     twin = to_tf_keras(model, x)
     weights = twin.get_weights()
     twin.set_weights([weights[0] * 1.5, *weights[1:]])
