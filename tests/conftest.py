@@ -1,6 +1,20 @@
 """Fixtures shared across test folders."""
 
+import os
+
 import pytest
+
+# One compute thread per process: pytest -n runs a worker per core and the backend passes beside them, and
+# TensorFlow's, XLA's and PyTorch's thread pools of a core count each would oversubscribe the cores. Set before
+# any test imports a backend; the subprocesses the tests start inherit it.
+SINGLE_THREAD = {
+    "OMP_NUM_THREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+}
+for _name, _value in SINGLE_THREAD.items():
+    os.environ.setdefault(_name, _value)
 
 from tests import backend_passes
 from tests.helpers import once_per_session

@@ -20,7 +20,8 @@ if keras.backend.backend() != "tensorflow":
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", models.names())
+# mobilenetv2: every preset of a fine-tuned one goes through the audit in test_finetuned_mobilenetv2.py
+@pytest.mark.parametrize("name", [name for name in models.names() if name != "mobilenetv2"])
 def test_every_zoo_model_exports_float32_and_int8_with_builtin_ops(name):
     model = models.create(name, (28, 28, 1), 10)
     x = random_images((32, 28, 28, 1))

@@ -146,6 +146,7 @@ def test_keras_mobilenetv2_weights_file_and_imagenet_normalization(tmp_path):
     assert meta["normalization"]["mean"] == [128.0] * 3 and meta["normalization"]["std"] == [127.5] * 3
     assert yaml.safe_load((out / rundir.CONFIG).read_text())["weights"] == str(tmp_path / "keras_mobilenetv2.h5")
     model = keras.saving.load_model(out / rundir.LAST_MODEL)
+    assert model.name == "mobilenetv2_0.35"  # the registry name and the width, as Keras names its MobileNetV2
     x = np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 3)).astype("float32")
     features = keras.Model(model.input, model.get_layer("predictions").input)
     np.testing.assert_allclose(features(x), reference(x), atol=1e-5)  # phase 1 left the backbone as loaded

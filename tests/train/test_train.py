@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SMALL = dict(limit=256, epochs=1, batch_size=64, tensorboard=False)
 
 
-@pytest.mark.parametrize("name", models.names())
+# mobilenetv2: its runs through train() are tests/train/test_finetune.py's and test_finetuned_mobilenetv2.py's
+@pytest.mark.parametrize("name", [name for name in models.names() if name != "mobilenetv2"])
 def test_one_short_run_per_model(name, tmp_path):
     metrics = train(resolve(dict(SMALL, model=name, out=str(tmp_path / name))))
     assert metrics["epochs"] == 1 and 0.0 <= metrics["test_accuracy"] <= 1.0
@@ -28,8 +29,7 @@ def test_one_short_run_per_model(name, tmp_path):
         assert (run / file).exists(), file
     assert json.loads((run / "dataset.json").read_text())["labels"][0] == "T-shirt/top"
     model = keras.saving.load_model(run / "last.keras")
-    # the registry name, plus the width for mobilenetv2 ("mobilenetv2_1.00", as Keras names its MobileNetV2)
-    assert model.name.split("_")[0] == name and model.output_shape == (None, 10)
+    assert model.name == name and model.output_shape == (None, 10)
 
 
 def test_learns_on_a_small_subset(small_vgg_run):
