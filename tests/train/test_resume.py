@@ -12,7 +12,7 @@ import pytest
 from kerascnn import rundir
 from kerascnn.train import resolve, train
 from kerascnn.train.__main__ import main as cli
-from kerascnn.train.batches import EpochBatches
+from kerascnn.train.batches import EpochBatches, TFEpochBatches
 from kerascnn.train.checkpoint import CheckpointError, NaNGuard, ResumableCheckpoint, checkpoint_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,6 +83,37 @@ def test_batches_depend_only_on_seed_and_epoch():
     assert not np.array_equal(
         order, np.concatenate([EpochBatches(images, labels, 2, 4, 3)[i][0][:, 0] for i in range(3)])
     )
+
+
+def test_tensorflow_batches_are_the_epoch_batches(tmp_path):
+    """TFEpochBatches (the TensorFlow backend's in-memory input) gives EpochBatches' batches, the last one smaller,
+    for whichever epoch its callback was told; fit runs through each epoch's batches and no further, also with
+    several steps per execution (5 steps by 3 per call: an epoch that ran on into the next one would take 6)."""
+    images, labels = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1), np.arange(10) % 3
+    reference = EpochBatches(images, labels, 3, 4, seed=5, epoch=2)
+    batches = TFEpochBatches(images, labels, 3, 4, seed=5)
+    for epoch in (2, 3):
+        batches.on_epoch_begin(epoch)
+        got = [(x.numpy(), y.numpy()) for x, y in batches.dataset]
+        assert [len(x) for x, _ in got] == [4, 4, 2]
+        for index, (x, y) in enumerate(got):
+            np.testing.assert_array_equal(x, reference[index][0])
+            np.testing.assert_array_equal(y, reference[index][1])
+        reference.on_epoch_end()
+
+    seen = []
+    inputs = keras.Input((1, 1, 1))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
+    model.compile("sgd", "categorical_crossentropy", steps_per_execution=3)
+    images = np.arange(20, dtype=np.float32).reshape(20, 1, 1, 1)
+    batches = TFEpochBatches(images, np.arange(20) % 3, 3, 4, seed=5)
+
+    class Count(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(int(model.optimizer.iterations.numpy()))
+
+    model.fit(batches.dataset, epochs=2, callbacks=[batches, Count()], verbose=0)
+    assert seen == [5, 10]
 
 
 def test_resume_with_more_epochs_extends_the_schedule(tmp_path):
