@@ -46,13 +46,6 @@ def small_vgg_run(request):
 # tests/backend_passes.py: the JAX and PyTorch passes of tests/test_backends.py start once collection is done
 
 
-def pytest_xdist_auto_num_workers(config):
-    """-n auto: two workers per core (at most 8). The tests compute on one thread each, and a worker often waits on
-    a subprocess it started or on a fixture another worker is building; the second worker keeps the core busy."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return min(8, 2 * cores)
-
-
 def pytest_configure(config):
     if not hasattr(config, "workerinput"):  # pytest itself, or the pytest -n controller
         backend_passes.create_folder(config)
