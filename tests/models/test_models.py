@@ -31,7 +31,12 @@ def test_builds_from_kerascnn_layers_only(name, input_shape, num_classes):
     assert any(isinstance(layer, layers.Conv2D) for layer in all_layers(model))
 
 
-@pytest.mark.parametrize("name", models.names())
+# on TensorFlow, mobilenetv2 trains every layer, saves and reloads in tests/export/test_finetuned_mobilenetv2.py (a
+# fine-tuned run, exported and compared with Keras); the JAX and PyTorch passes train it here
+TRAINED_HERE = [n for n in models.names() if not (n == "mobilenetv2" and keras.backend.backend() == "tensorflow")]
+
+
+@pytest.mark.parametrize("name", TRAINED_HERE)
 def test_trains_a_step_saves_and_reloads(name, tmp_path):
     keras.utils.set_random_seed(0)
     model = models.create(name, (28, 28, 1), 10)
