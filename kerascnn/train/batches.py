@@ -51,6 +51,25 @@ class EpochBatches(keras.utils.PyDataset):
         self.epoch += 1
 
 
+class DeviceEpochBatches(EpochBatches):
+    """The batches of `EpochBatches` for the JAX backend's in-memory input, gathered on the device: the images and
+    one-hot targets are uploaded once (`jax.device_put`, to the default device, a GPU where there is one), and each
+    batch is a `jnp.take` of the epoch's indices, so only the indices cross from the host per batch. Keras passes
+    JAX arrays from a PyDataset through to the compiled step as they are."""
+
+    def __init__(self, images, labels, num_classes: int, batch_size: int, seed: int, epoch: int = 0):
+        import jax
+
+        super().__init__(images, labels, num_classes, batch_size, seed, epoch)
+        self.images, self.targets = jax.device_put(images), jax.device_put(self.one_hot[self.labels])
+
+    def __getitem__(self, index: int):
+        import jax.numpy as jnp
+
+        chosen = self.order()[index * self.batch_size : (index + 1) * self.batch_size]
+        return jnp.take(self.images, chosen, axis=0), jnp.take(self.targets, chosen, axis=0)
+
+
 def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
     """The order epoch `epoch` visits `count` images in: `default_rng(epoch_seed(seed, epoch)).permutation(count)`."""
     return np.random.default_rng(epoch_seed(seed, epoch)).permutation(count)

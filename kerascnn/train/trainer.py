@@ -21,7 +21,7 @@ from kerascnn import models, rundir
 from kerascnn.data import RandomCropFlip, RandomErasing, stream
 from kerascnn.data.spec import DataSpec
 from kerascnn.train import distribute, finetune
-from kerascnn.train.batches import EpochBatches, EpochSeeds, TFEpochBatches, epoch_seed
+from kerascnn.train.batches import DeviceEpochBatches, EpochBatches, EpochSeeds, TFEpochBatches, epoch_seed
 from kerascnn.train.checkpoint import (
     CheckpointError,
     EpochClock,
@@ -586,9 +586,10 @@ def _fit_inputs(config: TrainConfig, data: Data, batch_size: int, steps_per_epoc
 
     Streamed: uint8 tf.data batches (the training model normalizes them), the epochs back to back, each exactly
     `steps_per_epoch` batches (`.repeat()` only guards against Keras asking for a batch past the last epoch's end).
-    In memory: the normalized arrays, as `EpochBatches` (JAX, PyTorch: Keras iterates it in Python) or the same
-    batches as a tf.data pipeline (TensorFlow: `TFEpochBatches`, whose callback sets each epoch's order). Either
-    way an epoch's order depends on (seed, epoch) only.
+    In memory: the normalized arrays, as `EpochBatches` (PyTorch: Keras iterates it in Python), the same batches
+    gathered on the device (JAX: `DeviceEpochBatches`, the images uploaded once) or as a tf.data pipeline
+    (TensorFlow: `TFEpochBatches`, whose callback sets each epoch's order). Every way an epoch's order depends on
+    (seed, epoch) only.
     """
     if data.stream is not None:
         seeds = [epoch_seed(config.seed, epoch) for epoch in range(initial_epoch, config.epochs)]
@@ -601,6 +602,8 @@ def _fit_inputs(config: TrainConfig, data: Data, batch_size: int, steps_per_epoc
     if keras.backend.backend() == "tensorflow":
         batches = TFEpochBatches(*arrays)
         return batches.dataset, validation, None, [batches]
+    if keras.backend.backend() == "jax":
+        return DeviceEpochBatches(*arrays, initial_epoch), validation, None, []
     return EpochBatches(*arrays, initial_epoch), validation, None, []
 
 

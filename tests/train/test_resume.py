@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import keras
@@ -10,9 +11,9 @@ import numpy as np
 import pytest
 
 from kerascnn import rundir
-from kerascnn.train import resolve, train
+from kerascnn.train import resolve, train, trainer
 from kerascnn.train.__main__ import main as cli
-from kerascnn.train.batches import EpochBatches, TFEpochBatches
+from kerascnn.train.batches import DeviceEpochBatches, EpochBatches, TFEpochBatches
 from kerascnn.train.checkpoint import CheckpointError, NaNGuard, ResumableCheckpoint, checkpoint_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,6 +115,30 @@ def test_tensorflow_batches_are_the_epoch_batches(tmp_path):
 
     model.fit(batches.dataset, epochs=2, callbacks=[batches, Count()], verbose=0)
     assert seen == [5, 10]
+
+
+@pytest.mark.parametrize("backend,kind", [("jax", DeviceEpochBatches), ("torch", EpochBatches)])
+def test_in_memory_batches_per_backend_are_the_epoch_batches(backend, kind, monkeypatch):
+    """JAX gets the images uploaded once and each batch gathered on the device (jax.Array), PyTorch the NumPy
+    batches; both are EpochBatches' batches for the epoch the run starts at, and then the next."""
+    import jax
+
+    images, labels = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1), np.arange(10) % 3
+    data = types.SimpleNamespace(stream=None, x_train=images, y_train=labels, num_classes=3,
+                                 x_val=images[:0], y_val=labels[:0])  # fmt: skip
+    monkeypatch.setattr(trainer.keras.backend, "backend", lambda: backend)
+    config = resolve(dict(TINY, batch_size=4, seed=5))
+    batches, validation, steps, callbacks = trainer._fit_inputs(config, data, 4, 3, 2)  # from epoch 2
+    assert type(batches) is kind and (validation, steps, callbacks) == (None, None, [])
+    reference = EpochBatches(images, labels, 3, 4, seed=5, epoch=2)
+    for _ in range(2):
+        assert len(batches) == len(reference) == 3
+        for index in range(3):
+            x, y = batches[index]
+            assert isinstance(x, jax.Array) == (backend == "jax")
+            np.testing.assert_array_equal(np.asarray(x), reference[index][0])
+            np.testing.assert_array_equal(np.asarray(y), reference[index][1])
+        batches.on_epoch_end(), reference.on_epoch_end()
 
 
 def test_resume_with_more_epochs_extends_the_schedule(tmp_path):
