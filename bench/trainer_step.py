@@ -10,8 +10,8 @@ and callbacks included (bench/peer.py times the compiled step alone).
     .venv/bin/python bench/trainer_step.py --side old=/tmp/old: --side new=.: --rounds 3 -- --preset quick
     # one tree, two presets:  --side a=.:--preset quick --side b=.:--preset quick --model-options '{...}'
 
-A side is NAME=TREE:EXTRA-FLAGS (TREE's kerascnn is imported, through PYTHONPATH); the flags after `--` go to
-every side.
+A side is NAME=TREE:EXTRA-FLAGS (TREE's kerascnn is imported, through PYTHONPATH); EXTRA-FLAGS may start with
+environment settings, e.g. `--side eigen=.:TF_ENABLE_ONEDNN_OPTS=0`; the flags after `--` go to every side.
 """
 
 import argparse
@@ -27,11 +27,14 @@ from pathlib import Path
 STEP = re.compile(r"^\s*\d+/\d+ - [\d.]+s - ([\d.]+)(ms|s)/step", re.MULTILINE)
 
 
-def step_seconds(tree: Path, flags: list[str], limit: int) -> float:
+ENV_SETTING = re.compile(r"^[A-Z_][A-Z0-9_]*=")
+
+
+def step_seconds(tree: Path, flags: list[str], limit: int, settings: dict) -> float:
     with tempfile.TemporaryDirectory() as out:
         command = [sys.executable, "-m", "kerascnn.train", *flags, "--epochs", "2", "--limit", str(limit)]
         command += ["--no-tensorboard", "--out", str(Path(out) / "run")]
-        env = {**os.environ, "PYTHONPATH": str(tree.resolve()), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env = {**os.environ, "PYTHONPATH": str(tree.resolve()), "TF_CPP_MIN_LOG_LEVEL": "2", **settings}
         done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{shlex.join(command)} (in {tree}) failed:\n{done.stderr[-3000:]}")
@@ -53,14 +56,16 @@ def main(argv=None) -> int:
     for side in args.side:
         name, rest = side.split("=", 1)
         tree, extra = rest.split(":", 1)
-        sides[name] = (Path(tree), shlex.split(extra))
+        words = shlex.split(extra)
+        settings = dict(w.split("=", 1) for w in words if ENV_SETTING.match(w))
+        sides[name] = (Path(tree), [w for w in words if not ENV_SETTING.match(w)], settings)
     names = list(sides)
     times = {name: [] for name in names}
     for round_index in range(args.rounds):
         order = names[round_index % len(names) :] + names[: round_index % len(names)]
         for name in order:
-            tree, extra = sides[name]
-            times[name].append(step_seconds(tree, [*args.flags, *extra], args.limit))
+            tree, extra, settings = sides[name]
+            times[name].append(step_seconds(tree, [*args.flags, *extra], args.limit, settings))
             print(f"round {round_index + 1}: {name} {times[name][-1] * 1000:.0f} ms/step", flush=True)
     print("\n| side | median s/step | rounds |\n|---|---|---|")
     for name in names:

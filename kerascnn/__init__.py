@@ -9,7 +9,13 @@ When Keras is already imported, `import kerascnn` registers every class at once.
 """
 
 import importlib
+import os
 import sys
+
+# TensorFlow turns its oneDNN CPU kernels on by default only where the CPU has AVX-512 (VNNI, BF16, AMX); on an
+# AVX2-only CPU it keeps Eigen's, which made the quick VGG's train step slower (README, Benchmarks). TensorFlow reads
+# the variable once, when it is imported: a setting of the user's, or TensorFlow imported before kerascnn, wins.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"
 __all__ = ["data", "export", "layers", "load_model", "models", "optimize", "register_serializables", "train"]

@@ -48,6 +48,24 @@ def test_import_kerascnn_is_light_and_subpackages_still_import():
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+@pytest.mark.parametrize("setting,enabled", [(None, True), ("0", False)])
+def test_import_kerascnn_turns_on_onednn_unless_the_user_chose(setting, enabled):
+    """TensorFlow keeps its oneDNN kernels off on AVX2-only CPUs; kerascnn asks for them before TensorFlow loads,
+    and a TF_ENABLE_ONEDNN_OPTS of the user's is kept."""
+    script = (
+        "import os, kerascnn\n"
+        "import tensorflow\n"
+        "from tensorflow.python.util import _pywrap_util_port\n"
+        "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], _pywrap_util_port.IsMklEnabled())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [setting or "1", str(enabled)]
+
+
 def test_every_flag_has_help_with_its_default():
     text = parser().format_help()
     for action in parser()._actions:
