@@ -25,6 +25,7 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # kerascnn's default, before Keras loads TensorFlow
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import keras
 from keras import ops
 
@@ -9,6 +11,17 @@ from kerascnn.layers.conv import Conv2D
 
 # the smallest epsilon TensorFlow's fused batch norm takes (it raises smaller ones to this)
 FUSED_MIN_EPSILON = 1.001e-5
+
+
+@functools.cache
+def onednn_enabled() -> bool:
+    """Whether TensorFlow runs its oneDNN CPU kernels: TF_ENABLE_ONEDNN_OPTS when TensorFlow was imported, else its
+    default for the CPU (on with AVX-512; `import kerascnn` sets the variable to 1 unless it is set)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return False
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
@@ -41,8 +54,9 @@ class ConvBNAct(keras.layers.Layer):
     """
 
     #: TensorFlow's fused batch-norm kernel in training (`batch_norm_train`): "auto" uses it when TensorFlow sees a
-    #: GPU (cuDNN's fused kernel; on this project's 2-core AVX2 CPU it made the quick VGG's train step 8-15 % slower,
-    #: README Benchmarks), True wherever the backend is TensorFlow, False never.
+    #: GPU (cuDNN's fused kernel) or runs its oneDNN CPU kernels, for float32 (on this project's 2-core AVX2 CPU it
+    #: made the quick VGG's train step 16 % shorter there, and was no faster with Eigen's kernels: README
+    #: Benchmarks); True wherever the backend is TensorFlow, False never.
     fused_batch_norm = "auto"
 
     def __init__(
@@ -133,7 +147,8 @@ class ConvBNAct(keras.layers.Layer):
         if self.fused_batch_norm == "auto":
             import tensorflow as tf
 
-            return bool(tf.config.list_physical_devices("GPU"))
+            gpu = bool(tf.config.list_physical_devices("GPU"))
+            return gpu or (onednn_enabled() and self.compute_dtype == "float32")
         return True
 
     def folded_conv(self, inputs):

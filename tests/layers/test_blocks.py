@@ -9,10 +9,10 @@ from tests.oracle import corr2d
 pytestmark = pytest.mark.backend_portable
 
 
-@pytest.fixture(params=["auto", True], ids=["default", "fused"])
+@pytest.fixture(params=[False, True], ids=["keras", "fused"])
 def fused(request, monkeypatch):
-    """Each training test runs with the default batch norm path and with TensorFlow's fused kernel forced on
-    (the kernel is off on CPUs by default; on other backends both are Keras's layer)."""
+    """Each training test runs with Keras's BatchNormalization and with TensorFlow's fused kernel forced on (which
+    "auto" picks depends on the machine: tests/layers/test_tf_reference.py; on other backends both are Keras's)."""
     monkeypatch.setattr(layers.ConvBNAct, "fused_batch_norm", request.param)
     return request.param
 
