@@ -9,8 +9,9 @@ the same learning rate and decay exclusions, the same random flips.
 Each round times `--steps` train steps of each model back to back on the same batches, rotating which goes first,
 so all see the same load on a shared machine. Prints each model's median seconds per step and, for every pair, the
 median and interquartile range of the per-round ratios: the figure to read, since rounds vary with the load.
-`--ab` adds kerascnn with TensorFlow's fused batch-norm kernel in ConvBNAct's training path (on a CPU the default
-is Keras's BatchNormalization layer), for the fused / unfused ratio measured in the same rounds.
+`--ab` adds kerascnn with Keras's BatchNormalization layer in ConvBNAct's training path (the default there is
+TensorFlow's fused kernel on a GPU or with oneDNN, Keras's layer otherwise), for the ratio of the two measured in the
+same rounds.
 
     .venv/bin/python bench/peer.py [--rounds 15] [--steps 12] [--batch-size 128] [--ab]
 """
@@ -34,10 +35,10 @@ from kerascnn.train import resolve  # noqa: E402
 from kerascnn.train.trainer import build_model  # noqa: E402
 
 
-class FusedConvBNAct(kerascnn.layers.ConvBNAct):
-    """ConvBNAct with TensorFlow's fused batch-norm kernel forced on (the default uses it on a GPU only)."""
+class KerasBNConvBNAct(kerascnn.layers.ConvBNAct):
+    """ConvBNAct with Keras's BatchNormalization layer in training, never TensorFlow's fused kernel."""
 
-    fused_batch_norm = True
+    fused_batch_norm = False
 
 
 @contextlib.contextmanager
@@ -138,7 +139,7 @@ def main():
     parser.add_argument("--steps", type=int, default=12, help="train steps per model per round (default 12)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps per model first (default 10)")
     parser.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
-    parser.add_argument("--ab", action="store_true", help="also time kerascnn with the fused batch-norm kernel")
+    parser.add_argument("--ab", action="store_true", help="also time kerascnn with Keras's batch-norm layer")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out (with --ab: the A/B alone)")
     args = parser.parse_args()
 
@@ -153,7 +154,7 @@ def main():
     model, config = kerascnn_model(args.batch_size)
     steppers = [KerasStep("kerascnn", model)]
     if args.ab:
-        steppers.append(KerasStep("kerascnn-fused-bn", kerascnn_model(args.batch_size, block=FusedConvBNAct)[0]))
+        steppers.append(KerasStep("kerascnn-keras-bn", kerascnn_model(args.batch_size, block=KerasBNConvBNAct)[0]))
     if not args.no_torch:
         steppers.append(TorchStep(config))
     for stepper in steppers:
