@@ -43,8 +43,12 @@ class EpochBatches(keras.utils.PyDataset):
             self._order, self._order_epoch = epoch_order(len(self.labels), self.seed, self.epoch), self.epoch
         return self._order
 
+    def batch_indices(self, index: int) -> np.ndarray:
+        """The images of batch `index` of the current epoch: its slice of the epoch's order."""
+        return self.order()[index * self.batch_size : (index + 1) * self.batch_size]
+
     def __getitem__(self, index: int):
-        chosen = self.order()[index * self.batch_size : (index + 1) * self.batch_size]
+        chosen = self.batch_indices(index)
         return self.images[chosen], self.one_hot[self.labels[chosen]]
 
     def on_epoch_end(self):
@@ -66,7 +70,7 @@ class DeviceEpochBatches(EpochBatches):
     def __getitem__(self, index: int):
         import jax.numpy as jnp
 
-        chosen = self.order()[index * self.batch_size : (index + 1) * self.batch_size]
+        chosen = self.batch_indices(index)
         return jnp.take(self.images, chosen, axis=0), jnp.take(self.targets, chosen, axis=0)
 
 
