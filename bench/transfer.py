@@ -25,8 +25,11 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # kerascnn's default, before Keras loads TensorFlow
 
+# kerascnn before Keras, which loads TensorFlow: kerascnn's TF_ENABLE_ONEDNN_OPTS default must come first
+import kerascnn  # noqa: E402, F401
+
+# isort: split
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -15,10 +15,10 @@ SINGLE_THREAD = {
 }
 for _name, _value in SINGLE_THREAD.items():
     os.environ.setdefault(_name, _value)
-# kerascnn's default (kerascnn/__init__.py), here also for the test modules that import TensorFlow before kerascnn:
-# every test process, and every subprocess it starts, computes with the same kernels
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
+# kerascnn first (its TF_ENABLE_ONEDNN_OPTS default, kerascnn/__init__.py), before any test module imports TensorFlow:
+# every test process, and every subprocess it starts, computes with the same kernels
+import kerascnn  # noqa: E402, F401
 from tests import backend_passes  # noqa: E402  (after the thread settings: numpy reads OMP_NUM_THREADS)
 from tests.helpers import once_per_session  # noqa: E402
 
