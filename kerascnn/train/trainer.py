@@ -598,7 +598,7 @@ def _fit_inputs(config: TrainConfig, data: Data, batch_size: int, steps_per_epoc
         validation = data.stream.batches("validation", batch_size, **shards) if data.count("validation") else None
         return batches, validation, steps_per_epoch, []
     validation = (data.x_val, _one_hot(data.y_val, data.num_classes)) if len(data.x_val) else None
-    arrays = data.x_train, data.y_train, data.num_classes, config.batch_size, config.seed
+    arrays = data.x_train, data.y_train, data.num_classes, batch_size, config.seed
     if keras.backend.backend() == "tensorflow":
         batches = TFEpochBatches(*arrays)
         return batches.dataset, validation, None, [batches]

@@ -22,7 +22,15 @@ def all_layers(model):
     return list(model._flatten_layers(include_self=False, recursive=True))
 
 
-@pytest.mark.parametrize("name", models.names())
+# The models each backend's pass builds. On JAX a model's first build and its first train step compile an XLA program
+# for each new weight and layer shape: 20-45 CPU seconds a model on this project's 2-core CPU (this file took 199 of
+# the JAX pass's 356 CPU seconds). The JAX pass builds the models that presets train on JAX (vgg: quick; resnet: fast
+# and best; mobilenet; mobilenetv2: fine-tuning); lenet5 and nin, the teaching models, build under TensorFlow and
+# PyTorch, and their layers are tested on JAX in tests/layers.
+MODELS_HERE = [n for n in models.names() if not (keras.backend.backend() == "jax" and n in ("lenet5", "nin"))]
+
+
+@pytest.mark.parametrize("name", MODELS_HERE)
 @pytest.mark.parametrize("input_shape,num_classes", [((28, 28, 1), 10), ((32, 32, 3), 4)])
 def test_builds_from_kerascnn_layers_only(name, input_shape, num_classes):
     model = models.create(name, input_shape, num_classes)
@@ -33,7 +41,7 @@ def test_builds_from_kerascnn_layers_only(name, input_shape, num_classes):
 
 # on TensorFlow, mobilenetv2 trains every layer, saves and reloads in tests/export/test_finetuned_mobilenetv2.py (a
 # fine-tuned run, exported and compared with Keras); the JAX and PyTorch passes train it here
-TRAINED_HERE = [n for n in models.names() if not (n == "mobilenetv2" and keras.backend.backend() == "tensorflow")]
+TRAINED_HERE = [n for n in MODELS_HERE if not (n == "mobilenetv2" and keras.backend.backend() == "tensorflow")]
 
 
 @pytest.mark.parametrize("name", TRAINED_HERE)
@@ -54,8 +62,7 @@ def test_trains_a_step_saves_and_reloads(name, tmp_path):
 
 
 def test_parameter_counts_as_documented():
-    counts = {name: models.create(name).count_params() for name in models.names()}
-    assert counts == {
+    documented = {
         "lenet5": 61_706,
         "mobilenet": 77_898,
         "mobilenetv2": 2_270_218,
@@ -63,10 +70,13 @@ def test_parameter_counts_as_documented():
         "resnet": 698_282,
         "vgg": 289_066,
     }
-    assert counts["mobilenet"] < 100_000
+    assert set(documented) == set(models.names())
+    counts = {name: models.create(name).count_params() for name in MODELS_HERE}
+    assert counts == {name: documented[name] for name in MODELS_HERE}
+    assert documented["mobilenet"] < 100_000  # the edge net's budget: a change that outgrows it fails here
 
 
-@pytest.mark.parametrize("name", [n for n in models.names() if n != "lenet5"])
+@pytest.mark.parametrize("name", [n for n in MODELS_HERE if n != "lenet5"])
 def test_class_maps_average_to_the_scores(name):
     model = models.create(name, (28, 28, 1), 10)
     head, features = models.head_features(model)
@@ -107,10 +117,10 @@ def test_register_refuses_a_duplicate_name():
 
 
 def variable_size_models():
-    return [name for name in models.names() if name != "lenet5"]
+    return [name for name in MODELS_HERE if name != "lenet5"]
 
 
-@pytest.mark.parametrize("name", models.names())
+@pytest.mark.parametrize("name", MODELS_HERE)
 @pytest.mark.parametrize("input_shape", [(32, 32, 3), (96, 96, 3), (224, 224, 3), (40, 72, 3)])
 def test_builds_for_any_fixed_size(name, input_shape):
     model = models.create(name, input_shape, 5)
@@ -118,7 +128,7 @@ def test_builds_for_any_fixed_size(name, input_shape):
     assert model.output_shape == (None, 5)
 
 
-@pytest.mark.parametrize("name", models.names())
+@pytest.mark.parametrize("name", MODELS_HERE)
 def test_output_shape_for_agrees_with_a_forward_pass(name):
     model = models.create(name, (36, 44, 3), 4)
     assert models.input_size.output_shape_for(model, (36, 44, 3)) == (1, 4)
@@ -140,7 +150,7 @@ def test_lenet_refuses_a_variable_size_with_the_reason():
         models.create("lenet5", (None, None, 1))
 
 
-@pytest.mark.parametrize("name", models.names())
+@pytest.mark.parametrize("name", MODELS_HERE)
 def test_smallest_size_is_computed_and_named(name):
     """The smallest size comes from the layers' output-size formula; the model builds there and not below."""
     smallest = models.smallest_input_size(models.create(name, (64, 64, 3), 4))

@@ -12,6 +12,7 @@ import pytest
 
 from kerascnn import layers, models
 from kerascnn.export import audit, convert, export_run
+from kerascnn.export.__main__ import main as export_main
 from kerascnn.optimize import NoStandardEquivalent, TwinMismatch, check_twin, prune, sparsity_per_layer, to_tf_keras
 from tests.helpers import copy_run, perturb_batch_norms, random_images
 
@@ -156,36 +157,21 @@ def test_qat_and_pruning_rows(optimized):
     assert "| int8 (QAT) |" in markdown and "## Sparsity per layer (pruned 50%" in markdown
 
 
-def test_cli_flags_reach_the_report(optimized, tmp_path):
+def test_cli_flags_reach_the_report(optimized, tmp_path, capsys):
+    """python -m kerascnn.export's main, in this process (a subprocess would spend its time importing TensorFlow)."""
     root, _ = optimized
 
-    def cli(*flags):
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "kerascnn.export",
-                root / "run",
-                "--quant",
-                "float32",
-                "--limit",
-                "50",
-                "--calibration",
-                "32",
-                "--out",
-                tmp_path,
-                *flags,
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
+    def run(*flags):
+        status = export_main(
+            [str(root / "run"), "--quant", "float32", "--limit", "50", "--calibration", "32", "--out", str(tmp_path)]
+            + list(flags)
         )
+        return status, capsys.readouterr().err
 
-    done = cli("--qat-epochs", "1", "--finetune-images", "64")
-    assert done.returncode == 0, done.stderr[-3000:]
+    status, err = run("--qat-epochs", "1", "--finetune-images", "64")
+    assert status == 0, err[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert list(report["variants"]) == ["float32", "int8 (QAT)"] and report["variants"]["int8 (QAT)"]["qat_epochs"] == 1
-    assert "int8 (QAT): 1 epoch of quantization-aware training on 64 images" in done.stderr
-    done = cli("--prune-sparsity", "1.5")
-    assert done.returncode == 2 and "prune_sparsity must be in [0, 1)" in done.stderr
+    assert "int8 (QAT): 1 epoch of quantization-aware training on 64 images" in err
+    status, err = run("--prune-sparsity", "1.5")
+    assert status == 2 and "prune_sparsity must be in [0, 1)" in err

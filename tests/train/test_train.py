@@ -77,6 +77,16 @@ def run_cli(args, env=None, **kwargs):
     )
 
 
+def cli_in_process(args, capsys) -> tuple[int, str]:
+    """(exit status, stderr) of python -m kerascnn.train ARGS, run by its main in this process: a subprocess would
+    spend most of its time importing TensorFlow (tests/train/test_cli_startup.py starts the real command)."""
+    try:
+        status = cli(args)
+    except SystemExit as stop:  # argparse's errors
+        status = stop.code
+    return status, capsys.readouterr().err
+
+
 def test_resume_refuses_other_settings(tmp_path, capsys):
     out = str(tmp_path / "run")
     assert cli(["--model", "lenet5", "--limit", "128", "--epochs", "1", "--no-tensorboard", "--out", out]) == 0
@@ -115,7 +125,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_p
     assert not (out / "last.keras").exists()
 
 
-def test_image_folder_through_the_cli(tmp_path):
+def test_image_folder_through_the_cli(tmp_path, capsys):
     rng = np.random.default_rng(0)
     for label, name in enumerate(["dark", "light"]):
         (tmp_path / "images" / name).mkdir(parents=True)
@@ -123,7 +133,7 @@ def test_image_folder_through_the_cli(tmp_path):
             base = 40 if label == 0 else 200
             pixels = np.clip(base + rng.normal(0, 20, (28, 28, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(tmp_path / "images" / name / f"{index}.jpg")
-    done = run_cli(
+    status, err = cli_in_process(
         [
             "--data-dir",
             str(tmp_path / "images"),
@@ -140,33 +150,33 @@ def test_image_folder_through_the_cli(tmp_path):
             "--out",
             str(tmp_path / "run"),
         ],
-        timeout=600,
+        capsys,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert status == 0, err[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["dataset"] == "images" and metrics["test_accuracy"] >= 0.9
     assert (tmp_path / "run" / "labels.txt").read_text().split() == ["dark", "light"]
 
 
-def test_corrupt_image_in_folder_is_named(tmp_path):
+def test_corrupt_image_in_folder_is_named(tmp_path, capsys):
     for name in ("a", "b"):
         (tmp_path / "images" / name).mkdir(parents=True)
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "images" / name / "ok.png")
     (tmp_path / "images" / "b" / "bad.jpg").write_bytes(b"not a jpeg")
-    done = run_cli(["--data-dir", str(tmp_path / "images"), "--out", str(tmp_path / "run")], timeout=300)
-    assert done.returncode == 2 and "cannot be decoded" in done.stderr and "bad.jpg" in done.stderr
+    status, err = cli_in_process(["--data-dir", str(tmp_path / "images"), "--out", str(tmp_path / "run")], capsys)
+    assert status == 2 and "cannot be decoded" in err and "bad.jpg" in err
 
 
-def test_images_too_small_for_the_model(tmp_path):
+def test_images_too_small_for_the_model(tmp_path, capsys):
     for name in ("a", "b"):
         (tmp_path / "images" / name).mkdir(parents=True)
         for index in range(4):
             Image.fromarray(np.zeros((6, 6), np.uint8)).save(tmp_path / "images" / name / f"{index}.png")
-    done = run_cli(
-        ["--data-dir", str(tmp_path / "images"), "--model", "lenet5", "--out", str(tmp_path / "run")], timeout=300
+    status, err = cli_in_process(
+        ["--data-dir", str(tmp_path / "images"), "--model", "lenet5", "--out", str(tmp_path / "run")], capsys
     )
-    assert done.returncode == 2
-    assert "'lenet5' takes images of at least 28x28 pixels; input_shape=(6, 6, 1) is too small" in done.stderr
+    assert status == 2
+    assert "'lenet5' takes images of at least 28x28 pixels; input_shape=(6, 6, 1) is too small" in err
 
 
 @pytest.mark.parametrize(
@@ -178,9 +188,9 @@ def test_images_too_small_for_the_model(tmp_path):
         (["--epochs", "0"], "--epochs and --batch-size must be >= 1"),
     ],
 )
-def test_bad_arguments(tmp_path, args, message):
-    done = run_cli([*args, "--out", str(tmp_path / "run"), "--no-tensorboard", "--limit", "64"], timeout=300)
-    assert done.returncode != 0 and message in done.stderr, done.stderr[-2000:]
+def test_bad_arguments(tmp_path, args, message, capsys):
+    status, err = cli_in_process([*args, "--out", str(tmp_path / "run"), "--no-tensorboard", "--limit", "64"], capsys)
+    assert status == 2 and message in err, err[-2000:]
 
 
 @pytest.mark.parametrize("backend", ["jax"])
