@@ -72,6 +72,7 @@ def _build(env: Path, python: Path, quiet: bool) -> None:
             "install",
             *(["-q"] if quiet else []),
             "--disable-pip-version-check",
+            "--no-compile",  # no .pyc for every installed file: Python writes those it imports, on first import
             "-r",
             str(REQUIREMENTS),
         ],
