@@ -157,19 +157,11 @@ def add_mediapipe(
         if test_files:
             (Path(tmp) / "files.json").write_text(json.dumps([[str(p), int(label)] for p, label in test_files]))
             extra = ["--files", str(Path(tmp) / "files.json")]
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        done = subprocess.run(
-            [str(python), str(script), "--data", str(Path(tmp) / "test.npz"), *extra, *map(str, files.values())],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-        )
-    if done.returncode:
-        last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
-        report["mediapipe"] = f"failed: {last}"
+        command = [str(python), str(script), "--data", str(Path(tmp) / "test.npz"), *extra, *map(str, files.values())]
+        result, error = run_edge_tool(command, timeout)
+    if error is not None:
+        report["mediapipe"] = f"failed: {error}"
         return
-    result = json.loads(done.stdout)
     report["mediapipe"] = f"mediapipe {result['mediapipe']}"
     for name, checked in zip(files, result["results"]):
         report["variants"][name]["mediapipe"] = {
@@ -178,6 +170,17 @@ def add_mediapipe(
             **({"top1_agreement": checked["top1_agreement"]} if "top1_agreement" in checked else {}),
             **({"files": checked["files"]} if "files" in checked else {}),
         }
+
+
+def run_edge_tool(command: list[str], timeout: float) -> tuple[dict | None, str | None]:
+    """(the JSON it printed, None), or (None, the last line of its stderr) where it failed, of an edge-side tool
+    (`command` starts with the edge environment's Python). This checkout's PYTHONPATH is left out, so nothing of
+    the TensorFlow side reaches the edge environment."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    if done.returncode:
+        return None, (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+    return json.loads(done.stdout), None
 
 
 def _mediapipe_cells(row: dict) -> list[str]:

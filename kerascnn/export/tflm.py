@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from kerascnn.export.report import NOT_MEASURED, ROOT, edge_tools
+from kerascnn.export.report import NOT_MEASURED, ROOT, edge_tools, run_edge_tool
 
 CHECK_TFLM = ROOT / "export" / "tflm" / "check.py"
 TFLM_IMAGES = 1000  # test images the TFLM check runs by default (reference kernels: ~0.1 s per image on x86)
@@ -69,21 +68,12 @@ def add_to_report(
     log(f"TensorFlow Lite Micro on {len(rows)} variants, {len(images):,} images ({python})")
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(Path(tmp) / "test.npz", images=images, labels=labels)
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         command = [str(python), str(CHECK_TFLM), "--data", str(Path(tmp) / "test.npz")]
         command += [] if mcu_ram is None else ["--mcu-ram", str(mcu_ram)]
-        done = subprocess.run(
-            [*command, *(str(Path(out) / row["file"]) for row in rows.values())],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-        )
-    if done.returncode:
-        last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
-        report["tflm"] = f"not measured: {last}"
+        result, error = run_edge_tool([*command, *(str(Path(out) / row["file"]) for row in rows.values())], timeout)
+    if error is not None:
+        report["tflm"] = f"not measured: {error}"
         return {}
-    result = json.loads(done.stdout)
     report["tflm"] = f"tflite-micro {result['tflite_micro']}, {result['kernels']}"
     checked = {name: {**entry, "tflite_micro": result["tflite_micro"]} for name, entry in zip(rows, result["results"])}
     for name, entry in checked.items():
