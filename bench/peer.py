@@ -1,6 +1,6 @@
 """The quick preset's train step: kerascnn (TensorFlow backend) beside the same network in PyTorch, in one process.
 
-kerascnn's side is the training model `python -m kerascnn.train --preset quick` builds (vgg (24, 48, 96), random
+kerascnn's side is the training model `python -m kerascnn.train --preset quick` builds (the preset's vgg, random
 flips, AdamW with the cosine schedule, cross-entropy), stepped with `train_on_batch`. PyTorch's is the same network
 written with torch.nn (3x3 conv without bias, batch norm with the same momentum and epsilon, ReLU, max pooling with
 "same" output sizes, dropout 0.2, a 1x1 conv head, global average, cross-entropy), channels_last, eager, AdamW with
