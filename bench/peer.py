@@ -3,8 +3,8 @@
 kerascnn's side is the training model `python -m kerascnn.train --preset quick` builds (the preset's vgg, random
 flips, AdamW with the cosine schedule, cross-entropy), stepped with `train_on_batch`. PyTorch's is the same network
 written with torch.nn (3x3 conv without bias, batch norm with the same momentum and epsilon, ReLU, max pooling with
-"same" output sizes, dropout 0.2, a 1x1 conv head, global average, cross-entropy), channels_last, eager, AdamW with
-the same learning rate and decay exclusions, the same random flips.
+"same" output sizes, dropout 0.2, a 1x1 conv head, global average, cross-entropy with the preset's label
+smoothing), channels_last, eager, AdamW with the same learning rate and decay exclusions, the same random flips.
 
 Each round times `--steps` train steps of each model back to back on the same batches, rotating which goes first,
 so all see the same load on a shared machine. Prints each model's median seconds per step and, for every pair, the
@@ -91,7 +91,7 @@ class TorchStep:
         self.optimizer = torch.optim.AdamW(
             [dict(params=decay, weight_decay=config.weight_decay), dict(params=rest, weight_decay=0.0)], lr=config.lr
         )
-        self.loss = nn.CrossEntropyLoss()
+        self.loss = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)  # the preset's, as kerascnn's loss
         self.name = "pytorch"
 
     def step(self, x, y):
