@@ -61,16 +61,23 @@ class ResumableCheckpoint(keras.callbacks.Callback):
     other `epoch-*.keras` (the previous one, and any a kill between those two steps left behind). A kill loses
     at most `every` epochs. After every epoch whose validation accuracy improves (every epoch when there are no
     validation images) saves `best.keras`: the network alone, with the moving average of its weights when the
-    optimizer keeps one (`kerascnn.train.ema`). State is written last, so it always names a complete file. An
+    optimizer keeps one (`averaged`: `kerascnn.train.ema.averaged_weights`, or the same with batch-norm
+    images bound). State is written last, so it always names a complete file. An
     epoch whose weights or losses are not all finite is never saved: the NaN guard is triggered and training
     stops, leaving the last good checkpoint in place.
     """
 
     def __init__(
-        self, run_dir: Path, network: keras.Model, nan_guard: NaNGuard, state: dict | None = None, every: int = 1
+        self,
+        run_dir: Path,
+        network: keras.Model,
+        nan_guard: NaNGuard,
+        state: dict | None = None,
+        every: int = 1,
+        averaged=averaged_weights,
     ):
         super().__init__()
-        self.every = every
+        self.every, self.averaged = every, averaged
         self.run_dir = Path(run_dir)
         self.directory = self.run_dir / rundir.CHECKPOINT_DIR
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -122,7 +129,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             or self.state["best_val_accuracy"] is None
             or val_accuracy > self.state["best_val_accuracy"]
         ):
-            with averaged_weights(self.model):
+            with self.averaged(self.model):
                 atomic_save_model(self.network, self.run_dir / rundir.BEST_MODEL)
             self.state["best_val_accuracy"] = val_accuracy
             self.state["best_epoch"] = epoch

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -32,7 +33,7 @@ from kerascnn.train.checkpoint import (
     atomic_write,
 )
 from kerascnn.train.config import TrainConfig, flag, to_yaml
-from kerascnn.train.ema import AveragedValidation
+from kerascnn.train.ema import BATCH_NORM_IMAGES, AveragedValidation, averaged_weights, update_batch_norms, uses_ema
 
 # horizontal flips change what digits and letters mean
 NO_FLIP_DATASETS = {"mnist", "emnist", "kmnist", "svhn_cropped"}
@@ -437,6 +438,20 @@ def resume_model(config: TrainConfig, data: Data, run_dir: Path, state: dict, st
     return train_model, network
 
 
+def batch_norm_images(config: TrainConfig, data: Data, cluster: distribute.Cluster = SINGLE_PROCESS):
+    """With --ema, on one process: a seeded sample of `BATCH_NORM_IMAGES` training images as the training model takes
+    them (normalized arrays in memory, uint8 when streamed), whose batch statistics become the averaged weights'
+    batch-norm statistics (`kerascnn.train.ema.update_batch_norms`). None without --ema, or across several
+    processes (each would need the whole batch: their averaged weights keep the raw weights' statistics)."""
+    if not config.ema or cluster.multi_process:
+        return None
+    if data.x_train is not None:
+        count = min(BATCH_NORM_IMAGES, len(data.x_train))
+        chosen = np.random.default_rng(config.seed).choice(len(data.x_train), count, replace=False)
+        return data.x_train[np.sort(chosen)]
+    return data.dataset.limited(BATCH_NORM_IMAGES, config.seed).arrays("train")[0]
+
+
 def make_callbacks(
     config: TrainConfig,
     run_dir: Path,
@@ -445,17 +460,22 @@ def make_callbacks(
     state,
     nan_guard,
     cluster: distribute.Cluster = SINGLE_PROCESS,
+    bn_images=None,
 ) -> list:
     """The run's callbacks. Across several processes, saving a model is a collective operation (JAX checks
     that every process saves the same values), so every process checkpoints, the others into a private
-    scratch `run_dir`; only the chief (process 0) writes TensorBoard logs."""
-    callbacks = [nan_guard, EpochSeeds(config.seed), LearningRateLogger(), AveragedValidation()]
+    scratch `run_dir`; only the chief (process 0) writes TensorBoard logs. `bn_images`: `batch_norm_images`."""
+    averaged = functools.partial(averaged_weights, batch_norm_images=bn_images, batch_size=config.batch_size)
+    validation = AveragedValidation(bn_images, config.batch_size)
+    callbacks = [nan_guard, EpochSeeds(config.seed), LearningRateLogger(), validation]
     has_validation = data.count("validation") > 0
     if config.early_stopping and has_validation:  # before the checkpoint, which saves the epoch it stops on
         callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=config.early_stopping))
     elif config.early_stopping:
         print("No validation images: --early-stopping is off.")
-    callbacks.append(ResumableCheckpoint(run_dir, network, nan_guard, state, every=config.checkpoint_every))
+    callbacks.append(
+        ResumableCheckpoint(run_dir, network, nan_guard, state, every=config.checkpoint_every, averaged=averaged)
+    )
     if not cluster.is_chief:
         return callbacks
     if config.tensorboard and tensorflow_available() and cluster.multi_process:
@@ -694,7 +714,8 @@ def _train(config: TrainConfig) -> dict:
     write_dir = run_dir if cluster.is_chief else Path(tempfile.mkdtemp(prefix=f"kerascnn-process{cluster.process_id}-"))
     clock = EpochClock()
     try:
-        callbacks = [*make_callbacks(config, write_dir, data, network, state, nan_guard, cluster), clock]
+        bn_images = batch_norm_images(config, data, cluster)
+        callbacks = [*make_callbacks(config, write_dir, data, network, state, nan_guard, cluster, bn_images), clock]
         started = time.perf_counter()
         verbose = "auto" if sys.stdout.isatty() else 2
         # a file that passes the header check but fails to decode when streamed is named (DecodeError)
@@ -724,6 +745,8 @@ def _train(config: TrainConfig) -> dict:
 
         if nan_guard.triggered:
             raise TrainingError(nan_message(nan_guard, ResumableCheckpoint.load_state(run_dir), run_dir))
+        if bn_images is not None and uses_ema(train_model):  # fit left the averages in: give them their statistics
+            update_batch_norms(train_model, bn_images, config.batch_size)
         atomic_save_model(network, write_dir / rundir.LAST_MODEL)  # every process: saving is collective
         with naming_bad_files():
             return evaluate(config, run_dir, data, network, scope, seconds, cluster, clock.seconds)

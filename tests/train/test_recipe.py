@@ -15,6 +15,8 @@ from kerascnn.train.checkpoint import ResumableCheckpoint
 from kerascnn.train.trainer import compile_cache_dir, enable_compile_cache, flip_tta_accuracy, load_data
 
 TINY = dict(model="lenet5", limit=192, batch_size=64, tensorboard=False)
+# the --ema runs: a net with batch norms, whose statistics the averaged weights get from a sample of their own
+EMA_NET = dict(TINY, model="vgg", model_options=dict(widths=(4, 8, 16)))
 
 
 class Killed(Exception):
@@ -39,6 +41,10 @@ def weights(path):
     return kerascnn.load_model(path).get_weights()
 
 
+def values(variables):
+    return [keras.ops.convert_to_numpy(v) for v in variables]
+
+
 def assert_same_weights(a, b):
     for x, y in zip(weights(a), weights(b)):
         np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
@@ -48,7 +54,7 @@ def assert_same_weights(a, b):
 def ema_run(tmp_path_factory):
     """(config, run directory, metrics) of 2 epochs with the moving average, random erasing and flip TTA."""
     out = tmp_path_factory.mktemp("ema") / "run"
-    config = resolve(dict(TINY, epochs=2, ema=0.9, augment_erase=0.5, tta_flip=True, out=str(out)))
+    config = resolve(dict(EMA_NET, epochs=2, ema=0.9, augment_erase=0.5, tta_flip=True, out=str(out)))
     return config, out, train(config)
 
 
@@ -58,13 +64,17 @@ def test_ema_is_validated_saved_and_tested_while_training_goes_on_from_the_raw_w
     train_model = kerascnn.load_model(checkpoint)
     assert train_model.get_layer("erase").rate == 0.5  # random erasing is in the training model
     network = train_model.get_layer(ResumableCheckpoint.load_state(out)["network"])
-    raw = network.get_weights()
+    raw = values(network.trainable_weights)
+    raw_statistics = values(network.non_trainable_weights)
     train_model.optimizer.finalize_variable_values(train_model.trainable_weights)
-    averaged = network.get_weights()
-    last = weights(out / rundir.LAST_MODEL)
+    averaged = values(network.trainable_weights)
+    last = kerascnn.load_model(out / rundir.LAST_MODEL)
     assert max(np.abs(a - b).max() for a, b in zip(raw, averaged)) > 1e-3  # the checkpoint holds the raw weights
-    for a, b in zip(averaged, last):  # last.keras is the moving average
+    for a, b in zip(averaged, values(last.trainable_weights)):  # last.keras is the moving average
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    # ... with batch-norm statistics of its own (the checkpoint keeps the raw weights' statistics)
+    assert len(raw_statistics) == 12  # 6 ConvBNAct: moving mean and variance
+    assert min(np.abs(a - b).max() for a, b in zip(raw_statistics, values(last.non_trainable_weights))) > 1e-4
     # the validation figures of the last epoch are the moving average's
     data = load_data(config)
     model = kerascnn.load_model(out / rundir.LAST_MODEL)
@@ -102,7 +112,7 @@ def test_flip_tta_decides_on_the_sum_of_both_views():
 
 
 def test_ema_run_resumed_ends_with_the_uninterrupted_weights(tmp_path, monkeypatch):
-    settings = dict(TINY, epochs=2, ema=0.9, augment_erase=0.5)
+    settings = dict(EMA_NET, epochs=2, ema=0.9, augment_erase=0.5)
     train(resolve(dict(settings, out=str(tmp_path / "straight"))))
     die_at(monkeypatch, 0, before_save=False)
     with pytest.raises(Killed):
@@ -166,3 +176,41 @@ def test_steps_per_execution_trains_the_same_weights(tmp_path):
     metrics = train(resolve(dict(settings, steps_per_execution=3, out=str(tmp_path / "three"))))
     assert len(metrics["history"]) == 2
     assert_same_weights(tmp_path / "one" / rundir.LAST_MODEL, tmp_path / "three" / rundir.LAST_MODEL)
+
+
+def test_update_batch_norms_sets_the_average_of_the_batch_statistics():
+    """Each trainable batch norm, nested or not, ends with the mean over the batches (4, 4, 2 images) of its
+    batch mean and biased batch variance; a frozen one keeps its statistics, and the momenta are put back."""
+    from kerascnn.layers import ConvBNAct
+    from kerascnn.train.ema import update_batch_norms
+
+    inner = keras.Sequential([keras.Input((5, 5, 2)), ConvBNAct(3, 3, name="cba")], name="inner")
+    plain, frozen = keras.layers.BatchNormalization(name="plain"), keras.layers.BatchNormalization(name="frozen")
+    model = keras.Sequential([keras.Input((5, 5, 2)), inner, plain, frozen])
+    frozen.trainable = False
+    images = (np.random.default_rng(0).normal(size=(10, 5, 5, 2)) * 3 + 1).astype("float32")
+    batches = [images[:4], images[4:8], images[8:]]
+    cba = inner.get_layer("cba")
+    convolved = [keras.ops.convert_to_numpy(cba.conv(b)) for b in batches]
+    activated = [np.maximum(0, (h - h.mean((0, 1, 2))) / np.sqrt(h.var((0, 1, 2)) + cba.bn.epsilon)) for h in convolved]
+    update_batch_norms(model, images, batch_size=4)
+    for norm, outputs in ((cba.bn, convolved), (plain, activated)):
+        np.testing.assert_allclose(norm.moving_mean, np.mean([h.mean((0, 1, 2)) for h in outputs], 0), atol=1e-4)
+        np.testing.assert_allclose(norm.moving_variance, np.mean([h.var((0, 1, 2)) for h in outputs], 0), rtol=1e-3)
+    np.testing.assert_array_equal(frozen.moving_mean, np.zeros(3))
+    assert (cba.bn.momentum, plain.momentum, frozen.momentum) == (0.99, 0.99, 0.99)
+
+
+@pytest.mark.parametrize("pipeline", ["memory", "stream"])
+def test_batch_norm_images_are_a_seeded_sample_as_the_training_model_takes_them(pipeline):
+    from kerascnn.train.trainer import batch_norm_images
+
+    config = resolve(dict(TINY, ema=0.9, input_pipeline=pipeline, out="unused"))
+    data = load_data(config)
+    images = batch_norm_images(config, data)
+    assert images.shape == (192, 28, 28, 1)  # all 192 (fewer than BATCH_NORM_IMAGES)
+    if pipeline == "memory":  # the normalized arrays, a sample without repeats
+        assert images.dtype == np.float32 and len(np.unique(images.reshape(192, -1), axis=0)) == 192
+    else:  # uint8 pixels: the streamed training model normalizes them
+        assert images.dtype == np.uint8
+    assert batch_norm_images(resolve(dict(TINY, out="unused")), data) is None  # without --ema
