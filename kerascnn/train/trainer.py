@@ -439,17 +439,19 @@ def resume_model(config: TrainConfig, data: Data, run_dir: Path, state: dict, st
 
 
 def batch_norm_images(config: TrainConfig, data: Data, cluster: distribute.Cluster = SINGLE_PROCESS):
-    """With --ema, on one process: a seeded sample of `BATCH_NORM_IMAGES` training images as the training model takes
-    them (normalized arrays in memory, uint8 when streamed), whose batch statistics become the averaged weights'
-    batch-norm statistics (`kerascnn.train.ema.update_batch_norms`). None without --ema, or across several
-    processes (each would need the whole batch: their averaged weights keep the raw weights' statistics)."""
+    """With --ema, on one process: `BATCH_NORM_IMAGES` training images in a seeded shuffled order (folders list
+    their files class by class: batches of one class would miss the variance between classes), as the training
+    model takes them (normalized arrays in memory, uint8 when streamed; a streamed tfds split gives its first
+    images), whose batch statistics become the averaged weights' batch-norm statistics
+    (`kerascnn.train.ema.update_batch_norms`). None without --ema, or across several processes (each would need
+    the whole batch: their averaged weights keep the raw weights' statistics)."""
     if not config.ema or cluster.multi_process:
         return None
+    rng = np.random.default_rng(config.seed)
     if data.x_train is not None:
-        count = min(BATCH_NORM_IMAGES, len(data.x_train))
-        chosen = np.random.default_rng(config.seed).choice(len(data.x_train), count, replace=False)
-        return data.x_train[np.sort(chosen)]
-    return data.dataset.limited(BATCH_NORM_IMAGES, config.seed).arrays("train")[0]
+        return data.x_train[rng.permutation(len(data.x_train))[:BATCH_NORM_IMAGES]]
+    images = data.dataset.limited(BATCH_NORM_IMAGES, config.seed).arrays("train")[0]
+    return images[rng.permutation(len(images))]
 
 
 def make_callbacks(

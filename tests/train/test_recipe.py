@@ -179,8 +179,9 @@ def test_steps_per_execution_trains_the_same_weights(tmp_path):
 
 
 def test_update_batch_norms_sets_the_average_of_the_batch_statistics():
-    """Each trainable batch norm, nested or not, ends with the mean over the batches (4, 4, 2 images) of its
-    batch mean and biased batch variance; a frozen one keeps its statistics, and the momenta are put back."""
+    """Each trainable batch norm, nested or not, ends with the average over the batches (4, 4, 2 images), weighted
+    by their images, of its batch mean and biased batch variance; a frozen one keeps its statistics, and the
+    momenta are put back."""
     from kerascnn.layers import ConvBNAct
     from kerascnn.train.ema import update_batch_norms
 
@@ -189,16 +190,42 @@ def test_update_batch_norms_sets_the_average_of_the_batch_statistics():
     model = keras.Sequential([keras.Input((5, 5, 2)), inner, plain, frozen])
     frozen.trainable = False
     images = (np.random.default_rng(0).normal(size=(10, 5, 5, 2)) * 3 + 1).astype("float32")
+    images[8:] += 4  # the short last batch stands apart: weighting it like a full one would move the average
     batches = [images[:4], images[4:8], images[8:]]
     cba = inner.get_layer("cba")
     convolved = [keras.ops.convert_to_numpy(cba.conv(b)) for b in batches]
     activated = [np.maximum(0, (h - h.mean((0, 1, 2))) / np.sqrt(h.var((0, 1, 2)) + cba.bn.epsilon)) for h in convolved]
     update_batch_norms(model, images, batch_size=4)
+    sizes = [4, 4, 2]
     for norm, outputs in ((cba.bn, convolved), (plain, activated)):
-        np.testing.assert_allclose(norm.moving_mean, np.mean([h.mean((0, 1, 2)) for h in outputs], 0), atol=1e-4)
-        np.testing.assert_allclose(norm.moving_variance, np.mean([h.var((0, 1, 2)) for h in outputs], 0), rtol=1e-3)
+        mean = np.average([h.mean((0, 1, 2)) for h in outputs], axis=0, weights=sizes)
+        variance = np.average([h.var((0, 1, 2)) for h in outputs], axis=0, weights=sizes)
+        np.testing.assert_allclose(norm.moving_mean, mean, atol=1e-4)
+        np.testing.assert_allclose(norm.moving_variance, variance, rtol=1e-3)
     np.testing.assert_array_equal(frozen.moving_mean, np.zeros(3))
     assert (cba.bn.momentum, plain.momentum, frozen.momentum) == (0.99, 0.99, 0.99)
+
+
+def test_averaged_weights_hold_the_averages_inside_and_every_variable_back_after():
+    from kerascnn.layers import ConvBNAct
+    from kerascnn.train.ema import averaged_weights
+
+    model = keras.Sequential(
+        [keras.Input((6, 6, 1)), ConvBNAct(4, 3), keras.layers.Dropout(0.5), keras.layers.Flatten()]
+    )
+    model.add(keras.layers.Dense(2))
+    model.compile(keras.optimizers.AdamW(1e-2, use_ema=True, ema_momentum=0.5), "mse")
+    x = np.random.default_rng(1).normal(size=(16, 6, 6, 1)).astype("float32")
+    for _ in range(3):  # train_on_batch, unlike fit, leaves the raw weights in the model
+        model.train_on_batch(x, np.ones((16, 2)))
+    before = values(model.variables)
+    with averaged_weights(model, x, batch_size=8):
+        inside = values(model.variables)
+    after = values(model.variables)
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)  # weights, moving statistics and seed states, bit for bit
+    changed = [not np.array_equal(a, b) for a, b in zip(before, inside)]
+    assert sum(changed) >= 4  # inside: the averaged kernel, gamma, beta and the sample's moving statistics
 
 
 @pytest.mark.parametrize("pipeline", ["memory", "stream"])
@@ -209,6 +236,10 @@ def test_batch_norm_images_are_a_seeded_sample_as_the_training_model_takes_them(
     data = load_data(config)
     images = batch_norm_images(config, data)
     assert images.shape == (192, 28, 28, 1)  # all 192 (fewer than BATCH_NORM_IMAGES)
+    in_order = data.x_train if pipeline == "memory" else data.dataset.arrays("train")[0]
+    assert not np.array_equal(images, in_order)  # shuffled: a folder's files come class by class
+    rows = lambda a: np.sort(a.reshape(len(a), -1), axis=0)  # noqa: E731
+    np.testing.assert_array_equal(rows(images), rows(in_order))  # the same images
     if pipeline == "memory":  # the normalized arrays, a sample without repeats
         assert images.dtype == np.float32 and len(np.unique(images.reshape(192, -1), axis=0)) == 192
     else:  # uint8 pixels: the streamed training model normalizes them
