@@ -18,7 +18,7 @@ for _name, _value in SINGLE_THREAD.items():
     os.environ.setdefault(_name, _value)
 
 # Bytecode caches on: the installs skip pip's byte-compilation (53ca5cb), so with PYTHONDONTWRITEBYTECODE set (as on
-# this project's machines) each of the ~80 Python processes the suite starts compiled TensorFlow's, Keras's and
+# this project's machines) each of the dozens of Python processes the suite starts compiled TensorFlow's, Keras's and
 # JAX's sources anew: about 20 of a JAX CLI run's 34 CPU s. The first process to import a module now writes its
 # .pyc (into .venv, or __pycache__/, which git ignores) and the others read it.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)

@@ -75,11 +75,12 @@ def averaged_weights(model: keras.Model, batch_norm_images: np.ndarray | None = 
 
 class AveragedValidation(keras.callbacks.Callback):
     """Validates the moving average during `fit` (val_loss, val_accuracy, so the best epoch and early stopping
-    follow the model that is saved), training on with the raw weights after each validation."""
+    follow the model that is saved), training on with the raw weights after each validation. `averaged`:
+    `averaged_weights`, or the same with batch-norm images bound (the trainer's, shared with its checkpoint)."""
 
-    def __init__(self, batch_norm_images: np.ndarray | None = None, batch_size: int = 128):
+    def __init__(self, averaged=averaged_weights):
         super().__init__()
-        self.batch_norm_images, self.batch_size = batch_norm_images, batch_size
+        self.averaged = averaged
         self._block = None
         self._fitting = False
 
@@ -91,7 +92,7 @@ class AveragedValidation(keras.callbacks.Callback):
 
     def on_test_begin(self, logs=None):
         if self._fitting and uses_ema(self.model):
-            self._block = averaged_weights(self.model, self.batch_norm_images, self.batch_size)
+            self._block = self.averaged(self.model)
             self._block.__enter__()
 
     def on_test_end(self, logs=None):

@@ -33,7 +33,7 @@ from kerascnn.train.checkpoint import (
     atomic_write,
 )
 from kerascnn.train.config import TrainConfig, flag, to_yaml
-from kerascnn.train.ema import BATCH_NORM_IMAGES, AveragedValidation, averaged_weights, update_batch_norms, uses_ema
+from kerascnn.train.ema import BATCH_NORM_IMAGES, AveragedValidation, averaged_weights, update_batch_norms
 
 # horizontal flips change what digits and letters mean
 NO_FLIP_DATASETS = {"mnist", "emnist", "kmnist", "svhn_cropped"}
@@ -468,8 +468,7 @@ def make_callbacks(
     that every process saves the same values), so every process checkpoints, the others into a private
     scratch `run_dir`; only the chief (process 0) writes TensorBoard logs. `bn_images`: `batch_norm_images`."""
     averaged = functools.partial(averaged_weights, batch_norm_images=bn_images, batch_size=config.batch_size)
-    validation = AveragedValidation(bn_images, config.batch_size)
-    callbacks = [nan_guard, EpochSeeds(config.seed), LearningRateLogger(), validation]
+    callbacks = [nan_guard, EpochSeeds(config.seed), LearningRateLogger(), AveragedValidation(averaged)]
     has_validation = data.count("validation") > 0
     if config.early_stopping and has_validation:  # before the checkpoint, which saves the epoch it stops on
         callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=config.early_stopping))
@@ -747,7 +746,7 @@ def _train(config: TrainConfig) -> dict:
 
         if nan_guard.triggered:
             raise TrainingError(nan_message(nan_guard, ResumableCheckpoint.load_state(run_dir), run_dir))
-        if bn_images is not None and uses_ema(train_model):  # fit left the averages in: give them their statistics
+        if bn_images is not None:  # --ema: fit left the averages in the weights; give them their statistics
             update_batch_norms(train_model, bn_images, config.batch_size)
         atomic_save_model(network, write_dir / rundir.LAST_MODEL)  # every process: saving is collective
         with naming_bad_files():
