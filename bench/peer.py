@@ -13,7 +13,7 @@ median and interquartile range of the per-round ratios: the figure to read, sinc
 TensorFlow's fused kernel on a GPU or with oneDNN, Keras's layer otherwise), for the ratio of the two measured in the
 same rounds.
 
-    .venv/bin/python bench/peer.py [--rounds 15] [--steps 12] [--batch-size 128] [--ab]
+    .venv/bin/python bench/peer.py [--rounds 15] [--steps 12] [--batch-size 128] [--ab] [--widths 32 64 128]
 """
 
 import argparse
@@ -55,9 +55,11 @@ def conv_bn_act_class(cls):
         kerascnn.layers.ConvBNAct = original
 
 
-def kerascnn_model(batch_size, steps_per_epoch=430, block=None):
-    """The quick preset's compiled training model, as the trainer builds it."""
+def kerascnn_model(batch_size, steps_per_epoch=430, block=None, widths=None):
+    """The quick preset's compiled training model, as the trainer builds it (`widths`: the vgg's, else the preset's)."""
     config = resolve(dict(preset="quick", batch_size=batch_size))
+    if widths:
+        config.model_options = {**config.model_options, "widths": tuple(widths)}
     data = types.SimpleNamespace(dataset=types.SimpleNamespace(input_shape=(28, 28, 1)), num_classes=10, stream=None)
     keras.utils.set_random_seed(0)
     with conv_bn_act_class(block) if block else contextlib.nullcontext():
@@ -144,6 +146,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
     parser.add_argument("--ab", action="store_true", help="also time kerascnn with Keras's batch-norm layer")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out (with --ab: the A/B alone)")
+    parser.add_argument("--widths", type=int, nargs=3, help="the vgg's three widths instead of the preset's")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -154,10 +157,14 @@ def main():
         (rng.standard_normal((args.batch_size, 28, 28, 1), dtype=np.float32), eye[rng.integers(0, 10, args.batch_size)])
         for _ in range(4)
     ]
-    model, config = kerascnn_model(args.batch_size)
+    model, config = kerascnn_model(args.batch_size, widths=args.widths)
     steppers = [KerasStep("kerascnn", model)]
     if args.ab:
-        steppers.append(KerasStep("kerascnn-keras-bn", kerascnn_model(args.batch_size, block=KerasBNConvBNAct)[0]))
+        steppers.append(
+            KerasStep(
+                "kerascnn-keras-bn", kerascnn_model(args.batch_size, block=KerasBNConvBNAct, widths=args.widths)[0]
+            )
+        )
     if not args.no_torch:
         steppers.append(TorchStep(config))
     for stepper in steppers:
@@ -171,9 +178,10 @@ def main():
 
         threads += f", torch {torch.__version__} threads {torch.get_num_threads()}"
     print(
-        f"\nquick vgg, {model.count_params():,} parameters, batch {args.batch_size}, {args.rounds} rounds of "
-        f"{args.steps} steps per model (order rotated each round); TensorFlow {tf.__version__}, Keras "
-        f"{keras.__version__}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {threads}"
+        f"\nquick vgg {config.model_options['widths']}, {model.count_params():,} parameters, batch {args.batch_size}, "
+        f"{args.rounds} rounds of {args.steps} steps per model (order rotated each round); "
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {threads}"
     )
     print("| model | s/step (median of rounds) | rounds' interquartile range |")
     print("|---|---|---|")
