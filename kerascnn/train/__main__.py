@@ -172,12 +172,21 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--optimizer", choices=["adamw", "sgd"], help="AdamW, or SGD with Nesterov momentum 0.9" + _default("optimizer")
     )
-    g.add_argument("--lr", type=float, help="peak learning rate (cosine decay after linear warm-up)" + _default("lr"))
+    g.add_argument(
+        "--lr", type=float, help="peak learning rate (reached after the warm-up, then --lr-decay to 0)" + _default("lr")
+    )
     g.add_argument(
         "--warmup-epochs",
         type=float,
         dest="warmup_epochs",
         help="epochs of linear warm-up from 0 to --lr" + _default("warmup_epochs"),
+    )
+    g.add_argument(
+        "--lr-decay",
+        choices=["cosine", "linear"],
+        dest="lr_decay",
+        help="after the warm-up the learning rate falls from --lr to 0 at the last step along a half cosine or a "
+        "straight line" + _default("lr_decay"),
     )
     g.add_argument(
         "--weight-decay",

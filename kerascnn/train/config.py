@@ -44,6 +44,7 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
+    lr_decay: str = "cosine"  # after the warm-up, "cosine" or "linear" to 0 at the last step
     label_smoothing: float = 0.0
     ema: float = 0.0  # momentum of the weights' moving average per step (evaluated and saved); 0 is off
     mixed_precision: bool = False
@@ -79,6 +80,8 @@ class TrainConfig:
             raise ValueError(f"--optimizer must be 'adamw' or 'sgd', not {self.optimizer!r}.")
         if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.label_smoothing < 1:
             raise ValueError("--lr must be > 0, --weight-decay >= 0 and --label-smoothing in [0, 1).")
+        if self.lr_decay not in ("cosine", "linear"):
+            raise ValueError(f"--lr-decay must be cosine or linear, not {self.lr_decay!r}.")
         if self.jit_compile not in ("auto", "on", "off"):
             raise ValueError(f"--jit-compile must be auto, on or off, not {self.jit_compile!r}.")
         if not 0 <= self.augment_erase <= 1:

@@ -233,7 +233,7 @@ def build_network(config, source: WeightSource, input_shape, labels: list[str]):
 
 def phase_config(config, head_only: bool):
     """The config whose learning-rate schedule a phase runs: phase 1 (head only) spans `freeze_epochs` at `lr`
-    with its warm-up; phase 2 spans the remaining epochs at `finetune_lr` (default lr / 10), cosine decay from
+    with its warm-up; phase 2 spans the remaining epochs at `finetune_lr` (default lr / 10), `lr_decay` from
     the start (no warm-up: the network is trained already)."""
     if head_only:
         return dataclasses.replace(config, epochs=config.freeze_epochs)

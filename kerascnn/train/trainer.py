@@ -21,7 +21,7 @@ import numpy as np
 from kerascnn import models, rundir
 from kerascnn.data import RandomCropFlip, RandomErasing, stream
 from kerascnn.data.spec import DataSpec
-from kerascnn.train import distribute, finetune
+from kerascnn.train import distribute, finetune, schedules
 from kerascnn.train.batches import DeviceEpochBatches, EpochBatches, EpochSeeds, TFEpochBatches, epoch_seed
 from kerascnn.train.checkpoint import (
     CheckpointError,
@@ -194,12 +194,11 @@ def _distribution_scope(config: TrainConfig, cluster: distribute.Cluster = SINGL
 
 
 def _schedule(config: TrainConfig, steps_per_epoch: int):
-    """Linear warm-up from 0 to `lr` over `warmup_epochs`, then cosine decay to 0 at the last step of `epochs`."""
+    """Linear warm-up from 0 to `lr` over `warmup_epochs`, then `lr_decay` (cosine or linear) to 0 at the last step
+    of `epochs`."""
     total = config.epochs * steps_per_epoch
     warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0, decay_steps=max(total - warmup, 1), warmup_target=config.lr, warmup_steps=warmup
-    )
+    return schedules.schedule(config.lr_decay, config.lr, warmup, total)
 
 
 def _optimizer(config: TrainConfig, steps_per_epoch: int):
