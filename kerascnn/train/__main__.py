@@ -23,7 +23,7 @@ import os
 import sys
 
 from kerascnn import cli, rundir
-from kerascnn.train.config import PRESETS, TrainConfig, read_config_file, resolve
+from kerascnn.train.config import LR_DECAYS, PRESETS, TrainConfig, read_config_file, resolve
 
 
 def _bool(text: str) -> bool:
@@ -183,7 +183,7 @@ def parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--lr-decay",
-        choices=["cosine", "linear"],
+        choices=LR_DECAYS,
         dest="lr_decay",
         help="after the warm-up the learning rate falls from --lr to 0 at the last step along a half cosine or a "
         "straight line" + _default("lr_decay"),

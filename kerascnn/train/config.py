@@ -11,6 +11,10 @@ import yaml
 
 from kerascnn.train.rendezvous import DEFAULT_TIMEOUT
 
+# --lr-decay's choices (kerascnn.train.schedules builds them; named here, where the CLI and the checks read them
+# without importing Keras)
+LR_DECAYS = ("cosine", "linear")
+
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -80,8 +84,8 @@ class TrainConfig:
             raise ValueError(f"--optimizer must be 'adamw' or 'sgd', not {self.optimizer!r}.")
         if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.label_smoothing < 1:
             raise ValueError("--lr must be > 0, --weight-decay >= 0 and --label-smoothing in [0, 1).")
-        if self.lr_decay not in ("cosine", "linear"):
-            raise ValueError(f"--lr-decay must be cosine or linear, not {self.lr_decay!r}.")
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"--lr-decay must be {' or '.join(LR_DECAYS)}, not {self.lr_decay!r}.")
         if self.jit_compile not in ("auto", "on", "off"):
             raise ValueError(f"--jit-compile must be auto, on or off, not {self.jit_compile!r}.")
         if not 0 <= self.augment_erase <= 1:

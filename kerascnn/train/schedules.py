@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import keras
 
-DECAYS = ("cosine", "linear")
+from kerascnn.train.config import LR_DECAYS
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
@@ -50,4 +50,4 @@ def schedule(decay: str, peak: float, warmup_steps: int, total_steps: int):
         return keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=0.0, decay_steps=decay_steps, warmup_target=peak, warmup_steps=warmup_steps
         )
-    raise ValueError(f"Unknown learning-rate decay {decay!r}: use one of {', '.join(DECAYS)}.")
+    raise ValueError(f"Unknown learning-rate decay {decay!r}: use one of {', '.join(LR_DECAYS)}.")
