@@ -1,5 +1,6 @@
-"""The import layering, read from the source with `ast`: layers <- models <- data <- train <- export, nothing lower
-imports anything higher, and the edge side (the top-level export/ folder) imports no TensorFlow, Keras or kerascnn.
+"""The import layering, read from the source with `ast`: layers <- models <- data <- train <- saving <- export,
+nothing lower imports anything higher, and the edge side (the top-level export/ folder) imports no TensorFlow, Keras
+or kerascnn.
 
 A module's unit is its subpackage (kerascnn/train/*.py is "train") or, for a module directly in kerascnn/, its name.
 A unit may import itself and units of a lower rank only; rundir and cli (file names, exit codes) are below all.
@@ -17,10 +18,10 @@ RANKS = {
     "layers": 1,
     "models": 2,
     "data": 3,
-    "saving": 4,  # registers the layers and the augmentation layer for load_model
     "optimize": 4,  # the tf_keras twin, QAT and pruning: used by export
     "train": 4,
-    "export": 5,
+    "saving": 5,  # registers for load_model what layers, data and train define; export loads with it
+    "export": 6,
 }
 EDGE_FORBIDDEN = {"tensorflow", "keras", "tf_keras", "tensorflow_model_optimization", "kerascnn"}
 
@@ -81,7 +82,18 @@ def test_the_check_finds_an_upward_import(tmp_path):
     (package / "models" / "ok.py").write_text("from kerascnn import layers\nimport kerascnn.models.vgg\n")
     found = layering_violations(package)
     assert len(found) == 2 and "data (rank 3) imports kerascnn.train" in found[0], found
-    assert "models (rank 2) imports kerascnn.export (rank 5)" in found[1], found
+    assert "models (rank 2) imports kerascnn.export (rank 6)" in found[1], found
+
+
+def test_saving_may_register_what_train_defines_but_train_may_not_load_through_saving(tmp_path):
+    """saving.register_serializables imports train's learning-rate schedule (CI of stop 29 failed on it)."""
+    package = tmp_path / "kerascnn"
+    (package / "train").mkdir(parents=True)
+    (package / "saving.py").write_text("def register():\n    import kerascnn.train.schedules\n")
+    assert layering_violations(package) == []
+    (package / "train" / "trainer.py").write_text("from kerascnn.saving import load_model\n")
+    found = layering_violations(package)
+    assert len(found) == 1 and "train (rank 4) imports kerascnn.saving (rank 5)" in found[0], found
 
 
 def edge_files() -> list[Path]:
