@@ -23,7 +23,7 @@ import os
 import sys
 
 from kerascnn import cli, rundir
-from kerascnn.train.config import LR_DECAYS, PRESETS, TrainConfig, read_config_file, resolve
+from kerascnn.train.config import KEEPS, LR_DECAYS, PRESETS, TrainConfig, read_config_file, resolve
 
 
 def _bool(text: str) -> bool:
@@ -243,6 +243,13 @@ def parser() -> argparse.ArgumentParser:
         help="stop after PATIENCE epochs without a better validation accuracy, 0 is off" + _default("early_stopping"),
     )
     g.add_argument(
+        "--keep",
+        choices=KEEPS,
+        help="the run's model (best.keras: tested, exported, read by --init-from): the epoch with the best validation "
+        "accuracy, or the last epoch (where the learning rate reaches 0); the last network is tested either way"
+        + _default("keep"),
+    )
+    g.add_argument(
         "--distribute",
         action="store_const",
         const=True,
@@ -386,13 +393,18 @@ def main(argv=None) -> int:
         return cli.user_error(error)
     if "test_accuracy" in metrics:
         if "test_accuracy_best" in metrics:
-            chosen = (
-                f"best epoch {metrics['best_epoch']}, chosen by validation accuracy "
-                f"{100 * metrics['best_val_accuracy']:.2f} %; "
-                if metrics.get("best_val_accuracy") is not None
-                else "best epoch; "
-            )
-            detail = f"{chosen}last epoch {100 * metrics['test_accuracy_last']:.2f} %"
+            validation = metrics.get("best_val_accuracy")
+            if metrics.get("kept") == "last":
+                detail = "the last epoch, kept by --keep last" + (
+                    f"; validation accuracy {100 * validation:.2f} %" if validation is not None else ""
+                )
+            else:
+                chosen = (
+                    f"best epoch {metrics['best_epoch']}, chosen by validation accuracy {100 * validation:.2f} %; "
+                    if validation is not None
+                    else "best epoch; "
+                )
+                detail = f"{chosen}last epoch {100 * metrics['test_accuracy_last']:.2f} %"
         else:
             detail = "last epoch"
         print(f"\nTest accuracy: {100 * metrics['test_accuracy']:.2f} % on {metrics['test_split']} ({detail})")

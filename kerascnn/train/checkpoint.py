@@ -60,11 +60,11 @@ class ResumableCheckpoint(keras.callbacks.Callback):
     best validation accuracy, the history of every epoch so far, the network's layer name), then deletes every
     other `epoch-*.keras` (the previous one, and any a kill between those two steps left behind). A kill loses
     at most `every` epochs. After every epoch whose validation accuracy improves (every epoch when there are no
-    validation images) saves `best.keras`: the network alone, with the moving average of its weights when the
-    optimizer keeps one (`averaged`: `kerascnn.train.ema.averaged_weights`, or the same with batch-norm
-    images bound). State is written last, so it always names a complete file. An
-    epoch whose weights or losses are not all finite is never saved: the NaN guard is triggered and training
-    stops, leaving the last good checkpoint in place.
+    validation images, or with `keep_last`: the run keeps its last epoch) saves `best.keras`: the network alone,
+    with the moving average of its weights when the optimizer keeps one (`averaged`:
+    `kerascnn.train.ema.averaged_weights`, or the same with batch-norm images bound). State is written last, so
+    it always names a complete file. An epoch whose weights or losses are not all finite is never saved: the NaN
+    guard is triggered and training stops, leaving the last good checkpoint in place.
     """
 
     def __init__(
@@ -75,9 +75,10 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         state: dict | None = None,
         every: int = 1,
         averaged=averaged_weights,
+        keep_last: bool = False,
     ):
         super().__init__()
-        self.every, self.averaged = every, averaged
+        self.every, self.averaged, self.keep_last = every, averaged, keep_last
         self.run_dir = Path(run_dir)
         self.directory = self.run_dir / rundir.CHECKPOINT_DIR
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -125,7 +126,8 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             return
         val_accuracy = logs.get("val_accuracy")  # None without validation images: the latest epoch is the best
         if (
-            val_accuracy is None
+            self.keep_last
+            or val_accuracy is None
             or self.state["best_val_accuracy"] is None
             or val_accuracy > self.state["best_val_accuracy"]
         ):

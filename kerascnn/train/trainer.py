@@ -474,7 +474,15 @@ def make_callbacks(
     elif config.early_stopping:
         print("No validation images: --early-stopping is off.")
     callbacks.append(
-        ResumableCheckpoint(run_dir, network, nan_guard, state, every=config.checkpoint_every, averaged=averaged)
+        ResumableCheckpoint(
+            run_dir,
+            network,
+            nan_guard,
+            state,
+            every=config.checkpoint_every,
+            averaged=averaged,
+            keep_last=config.keep == "last",
+        )
     )
     if not cluster.is_chief:
         return callbacks
@@ -543,7 +551,8 @@ def evaluate(
     epoch_seconds: list | None = None,
 ) -> dict:
     """The metrics of the run (history from state.json; test accuracy of best.keras, the epoch chosen by
-    validation accuracy, and of the last network), written to metrics.json by the chief.
+    validation accuracy or with --keep last the last one, and of the last network), written to metrics.json by the
+    chief.
 
     Across several processes every process evaluates its shard of the test split together, on the last
     network only (best.keras is on the chief's disk).
@@ -556,6 +565,7 @@ def evaluate(
         "epochs": final_state["epoch"] + 1 if final_state else 0,
         "best_epoch": final_state.get("best_epoch", -1) + 1 if final_state else 0,
         "best_val_accuracy": final_state.get("best_val_accuracy") if final_state else None,
+        "kept": config.keep,  # "last": best_epoch is the last epoch, best_val_accuracy its validation accuracy
         "train_seconds_this_session": round(seconds, 1),
         "epoch_seconds_this_session": epoch_seconds or [],
         "backend": keras.backend.backend(),

@@ -1,5 +1,5 @@
 """The record-recipe flags: random erasing, the weights' moving average (--ema), flip test-time augmentation,
---checkpoint-every, JAX's compilation cache."""
+--checkpoint-every, --keep, JAX's compilation cache."""
 
 import json
 from pathlib import Path
@@ -11,7 +11,7 @@ import pytest
 import kerascnn
 from kerascnn import rundir
 from kerascnn.train import resolve, train
-from kerascnn.train.checkpoint import ResumableCheckpoint
+from kerascnn.train.checkpoint import NaNGuard, ResumableCheckpoint
 from kerascnn.train.trainer import compile_cache_dir, enable_compile_cache, flip_tta_accuracy, load_data
 
 TINY = dict(model="lenet5", limit=192, batch_size=64, tensorboard=False)
@@ -146,6 +146,41 @@ def test_checkpoint_every_n_epochs_keeps_the_last_and_resumes(tmp_path, monkeypa
     assert_same_weights(tmp_path / "straight" / rundir.LAST_MODEL, tmp_path / "resumed" / rundir.LAST_MODEL)
 
 
+@pytest.mark.parametrize("keep_last,kept", [(False, 0), (True, 1)])
+def test_keep_last_saves_the_last_epoch_as_the_model_though_validation_fell(tmp_path, keep_last, kept):
+    network = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="dense")], name="net")
+    checkpoint = ResumableCheckpoint(tmp_path, network, NaNGuard(), keep_last=keep_last)
+    network.stop_training = False  # as model.fit sets it
+    checkpoint.set_model(network)
+    checkpoint.set_params({"epochs": 2})
+    for epoch, val_accuracy in enumerate([0.9, 0.8]):  # the second epoch validates worse
+        network.get_layer("dense").kernel.assign(np.full((2, 1), epoch + 1.0, np.float32))
+        checkpoint.on_epoch_end(epoch, {"loss": 1.0, "val_accuracy": val_accuracy})
+    model = keras.saving.load_model(tmp_path / rundir.BEST_MODEL)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.get_layer("dense").kernel), kept + 1.0)
+    assert checkpoint.state["best_epoch"] == kept
+    assert checkpoint.state["best_val_accuracy"] == [0.9, 0.8][kept]
+
+
+def test_keep_last_run_tests_and_reports_its_last_epoch(tmp_path, capsys):
+    from kerascnn.train.__main__ import main
+
+    out = tmp_path / "run"
+    args = ["--model", "lenet5", "--limit", "192", "--batch-size", "64", "--epochs", "2", "--no-tensorboard"]
+    assert main([*args, "--keep", "last", "--out", str(out)]) == 0
+    metrics = json.loads((out / rundir.METRICS).read_text())
+    assert metrics["kept"] == "last" and metrics["best_epoch"] == 2
+    assert metrics["best_val_accuracy"] == metrics["history"][-1]["val_accuracy"]
+    assert metrics["test_accuracy"] == metrics["test_accuracy_last"]
+    assert_same_weights(out / rundir.BEST_MODEL, out / rundir.LAST_MODEL)
+    assert "(the last epoch, kept by --keep last; validation accuracy" in capsys.readouterr().out
+
+
+def test_quick_preset_keeps_its_last_epoch_and_the_default_its_best():
+    assert resolve(dict(preset="quick")).keep == "last"
+    assert resolve({}).keep == "best" and resolve(dict(preset="best")).keep == "best"
+
+
 def test_compile_cache_folder(tmp_path):
     assert compile_cache_dir("off", {"JAX_COMPILATION_CACHE_DIR": "/x"}) is None
     assert compile_cache_dir(str(tmp_path), {"JAX_COMPILATION_CACHE_DIR": "/x"}) == tmp_path
@@ -162,6 +197,8 @@ def test_compile_cache_folder(tmp_path):
         (dict(augment_erase=1.5), "--augment-erase"),
         (dict(ema=1.0), "--ema"),
         (dict(checkpoint_every=0), "--checkpoint-every"),
+        (dict(keep="first"), "--keep must be best or last"),
+        (dict(keep="last", early_stopping=3), "Use --keep best with --early-stopping"),
     ],
 )
 def test_bad_recipe_values_are_named(values, match):
