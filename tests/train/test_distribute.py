@@ -140,51 +140,6 @@ def test_two_workers_read_different_halves_and_end_with_identical_weights(tmp_pa
     assert (tmp_path / "run.txt").read_text() == "written by the chief\n"
 
 
-def test_cli_on_two_processes_writes_one_run_directory(tmp_path):
-    from tests.data.test_stream import write_images
-
-    write_images(tmp_path / "images", classes=("a", "b"), per_class=12, size=(16, 16))
-    port = free_port()
-    workers = []
-    for process_id in range(2):
-        args = [
-            "--data-dir",
-            str(tmp_path / "images"),
-            "--model",
-            "vgg",
-            "--model-options",
-            '{"widths": [8]}',
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--no-tensorboard",
-            "--out",
-            str(tmp_path / f"run{process_id}"),
-            "--coordinator",
-            f"127.0.0.1:{port}",
-            "--num-processes",
-            "2",
-            "--process-id",
-            str(process_id),
-        ]
-        workers.append(start_worker(["-m", "kerascnn.train", *args], WORKER_ENV, cwd=tmp_path))
-    listening, deadline = set(), time.monotonic() + 240
-    while any(worker.poll() is None for worker in workers) and time.monotonic() < deadline:
-        listening |= listen_addresses(port)  # the check-in's listener, then JAX's coordination service
-        time.sleep(0.1)
-    logs = run_workers(workers)
-    # process 0 listens on the address given, not on every interface: the check-in on 127.0.0.1, JAX's gRPC service
-    # on an IPv6 socket bound to the IPv4-mapped 127.0.0.1 (bound to every interface, it would show "::")
-    assert listening and listening <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening
-    for process_id, log in enumerate(logs):
-        assert f"process {process_id} of 2 reads 1/2 of each split" in log and "input: stream" in log
-    metrics = json.loads((tmp_path / "run0" / "metrics.json").read_text())
-    assert metrics["processes"] == 2 and metrics["input_path"] == "stream" and len(metrics["history"]) == 1
-    assert (tmp_path / "run0" / "last.keras").exists()
-    assert not (tmp_path / "run1").exists()  # process 1 wrote nothing
-
-
 def listen_addresses(port: int) -> set[str]:
     """The local addresses with a TCP socket listening on `port` (from /proc/net/tcp and tcp6)."""
     found = set()

@@ -15,14 +15,17 @@ import numpy as np
 
 import kerascnn
 from kerascnn import rundir
-from tests.train.test_distribute import ROOT
+from tests.train.test_distribute import ROOT, listen_addresses
 
 EPOCHS = 6
 
 
-def launch(images: Path, out: Path, port: int, process_id: int, resume: bool = False) -> subprocess.Popen:
+def launch(
+    images: Path, out: Path, port: int, process_id: int, resume: bool = False, own_out: bool = False
+) -> subprocess.Popen:
     """One worker of `python -m kerascnn.train` on 2 processes; process 1 gets its cluster settings from
-    Keras's environment variables (as a cluster scheduler would set them), process 0 from flags."""
+    Keras's environment variables (as a cluster scheduler would set them), process 0 from flags. `own_out`:
+    process 1 is given `<out>-1` as its --out (a folder of its own, where it must write nothing)."""
     scratch = out.parent / f"tmp-{out.name}"
     scratch.mkdir(exist_ok=True)
     env = {
@@ -48,6 +51,8 @@ def launch(images: Path, out: Path, port: int, process_id: int, resume: bool = F
             *("--data-dir", str(images), "--model", "vgg", "--model-options", '{"widths": [8]}'),
             *("--epochs", str(EPOCHS), "--batch-size", "4", "--no-tensorboard", "--out", str(out)),
         ]
+    if own_out and process_id:
+        args[args.index("--out") + 1] = f"{out}-1"
     log = out.parent / f"{out.name}-{process_id}{'-resume' if resume else ''}.log"
     with open(log, "w") as stdout:  # a file, not a pipe nobody reads while the test waits
         worker = subprocess.Popen(
@@ -115,19 +120,27 @@ def test_killed_worker_then_resume_of_both_processes_ends_as_an_uninterrupted_ru
     started = time.perf_counter()
     straight = tmp_path / "straight"  # the same run left alone, alongside
     ports = free_ports(3)  # all bound at once, so no two are the same
-    references = [launch(images, straight, ports[0], i) for i in range(2)]
+    references = [launch(images, straight, ports[0], i, own_out=True) for i in range(2)]
     try:
-        resume_and_compare(images, out, straight, ports[1:], references, started)
+        resume_and_compare(images, out, straight, ports, references, started)
     finally:
         for worker in references:
             worker.kill()
 
 
 def resume_and_compare(images, out, straight, ports, references, started):
+    """`references`: the uninterrupted run on ports[0]; the run killed and resumed uses ports[1] and ports[2]."""
     state_file = out / rundir.CHECKPOINT_DIR / rundir.STATE
-    workers = [launch(images, out, ports[0], i) for i in range(2)]
+    listening = set()
+    while not listening:  # the reference's chief is up before the run to kill starts
+        assert all(w.poll() is None for w in references), [output(w) for w in references]
+        assert time.perf_counter() - started < 300, "the reference run listens nowhere after 300 s"
+        listening |= listen_addresses(ports[0])
+        time.sleep(0.05)
+    workers = [launch(images, out, ports[1], i) for i in range(2)]
     try:
         while not state_file.exists():  # the first epoch's checkpoint
+            listening |= listen_addresses(ports[0])  # the reference's check-in listener, then JAX's service
             assert all(w.poll() is None for w in workers), [output(w) for w in workers]
             assert time.perf_counter() - started < 300, "no checkpoint after 300 s"
             time.sleep(0.02)
@@ -151,7 +164,7 @@ def resume_and_compare(images, out, straight, ports, references, started):
     done = state["epoch"] + 1
     assert 1 <= done < EPOCHS and not (out / rundir.METRICS).exists(), chief_log  # it did stop part-way
 
-    logs = finish([launch(images, out, ports[1], i, resume=True) for i in range(2)])
+    logs = finish([launch(images, out, ports[2], i, resume=True) for i in range(2)])
     resumed = time.perf_counter()
     assert len(list(scratch.glob("kerascnn-process1-*"))) == 1  # the resumed worker deleted its own
     for log in logs:
@@ -161,10 +174,24 @@ def resume_and_compare(images, out, straight, ports, references, started):
     assert [h["epoch"] for h in metrics["history"]] == list(range(EPOCHS)), metrics["history"]
     assert metrics["epochs"] == EPOCHS and metrics["processes"] == 2
 
-    finish(references)
+    reference_logs = finish(references)
+    check_the_uninterrupted_cli_run(straight, reference_logs, listening)
     for a, b in zip(weights(straight / rundir.LAST_MODEL), weights(out / rundir.LAST_MODEL), strict=True):
         np.testing.assert_array_equal(a, b)
     print(
         f"killed after epoch {done} ({chief}): run+kill {killed - started:.1f} s, resume and the uninterrupted "
         f"run's end {resumed - killed:.1f} s"
     )
+
+
+def check_the_uninterrupted_cli_run(run: Path, logs: list[str], listening: set[str]) -> None:
+    """The CLI on two processes writes one run directory: the chief's. Process 0 listens on the address given, not on
+    every interface: the check-in on 127.0.0.1, JAX's gRPC service on an IPv6 socket bound to the IPv4-mapped
+    127.0.0.1 (bound to every interface, it would show "::")."""
+    assert listening and listening <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening
+    for process_id, log in enumerate(logs):
+        assert f"process {process_id} of 2 reads 1/2 of each split" in log and "input: stream" in log, log
+    metrics = json.loads((run / rundir.METRICS).read_text())
+    assert metrics["processes"] == 2 and metrics["input_path"] == "stream" and len(metrics["history"]) == EPOCHS
+    assert (run / rundir.LAST_MODEL).exists()
+    assert not Path(f"{run}-1").exists()  # process 1 wrote nothing into its own --out
