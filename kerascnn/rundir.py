@@ -6,6 +6,8 @@ files through this module only.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 from pathlib import Path
@@ -26,6 +28,12 @@ RUN_ENTRIES = (CONFIG, DATASET, LABELS, METRICS, BEST_MODEL, LAST_MODEL, CHECKPO
 # the first line of a run's config.yaml (a YAML comment, so `--config <run>/config.yaml` still reads it): a
 # folder is a kerascnn run when its config.yaml starts with it, and a user's own config.yaml is told apart
 RUN_MARKER = "# kerascnn run directory, written by python -m kerascnn.train"
+# the lock file of the process writing the run (`locked`): not a run entry, and removed when that process is done
+LOCK = ".kerascnn-lock"
+
+
+class RunBusyError(RuntimeError):
+    """Another process is writing the run directory; the message names its pid."""
 
 
 def is_run(folder: str | os.PathLike) -> bool:
@@ -44,9 +52,63 @@ def is_run(folder: str | os.PathLike) -> bool:
 
 def describe_entries(folder: str | os.PathLike, shown: int = 5) -> str:
     """ "a, b, c (and N more)": the first `shown` names in `folder`, sorted, for a message."""
-    names = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in Path(folder).iterdir())
+    names = sorted(
+        entry.name + ("/" if entry.is_dir() else "") for entry in Path(folder).iterdir() if entry.name != LOCK
+    )
     more = f" (and {len(names) - shown} more)" if len(names) > shown else ""
     return ", ".join(names[:shown]) + more
+
+
+def run_entries_in(folder: str | os.PathLike) -> list[str]:
+    """The `RUN_ENTRIES` that `folder` holds, folders with a trailing "/" (what `clear_run` would delete)."""
+    paths = [Path(folder) / name for name in RUN_ENTRIES]
+    return [path.name + ("/" if path.is_dir() else "") for path in paths if path.exists() or path.is_symlink()]
+
+
+@contextlib.contextmanager
+def locked(folder: str | os.PathLike):
+    """Holds an exclusive OS lock on the run directory `folder` while the block runs: `fcntl.flock` on its `LOCK`
+    file, which holds this process's pid. The kernel releases the lock when the process ends, however it ends, so a
+    killed run leaves nothing locked. Creates `folder` if needed, and on exit removes the lock file and the folders it
+    created when they are left empty (a run that fails its checks leaves nothing behind).
+
+    Raises:
+        RunBusyError: another process holds the lock (the message names its pid).
+
+    Example:
+        >>> with locked("runs/quick"):
+        ...     train_into("runs/quick")
+    """
+    folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunBusyError(
+                f"--out {folder} is being written by another training (pid {pid}). Wait for it to end, or choose "
+                "another --out."
+            ) from None
+        # the holder before us may have removed the file between our open and our lock: lock the file now there
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # before the lock is released: a waiting process then locks a new file
+        os.close(fd)
+        for created_folder in created:
+            with contextlib.suppress(OSError):  # not empty: the run's files are there
+                created_folder.rmdir()
 
 
 def clear_run(folder: str | os.PathLike) -> None:

@@ -240,7 +240,7 @@ def _check_writable(run_dir: Path) -> None:
 
 def _check_new_run_dir(run_dir: Path) -> None:
     """A new run (no --resume, no --overwrite) goes only into a folder that is missing or empty."""
-    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+    if not run_dir.is_dir() or all(p.name == rundir.LOCK for p in run_dir.iterdir()):
         return
     if rundir.is_run(run_dir):
         raise RunDirError(
@@ -254,18 +254,32 @@ def _check_new_run_dir(run_dir: Path) -> None:
     )
 
 
+def _check_overwrite(run_dir: Path) -> None:
+    """--overwrite replaces a kerascnn run; in any other folder it must not delete or replace the user's own files."""
+    if rundir.is_run(run_dir) or not run_dir.is_dir():
+        return
+    taken = rundir.run_entries_in(run_dir)
+    if taken:
+        raise RunDirError(
+            f"--overwrite: {run_dir} is not a kerascnn run, and a run would replace its {', '.join(taken)}. "
+            "Move them out of it, or choose a new --out."
+        )
+
+
 def check_run_dir(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS) -> tuple[Path, dict | None]:
     """(the run directory, its checkpoint state when resuming), checked before anything is written.
 
-    A new run goes into a missing or empty folder; with `config.overwrite` into any folder, where it replaces
-    only the files a run writes (`rundir.RUN_ENTRIES`, deleted in `write_run_files`). Processes other than the
+    A new run goes into a missing or empty folder; with `config.overwrite` into an earlier run, where it replaces
+    only the files a run writes (`rundir.RUN_ENTRIES`, deleted in `write_run_files`), or into a folder that holds none
+    of those (a user's folder keeps all its files). Processes other than the
     chief do not check a new run's folder: they never write it, and on shared storage the chief may already be
     filling it.
 
     Raises:
         RunDirError: --out is not a writable folder; --resume of a directory that does not exist or with
             other settings; --resume with --overwrite; a new run into a folder that is not empty (a kerascnn
-            run or anything else) without --overwrite.
+            run or anything else) without --overwrite; --overwrite into a folder that is not a run but holds files
+            a run would replace.
         CheckpointError: --resume of a run whose state.json is damaged.
     """
     run_dir = config.run_dir
@@ -275,7 +289,9 @@ def check_run_dir(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROC
             "--resume continues the run in --out and --overwrite replaces it: give one of them, not both."
         )
     if not config.resume:
-        if cluster.is_chief and not config.overwrite:
+        if cluster.is_chief and config.overwrite:
+            _check_overwrite(run_dir)
+        elif cluster.is_chief:
             _check_new_run_dir(run_dir)
         return run_dir, None
     if not run_dir.is_dir():
@@ -656,8 +672,19 @@ def train(config: TrainConfig) -> dict:
         TrainingError: the run cannot start or go on (the message says why and what to do).
         ValueError, FileNotFoundError, RuntimeError: bad data or model options (named in the message).
     """
-    with keras_globals():
+    with keras_globals(), run_lock(config):
         return _train(config)
+
+
+def run_lock(config: TrainConfig):
+    """`rundir.locked(--out)` on the chief, taken before anything is written or checked in it: a second training
+    into the same folder is refused at once, naming the first one's pid. The other processes of a run write no run
+    directory; a --resume of a missing folder is left to `check_run_dir` to refuse."""
+    cluster = distribute.cluster_from(config.coordinator, config.num_processes, config.process_id)
+    if not cluster.is_chief or (config.resume and not config.run_dir.is_dir()):
+        return contextlib.nullcontext()
+    _check_writable(config.run_dir)
+    return rundir.locked(config.run_dir)
 
 
 def _train(config: TrainConfig) -> dict:

@@ -1,6 +1,9 @@
 """The CLI's run directory: resume from config.yaml, nothing left behind by a run that fails its checks, and
 Keras's global settings restored after a run."""
 
+import subprocess
+import sys
+
 import keras
 import pytest
 import yaml
@@ -161,12 +164,40 @@ def test_a_folder_of_the_users_own_files_is_refused_and_left_unchanged(tmp_path,
     assert (out / "labels.txt").read_text() == "mine\n" and not (out / rundir.CHECKPOINT_DIR).exists()
 
 
-def test_overwrite_into_the_users_folder_replaces_only_what_a_run_writes(tmp_path):
-    out = users_folder(tmp_path / "mine")
+# issue 35's myproj/: a user's folder holding files with the names a run writes
+MYPROJ = {
+    "notes.txt": "keep me\n",
+    "labels.txt": "mine\n",
+    "config.yaml": "my: settings\n",
+    "metrics.json": "{}",
+    "export/firmware/main.cc": "int main() {}\n",
+    "tb/mylog": "my log\n",
+}
+
+
+def files_of(folder):
+    return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_refuses_a_users_folder_naming_what_it_would_replace(tmp_path, capsys):
+    out = tmp_path / "myproj"
+    for name, text in MYPROJ.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    err = _error(capsys, [*TINY, "--epochs", "1", "--out", str(out), "--overwrite"])
+    assert "is not a kerascnn run" in err and "config.yaml, labels.txt, metrics.json, tb/, export/" in err
+    assert files_of(out) == MYPROJ  # nothing deleted, nothing replaced, no lock file left
+
+
+def test_overwrite_into_a_users_folder_without_run_files_keeps_them(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.md").write_text("keep me\n")
     assert cli([*TINY, "--epochs", "1", "--out", str(out), "--overwrite"]) == 0
     assert rundir.is_run(out) and (out / "notes.md").read_text() == "keep me\n"
     assert "test_accuracy" in yaml.safe_load((out / rundir.METRICS).read_text())
     assert "overwrite" not in yaml.safe_load((out / rundir.CONFIG).read_text())  # a repeat must ask again
+    assert not (out / rundir.LOCK).exists()
 
 
 def test_an_earlier_run_is_refused_and_overwrite_leaves_none_of_its_files(tmp_path, capsys, small_vgg_run):
@@ -181,9 +212,12 @@ def test_an_earlier_run_is_refused_and_overwrite_leaves_none_of_its_files(tmp_pa
     (out / rundir.CHECKPOINT_DIR / "epoch-0007.keras").write_bytes(b"stale")
     (out / rundir.TENSORBOARD_DIR).mkdir()
     (out / rundir.TENSORBOARD_DIR / "old.tfevents").write_bytes(b"stale")
+    (out / rundir.EXPORT_DIR).mkdir()  # the default export of the old run's model
+    (out / rundir.EXPORT_DIR / "model.tflite").write_bytes(b"stale")
     assert cli([*TINY, "--epochs", "1", "--lr", "0.01", "--out", str(out), "--overwrite"]) == 0
     assert sorted(p.name for p in (out / rundir.CHECKPOINT_DIR).iterdir()) == ["epoch-0000.keras", rundir.STATE]
     assert not (out / rundir.TENSORBOARD_DIR).exists()  # --no-tensorboard: the old curves are gone, not mixed in
+    assert not (out / rundir.EXPORT_DIR).exists()  # the old model's export is not taken for the new one's
     assert len(yaml.safe_load(state.read_text())["history"]) == 1  # a new run, not epochs 1-4 of the old one
     assert yaml.safe_load((out / rundir.CONFIG).read_text())["lr"] == 0.01
 
@@ -193,3 +227,28 @@ def test_is_run_tells_a_run_from_a_users_config_yaml(tmp_path):
     assert not rundir.is_run(users) and not rundir.is_run(tmp_path / "missing")
     (users / rundir.CONFIG).write_text(f"{rundir.RUN_MARKER}\nmodel: vgg\n")
     assert rundir.is_run(users)
+
+
+# a process that holds the run directory's lock until it is killed
+HOLD_LOCK = """import sys, time
+from kerascnn import rundir
+with rundir.locked(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(300)
+"""
+
+
+def test_a_second_training_into_the_same_out_is_refused_naming_the_first(tmp_path, capsys):
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        for again in (["--seed", "5"], ["--overwrite"]):
+            err = _error(capsys, [*TINY, "--epochs", "1", "--out", str(out), *again])
+            assert f"being written by another training (pid {holder.pid})" in err
+        assert [p.name for p in out.iterdir()] == [rundir.LOCK]  # the refused runs wrote nothing
+    finally:
+        holder.kill()  # as kill -9: the kernel releases its lock, its lock file stays
+        holder.wait()
+    assert cli([*TINY, "--epochs", "1", "--out", str(out)]) == 0
+    assert rundir.is_run(out) and not (out / rundir.LOCK).exists()
