@@ -1,14 +1,14 @@
-"""python -m kerascnn.train: train a kerascnn model on an image dataset.
+r"""python -m kerascnn.train: train a kerascnn model on an image dataset.
 
 Examples:
     python -m kerascnn.train --preset quick
     python -m kerascnn.train --model resnet --epochs 30 --out runs/resnet
     python -m kerascnn.train --data-dir ~/my_photos --model mobilenet --epochs 20
-    python -m kerascnn.train --out runs/resnet --resume          # continue a killed run with its own settings
-    python -m kerascnn.train --out runs/resnet --resume --epochs 40   # ... and train it longer
+    python -m kerascnn.train --out runs/resnet --resume  # continue a killed run with its own settings
+    python -m kerascnn.train --out runs/resnet --resume --epochs 40  # ... and train it longer
     python -m kerascnn.train --data-dir ~/photos --model mobilenetv2 --weights imagenet --image-size 96 96 \
-        --model-options '{"alpha": 0.35}' --epochs 10 --freeze-epochs 3    # fine-tune ImageNet's MobileNetV2
-    python -m kerascnn.train --data-dir ~/photos --init-from runs/quick   # fine-tune a kerascnn run
+        --model-options '{"alpha": 0.35}' --epochs 10 --freeze-epochs 3  # fine-tune ImageNet's MobileNetV2
+    python -m kerascnn.train --data-dir ~/photos --init-from runs/quick  # fine-tune a kerascnn run
 Watch runs with: tensorboard --logdir runs
 
 The defaults shown are TrainConfig's: a --preset or --config file sets its own, and flags override both.
@@ -21,9 +21,22 @@ import dataclasses
 import json
 import os
 import sys
+from pathlib import Path
 
 from kerascnn import cli, rundir
-from kerascnn.train.config import KEEPS, LR_DECAYS, PRESETS, TrainConfig, read_config_file, resolve
+from kerascnn.train.config import (
+    KEEPS,
+    LR_DECAYS,
+    PRESETS,
+    RESUME_MAY_CHANGE,
+    TrainConfig,
+    flag,
+    read_config_file,
+    resolve,
+)
+
+# exit code of a run stopped by Ctrl-C: 128 + SIGINT, as the shell reports it
+INTERRUPTED = 130
 
 
 def _bool(text: str) -> bool:
@@ -288,7 +301,7 @@ def parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue the run in --out from its last epoch, with the settings in its config.yaml "
-        "(flags change only what they name: --epochs, --early-stopping, --no-tensorboard; several "
+        f"(flags change only what they name: {resume_flags()}; several "
         "processes: relaunch all of them, each with its own --coordinator/--process-id, not taken from config.yaml)",
     )
     g.add_argument(
@@ -335,6 +348,30 @@ def parser() -> argparse.ArgumentParser:
 PER_LAUNCH = ("coordinator", "process_id", "startup_timeout")
 
 
+def resume_flags() -> str:
+    """The flags a --resume may change (`RESUME_MAY_CHANGE`, less those that name the run or the launch), for its
+    help."""
+    names = sorted(RESUME_MAY_CHANGE - {"out", "preset", "resume", "overwrite", *PER_LAUNCH})
+    return ", ".join(flag(name) for name in names)
+
+
+def interrupted(run_dir: Path | None) -> int:
+    """Ctrl-C: one line on stderr saying what the run kept and how to continue it, instead of a traceback; returns
+    `INTERRUPTED`."""
+    try:
+        state = json.loads((run_dir / rundir.CHECKPOINT_DIR / rundir.STATE).read_text())
+        kept = f"its checkpoint of epoch {state['epoch'] + 1} is kept in {run_dir / rundir.CHECKPOINT_DIR}"
+    except (TypeError, OSError, ValueError, KeyError):  # no run directory yet, or no epoch saved
+        state = None
+    if state is None:
+        print(
+            "Interrupted before the first checkpoint: there is nothing to resume; start the run again.", file=sys.stderr
+        )
+    else:
+        print(f"Interrupted: {kept}. Continue with: python -m kerascnn.train --out {run_dir} --resume", file=sys.stderr)
+    return INTERRUPTED
+
+
 def resume_values(values: dict) -> dict:
     """`values` over the settings saved in the run's config.yaml: `--out runs/x --resume` alone continues the
     run as it was started, and flags change only what they name (the trainer refuses changes that would make
@@ -373,6 +410,7 @@ def resume_values(values: dict) -> dict:
 def main(argv=None) -> int:
     args = {key: value for key, value in vars(parser().parse_args(argv)).items() if value is not None}
     resume = args.pop("resume")
+    run_dir = None
     try:
         values = read_config_file(args.pop("config")) if "config" in args else {}
         values.update(args)
@@ -383,7 +421,9 @@ def main(argv=None) -> int:
         values = finetune.source_model_values(values)
         config = resolve(values)
         config.resume = resume
-        finetune.weight_source(config.init_from, config.weights, config.model)  # bad paths: exit 2, nothing written
+        run_dir = config.run_dir
+        if not resume:  # bad paths: exit 2, nothing written (a resumed run needs its source only if it never started)
+            finetune.weight_source(config.init_from, config.weights, config.model)
         # imports Keras: after the arguments are checked, with TensorFlow's C++ INFO lines off (users may set it)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
         from kerascnn.train.trainer import train
@@ -391,6 +431,8 @@ def main(argv=None) -> int:
         metrics = train(config)
     except cli.USER_ERRORS as error:  # flags, config file, --out, data, cluster, a diverged run: exit 2
         return cli.user_error(error)
+    except KeyboardInterrupt:
+        return interrupted(run_dir)
     if "test_accuracy" in metrics:
         if "test_accuracy_best" in metrics:
             validation = metrics.get("best_val_accuracy")

@@ -16,6 +16,25 @@ from kerascnn.train.rendezvous import DEFAULT_TIMEOUT
 LR_DECAYS = ("cosine", "linear")
 # --keep's choices: which epoch's network becomes the run's model (best.keras)
 KEEPS = ("best", "last")
+# the settings a --resume may change: any other change would make the checkpoint meaningless
+RESUME_MAY_CHANGE = {
+    "epochs",
+    "early_stopping",
+    "tensorboard",
+    "out",
+    "preset",
+    "resume",
+    "overwrite",
+    "coordinator",
+    "process_id",
+    "startup_timeout",
+    "checkpoint_every",
+    "tta_flip",
+    "compile_cache",
+    "steps_per_execution",
+}
+# the folders a run reads, stored absolute: the run opens from any working directory (export, --resume)
+DATA_FOLDERS = ("data_dir", "test_dir")
 
 
 @dataclasses.dataclass
@@ -119,6 +138,14 @@ class TrainConfig:
                 f"--freeze-epochs {self.freeze_epochs} is more than --epochs {self.epochs}: the head-only phase "
                 "is part of the epochs. Lower --freeze-epochs or raise --epochs."
             )
+        if self.data_dir and self.test_dir:
+            data, test = Path(self.data_dir).resolve(), Path(self.test_dir).resolve()
+            if test.is_relative_to(data):
+                raise ValueError(
+                    f"--test-dir {self.test_dir} is {'--data-dir' if test == data else 'inside --data-dir'} "
+                    f"{self.data_dir}: the test images would be training images too. Give a --test-dir outside "
+                    "--data-dir, or leave it out to hold out --test-fraction of --data-dir."
+                )
         from kerascnn.data.spec import DataSpec
 
         # the data flags (fractions, --image-size, --limit, --test-dir, --out inside --data-dir): checked once, there
@@ -255,8 +282,19 @@ def resolve(values: dict) -> TrainConfig:
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}. Valid presets: {', '.join(PRESETS)}.")
     config = TrainConfig(**{**PRESETS.get(preset, {}), **values})
+    if "freeze_epochs" not in {**PRESETS.get(preset, {}), **values}:
+        # a default must not make a valid command fail: `--init-from RUN --epochs 1` trains the head for its 1 epoch
+        config.freeze_epochs = min(config.freeze_epochs, config.epochs)
+    for name in DATA_FOLDERS:
+        setattr(config, name, absolute_folder(getattr(config, name)))
     config.validate()
     return config
+
+
+def absolute_folder(folder: str | None) -> str | None:
+    """`folder` as an absolute path, `~` expanded and symlinks resolved (None stays None): a run records where its
+    data is, not where it was relative to the folder training started in."""
+    return None if folder is None else str(Path(folder).expanduser().resolve())
 
 
 def to_yaml(config: TrainConfig) -> str:

@@ -186,10 +186,15 @@ def check_normalization(normalization: dict | None, channels: int, flag: str) ->
         )
 
 
-def run_normalization(run_dir: Path) -> dict | None:
-    """The normalization a fine-tuned run wrote into its own dataset.json (for --resume: the source may be gone)."""
-    meta = _dataset_json(Path(run_dir))
-    return {key: meta["normalization"][key] for key in ("mean", "std")} if meta else None
+def resumed_source(run_dir: Path) -> WeightSource:
+    """The `WeightSource` of a fine-tuned run that --resume continues: its weights come from its own checkpoint, its
+    normalization and the source's description from its own dataset.json, so the --init-from run or --weights file
+    it started from may have moved or been deleted since."""
+    meta = _dataset_json(Path(run_dir)) or {}
+    recorded = meta.get("normalization") or {}
+    if "from" not in recorded:  # the run normalized with its data's own statistics, recomputed the same way
+        return WeightSource(f"the checkpoint of {run_dir}")
+    return WeightSource(recorded["from"], normalization={key: recorded[key] for key in ("mean", "std")})
 
 
 def source_model_values(values: dict) -> dict:

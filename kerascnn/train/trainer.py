@@ -32,28 +32,11 @@ from kerascnn.train.checkpoint import (
     atomic_save_model,
     atomic_write,
 )
-from kerascnn.train.config import TrainConfig, flag, to_yaml
+from kerascnn.train.config import DATA_FOLDERS, RESUME_MAY_CHANGE, TrainConfig, absolute_folder, flag, to_yaml
 from kerascnn.train.ema import BATCH_NORM_IMAGES, AveragedValidation, averaged_weights, update_batch_norms
 
 # horizontal flips change what digits and letters mean
 NO_FLIP_DATASETS = {"mnist", "emnist", "kmnist", "svhn_cropped"}
-# changing these between a run and its --resume would make the checkpoint meaningless
-RESUME_MAY_CHANGE = {
-    "epochs",
-    "early_stopping",
-    "tensorboard",
-    "out",
-    "preset",
-    "resume",
-    "overwrite",
-    "coordinator",
-    "process_id",
-    "startup_timeout",
-    "checkpoint_every",
-    "tta_flip",
-    "compile_cache",
-    "steps_per_execution",
-}
 # --input auto|memory|stream as StreamingDataset cache limits (None: never in memory)
 CACHE_BYTES = {"auto": stream.DEFAULT_CACHE_BYTES, "memory": 1 << 62, "stream": None}
 # streamed runs show the TensorBoard image summaries on this many validation images
@@ -220,6 +203,8 @@ def _check_resume(run_dir: Path, config: TrainConfig) -> None:
     import yaml
 
     saved = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
+    # a run from before the folders were stored absolute: resumed from where it was started, they are the same
+    saved.update({name: absolute_folder(saved.get(name)) for name in DATA_FOLDERS})
     current = yaml.safe_load(to_yaml(config))
     changed = sorted(k for k in current if k not in RESUME_MAY_CHANGE and saved.get(k) != current[k])
     if changed:
@@ -302,7 +287,19 @@ def check_run_dir(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROC
     state = ResumableCheckpoint.load_state(run_dir)
     if state is not None:
         _check_resume(run_dir, config)
+        _check_resume_epochs(run_dir, config, state)
     return run_dir, state
+
+
+def _check_resume_epochs(run_dir: Path, config: TrainConfig, state: dict) -> None:
+    """A resumed run trains on to `--epochs`; fewer than it has done would leave config.yaml contradicting
+    metrics.json."""
+    done = state["epoch"] + 1
+    if config.epochs < done:
+        raise RunDirError(
+            f"--resume --epochs {config.epochs}: {run_dir} has trained {done} epochs already. Give --epochs {done} "
+            "or more to train it on, or train a new run (a new --out) for fewer epochs."
+        )
 
 
 def _use_normalization(dataset, normalization: dict | None):
@@ -693,10 +690,11 @@ def _train(config: TrainConfig) -> dict:
     run_dir, state = check_run_dir(config, cluster)
     if cluster.multi_process:  # before anything runs on JAX; nothing is written before all processes agree
         distribute.initialize(cluster, cluster_settings(config, state), config.startup_timeout)
-    source = finetune.weight_source(config.init_from, config.weights, config.model)
-    normalization = None
-    if source is not None:  # a resumed run keeps the normalization it wrote (the source may have moved)
-        normalization = finetune.run_normalization(run_dir) if state is not None else source.normalization
+    if state is not None and (config.init_from or config.weights):
+        source = finetune.resumed_source(run_dir)  # the weights are the checkpoint's: the source may be gone
+    else:
+        source = finetune.weight_source(config.init_from, config.weights, config.model)
+    normalization = None if source is None else source.normalization
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")

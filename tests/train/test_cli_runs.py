@@ -1,6 +1,9 @@
 """The CLI's run directory: resume from config.yaml, nothing left behind by a run that fails its checks, and
 Keras's global settings restored after a run."""
 
+import json
+import re
+import shutil
 import subprocess
 import sys
 
@@ -9,9 +12,12 @@ import pytest
 import yaml
 
 from kerascnn import rundir
-from kerascnn.train import resolve, train
+from kerascnn.train import config as train_config
+from kerascnn.train import resolve, train, trainer
 from kerascnn.train.__main__ import main as cli
-from tests.helpers import copy_run
+from kerascnn.train.__main__ import parser
+from kerascnn.train.checkpoint import ResumableCheckpoint
+from tests.helpers import colour_shapes, copy_run, write_image_folder
 
 TINY = ["--model", "lenet5", "--limit", "192", "--batch-size", "64", "--no-tensorboard"]
 
@@ -252,3 +258,64 @@ def test_a_second_training_into_the_same_out_is_refused_naming_the_first(tmp_pat
         holder.wait()
     assert cli([*TINY, "--epochs", "1", "--out", str(out)]) == 0
     assert rundir.is_run(out) and not (out / rundir.LOCK).exists()
+
+
+@pytest.mark.parametrize("inside", ["", "class0"])
+def test_a_test_dir_that_is_or_lies_in_the_data_dir_is_refused(tmp_path, capsys, inside):
+    data = tmp_path / "data"
+    err = _error(capsys, ["--data-dir", str(data), "--test-dir", str(data / inside), "--out", str(tmp_path / "run")])
+    assert "the test images would be training images too" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_run_stores_its_data_folder_absolute_and_resumes_from_anywhere(tmp_path, monkeypatch, capsys):
+    write_image_folder(tmp_path / "start" / "photos", *colour_shapes(32, size=(28, 28)))
+    monkeypatch.chdir(tmp_path / "start")
+    quick = ["--batch-size", "16", "--no-tensorboard", "--model", "lenet5", "--augment-padding", "0"]
+    assert cli([*quick, "--data-dir", "photos", "--epochs", "1", "--out", "run"]) == 0
+    run, photos = tmp_path / "start" / "run", str(tmp_path / "start" / "photos")
+    assert yaml.safe_load((run / rundir.CONFIG).read_text())["data_dir"] == photos
+    assert json.loads((run / rundir.DATASET).read_text())["spec"]["data_dir"] == photos
+    monkeypatch.chdir(tmp_path)  # elsewhere: export and --resume open the run's data by its absolute path
+    assert cli(["--out", str(run), "--resume", "--epochs", "2"]) == 0
+    shutil.move(photos, tmp_path / "moved")
+    assert f"Image folder {photos} does not exist" in _error(capsys, ["--out", str(run), "--resume", "--epochs", "3"])
+
+
+def test_resume_with_fewer_epochs_than_done_is_refused(tmp_path, capsys, small_vgg_run):
+    out = copy_run(small_vgg_run[0], tmp_path)  # 4 epochs
+    before = (out / rundir.CONFIG).read_text()
+    err = _error(capsys, ["--out", str(out), "--resume", "--epochs", "2"])
+    assert "has trained 4 epochs already" in err and "--epochs 4 or more" in err
+    assert (out / rundir.CONFIG).read_text() == before
+
+
+def test_ctrl_c_says_what_was_kept_and_how_to_continue(tmp_path, capsys, monkeypatch):
+    save = ResumableCheckpoint.on_epoch_end
+
+    def save_then_ctrl_c(self, epoch, logs=None):
+        save(self, epoch, logs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ResumableCheckpoint, "on_epoch_end", save_then_ctrl_c)
+    out = tmp_path / "run"
+    assert cli([*TINY, "--epochs", "2", "--out", str(out)]) == 130
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert f"checkpoint of epoch 1 is kept in {out / rundir.CHECKPOINT_DIR}" in line
+    assert f"python -m kerascnn.train --out {out} --resume" in line
+    assert not (out / rundir.LOCK).exists()  # the lock is released
+
+    def ctrl_c(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "train", ctrl_c)
+    assert cli([*TINY, "--out", str(tmp_path / "early")]) == 130
+    assert "before the first checkpoint" in capsys.readouterr().err
+
+
+def test_resume_help_names_every_flag_a_resume_may_change_and_the_examples_have_no_runs_of_blanks():
+    [resume] = [action for action in parser()._actions if action.dest == "resume"]
+    for name in train_config.RESUME_MAY_CHANGE - {"out", "preset", "resume", "overwrite"}:
+        assert train_config.flag(name) in resume.help or name in ("coordinator", "process_id", "startup_timeout")
+    assert {"--tta-flip", "--checkpoint-every", "--compile-cache"} <= set(re.findall(r"--[a-z-]+", resume.help))
+    assert not re.search(r"\S {3,}", parser().description)

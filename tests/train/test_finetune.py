@@ -1,6 +1,7 @@
 """Fine-tuning (`--init-from`, `--weights`): weights in, new head, two phases, normalization and resume."""
 
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -13,6 +14,7 @@ from kerascnn.layers import ConvBNAct, GAPHead
 from kerascnn.train import finetune, resolve, train
 from kerascnn.train.__main__ import main as cli
 from kerascnn.train.checkpoint import ResumableCheckpoint
+from tests.helpers import copy_run
 
 
 def write_folder(root, classes=3, per_class=12, size=28, channels=1, seed=0):
@@ -103,7 +105,7 @@ def test_a_run_with_the_same_labels_keeps_its_head(small_vgg_run):
 def test_resume_across_the_phase_boundary_gives_the_uninterrupted_weights(small_vgg_run, tmp_path, monkeypatch):
     """Killed right after phase 1's last epoch (its checkpoint holds the head-only optimizer), resumed: phase 2
     starts with a fresh optimizer either way, and the run ends with the weights of one never stopped."""
-    source_dir, _ = small_vgg_run
+    source_dir = copy_run(small_vgg_run[0], tmp_path / "source")  # deleted before the resume, as in issue 35
     folder = write_folder(tmp_path / "photos")
     options = yaml.safe_load((source_dir / rundir.CONFIG).read_text())["model_options"]
     settings = dict(FOLDER_RUN, data_dir=str(folder), init_from=str(source_dir), model="vgg", model_options=options,
@@ -124,7 +126,9 @@ def test_resume_across_the_phase_boundary_gives_the_uninterrupted_weights(small_
     with pytest.raises(Killed):
         train(resolve(dict(settings, out=str(tmp_path / "resumed"))))
     monkeypatch.undo()
-    metrics = train(resolve(dict(settings, out=str(tmp_path / "resumed"), resume=True)))
+    shutil.rmtree(source_dir)  # the resumed run's weights are its checkpoint's: the source was needed only to start
+    assert cli(["--out", str(tmp_path / "resumed"), "--resume"]) == 0
+    metrics = json.loads((tmp_path / "resumed" / rundir.METRICS).read_text())
     assert [h["epoch"] for h in metrics["history"]] == [0, 1, 2]
     straight, _ = layer_weights(tmp_path / "straight" / rundir.LAST_MODEL)
     resumed, _ = layer_weights(tmp_path / "resumed" / rundir.LAST_MODEL)
@@ -150,6 +154,10 @@ def test_keras_mobilenetv2_weights_file_and_imagenet_normalization(tmp_path):
     x = np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 3)).astype("float32")
     features = keras.Model(model.input, model.get_layer("predictions").input)
     np.testing.assert_allclose(features(x), reference(x), atol=1e-5)  # phase 1 left the backbone as loaded
+    (tmp_path / "keras_mobilenetv2.h5").rename(tmp_path / "moved.h5")  # a resumed run needs the file no more
+    assert cli(["--out", str(out), "--resume", "--epochs", "2"]) == 0
+    assert json.loads((out / rundir.METRICS).read_text())["epochs"] == 2
+    assert json.loads((out / rundir.DATASET).read_text())["normalization"]["from"] == meta["normalization"]["from"]
 
 
 @pytest.mark.parametrize(
@@ -195,3 +203,19 @@ def test_imagenet_offline_with_an_empty_keras_cache_exits_2_in_seconds(tmp_path)
     assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5" in line
     assert "Pass a local weights file instead (weights=PATH, --weights PATH)" in line
     assert not out.exists()
+
+
+def test_a_default_freeze_epochs_is_clamped_to_epochs_and_an_explicit_one_refused():
+    """`--init-from RUN --epochs 1` is a valid command: the default --freeze-epochs 2 becomes 1."""
+    assert resolve(dict(init_from="RUN", epochs=1)).freeze_epochs == 1
+    assert resolve(dict(init_from="RUN", epochs=5)).freeze_epochs == 2
+    with pytest.raises(ValueError, match="--freeze-epochs 2 is more than --epochs 1"):
+        resolve(dict(init_from="RUN", epochs=1, freeze_epochs=2))
+
+
+def test_phase_2_runs_at_a_tenth_of_the_learning_rate_unless_finetune_lr_is_given():
+    config = resolve(dict(init_from="RUN", epochs=5, freeze_epochs=2, lr=0.004, warmup_epochs=1.0))
+    head, rest = finetune.phase_config(config, head_only=True), finetune.phase_config(config, head_only=False)
+    assert (head.epochs, head.lr, head.warmup_epochs) == (2, 0.004, 1.0)
+    assert (rest.epochs, rest.lr, rest.warmup_epochs) == (3, pytest.approx(0.0004), 0.0)
+    assert finetune.phase_config(resolve(dict(init_from="RUN", epochs=5, finetune_lr=0.002)), False).lr == 0.002
