@@ -299,3 +299,17 @@ def test_previous_checkpoint_is_kept_until_state_names_the_new_one(tmp_path, mon
         checkpoint.on_epoch_end(1, {"loss": 0.5})
     state = ResumableCheckpoint.load_state(tmp_path)  # still names an existing file
     assert state["file"] == "epoch-0000.keras" and (tmp_path / rundir.CHECKPOINT_DIR / state["file"]).exists()
+
+
+def test_the_epoch_early_stopping_ends_on_is_checkpointed_whatever_the_cadence(tmp_path):
+    """--early-stopping with --checkpoint-every 5: the epoch training stops on is saved, or a resume would redo it."""
+    network = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)], name="net")
+    checkpoint = ResumableCheckpoint(tmp_path, network, NaNGuard(), every=5)
+    checkpoint.set_model(network)
+    checkpoint.set_params({"epochs": 10})
+    network.stop_training = False  # fit sets it
+    checkpoint.on_epoch_end(0, {"loss": 1.0})
+    assert ResumableCheckpoint.load_state(tmp_path) is None  # epoch 1 of 10, every 5: not saved
+    network.stop_training = True  # as EarlyStopping sets it, before the checkpoint's turn
+    checkpoint.on_epoch_end(1, {"loss": 1.0})
+    assert ResumableCheckpoint.load_state(tmp_path)["epoch"] == 1
