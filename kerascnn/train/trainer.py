@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import logging
 import math
 import os
 import shutil
@@ -669,8 +670,30 @@ def train(config: TrainConfig) -> dict:
         TrainingError: the run cannot start or go on (the message says why and what to do).
         ValueError, FileNotFoundError, RuntimeError: bad data or model options (named in the message).
     """
-    with keras_globals(), run_lock(config):
+    with keras_globals(), run_lock(config), deliberate_traces():
         return _train(config)
+
+
+def _not_a_retrace(record) -> bool:
+    return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def deliberate_traces():
+    """Silences TensorFlow's "N out of the last M calls ... triggered tf.function retracing" while a run trains.
+
+    Keras traces a new `tf.function` for every compiled model: the train and validation steps of each fine-tuning
+    phase (phase 2 recompiles, its trainable variables differ), the TensorBoard summaries' predictions, and the test
+    steps of best.keras and of the last network. TensorFlow's detector keys them all on the code object Keras
+    shares between them (`multi_step_on_iterator`), so a small run, with few steps between those compiles, reads
+    as one function retraced in a loop (5 traces in 10 calls), where each trace is a new function's first call.
+    """
+    logger = logging.getLogger("tensorflow")
+    logger.addFilter(_not_a_retrace)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_not_a_retrace)
 
 
 def run_lock(config: TrainConfig):
