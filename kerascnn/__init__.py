@@ -12,11 +12,42 @@ When Keras is already imported, `import kerascnn` registers every class at once.
 import importlib
 import os
 import sys
+import warnings
+
+ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
+
+
+def _warn_if_onednn_is_off() -> None:
+    """Warns that TensorFlow, imported before kerascnn, runs without its oneDNN kernels, and what to set.
+
+    TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, when it is imported (`import keras` imports it), and cannot switch
+    the kernels on afterwards. Only called when the user did not set the variable.
+    """
+    if "keras" in sys.modules and sys.modules["keras"].backend.backend() != "tensorflow":
+        return  # TensorFlow only feeds the data; the train step runs elsewhere
+    try:  # no public API says whether the oneDNN kernels are on
+        from tensorflow.python.util import _pywrap_util_port
+
+        enabled = _pywrap_util_port.IsMklEnabled()
+    except (ImportError, AttributeError):
+        return
+    if not enabled:
+        warnings.warn(
+            "TensorFlow was imported before kerascnn (`import keras` imports it) with its oneDNN CPU kernels off, "
+            "TensorFlow's default on CPUs without AVX-512: a train step then takes about 1.7x as long (the quick "
+            "VGG on an AVX2-only CPU; README, Benchmarks). TensorFlow reads TF_ENABLE_ONEDNN_OPTS only when it is "
+            "imported: `import kerascnn` before `import keras`, or set TF_ENABLE_ONEDNN_OPTS=1 in the environment "
+            "(TF_ENABLE_ONEDNN_OPTS=0 keeps Eigen's kernels and this warning away).",
+            stacklevel=3,
+        )
+
 
 # TensorFlow turns its oneDNN CPU kernels on by default only where the CPU has AVX-512 (VNNI, BF16, AMX); on an
 # AVX2-only CPU it keeps Eigen's, which made the quick VGG's train step slower (README, Benchmarks). TensorFlow reads
-# the variable once, when it is imported: a setting of the user's, or TensorFlow imported before kerascnn, wins.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# the variable once, when it is imported: a setting of the user's wins; TensorFlow imported first gets a warning.
+if ONEDNN not in os.environ and "tensorflow" in sys.modules:
+    _warn_if_onednn_is_off()
+os.environ.setdefault(ONEDNN, "1")
 
 __version__ = "0.1.0"
 __all__ = ["data", "export", "layers", "load_model", "models", "optimize", "register_serializables", "train"]

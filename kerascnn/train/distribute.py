@@ -6,7 +6,9 @@ Each process runs the same program with its own process id. Every process first 
 given, not on every interface; `DataParallel` replicates the model on every device of every process and
 averages the gradients, so all processes keep identical weights. Every process reads only its own shard of the
 input (`StreamingDataset.batches(..., num_shards=num_processes, shard_index=process_id)`), and only the chief
-(process 0) writes checkpoints, TensorBoard logs and the final models.
+(process 0) writes checkpoints, TensorBoard logs and the final models. While the run lasts, a process that ends
+before finishing (killed, or stopped by an error) ends the others within a second, with one line naming it
+(`rendezvous.Watchdog`; `session` tells the others when this one finishes).
 
 On the TensorFlow backend Keras 3 supports one machine only: `MirroredStrategy` over its local devices
 (`--distribute`). Keras 3's `fit` does not work under `tf.distribute.MultiWorkerMirroredStrategy`
@@ -15,6 +17,7 @@ On the TensorFlow backend Keras 3 supports one machine only: `MirroredStrategy` 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -148,15 +151,59 @@ def initialize(cluster: Cluster, settings: dict | None = None, timeout: float = 
 
     coordinator = cluster.coordinator.split(",")[0]  # Keras's job addresses: process 0's comes first
     bind = os.environ.get(ENV_BIND_ADDRESS) or coordinator
+    global _watchdog
+    settings = settings or {}
     if cluster.is_chief:
-        rendezvous.serve(bind, cluster.num_processes, settings or {}, timeout)
+        peers = rendezvous.serve(bind, cluster.num_processes, settings, timeout)
     else:
-        rendezvous.check_in(coordinator, cluster.process_id, cluster.num_processes, settings or {}, timeout)
+        peers = {0: rendezvous.check_in(coordinator, cluster.process_id, cluster.num_processes, settings, timeout)}
+    _watchdog = rendezvous.Watchdog(peers, cluster.process_id, cluster.num_processes)
     if _cpu_only():  # decided without jax.devices(), which must not run before jax.distributed.initialize
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     # keras.distribution.initialize takes no bind address; jax.distributed.initialize reads this variable
     os.environ[ENV_BIND_ADDRESS] = bind
     keras.distribution.initialize(coordinator, cluster.num_processes, cluster.process_id)
+
+
+_watchdog: rendezvous.Watchdog | None = None  # this process's, from `initialize` until `session` ends
+
+
+@contextlib.contextmanager
+def session():
+    """The span of a run: on leaving it, this process stops watching the others (`initialize`'s watchdog) and,
+    when the run completed, tells them so first; a run that raised ends its connections without that word, and the
+    others stop, naming this process, instead of waiting in a collective. A no-op for a single process.
+
+    Example:
+        >>> with session():
+        ...     initialize(cluster, settings)
+        ...     ...  # build, fit, save
+    """
+    global _watchdog
+    finished = False
+    try:
+        yield
+        finished = True
+    finally:
+        watchdog, _watchdog = _watchdog, None
+        if watchdog is not None:
+            watchdog.close(finished)
+
+
+def jax_version() -> str:
+    """JAX's version, for the settings every process must share.
+
+    Raises:
+        DistributionError: JAX is not installed (the project's plain install leaves it out).
+    """
+    try:
+        import jax
+    except ImportError:
+        raise DistributionError(
+            "Training across several processes needs JAX, which is not installed here: install it on every machine "
+            "(pip install 'jax[cpu]', or 'jax[cuda12]' for NVIDIA GPUs) and start every process with KERAS_BACKEND=jax."
+        ) from None
+    return jax.__version__
 
 
 def _cpu_only() -> bool:

@@ -139,8 +139,6 @@ def cluster_settings(config: TrainConfig, state: dict | None) -> dict:
     """{flag: value} of everything that must be equal on every process of a run, compared by
     `distribute.initialize` before the first step: every setting but `PER_PROCESS`, the epochs a resumed run has
     done, and the versions of Keras, JAX and kerascnn (`rendezvous.serve` adds the process count)."""
-    import jax
-
     import kerascnn
 
     # num_processes as given may be None (taken from KERAS_DISTRIBUTION_NUM_PROCESSES): the rendezvous compares
@@ -148,7 +146,7 @@ def cluster_settings(config: TrainConfig, state: dict | None) -> dict:
     names = [f.name for f in dataclasses.fields(config) if f.name not in PER_PROCESS | {"num_processes"}]
     settings = {flag(name): getattr(config, name) for name in names}
     settings["--resume (epochs done)"] = state["epoch"] + 1 if state else 0
-    settings.update({"Keras": keras.__version__, "JAX": jax.__version__, "kerascnn": kerascnn.__version__})
+    settings.update({"Keras": keras.__version__, "JAX": distribute.jax_version(), "kerascnn": kerascnn.__version__})
     return settings
 
 
@@ -670,7 +668,7 @@ def train(config: TrainConfig) -> dict:
         TrainingError: the run cannot start or go on (the message says why and what to do).
         ValueError, FileNotFoundError, RuntimeError: bad data or model options (named in the message).
     """
-    with keras_globals(), run_lock(config), deliberate_traces():
+    with keras_globals(), run_lock(config), deliberate_traces(), distribute.session():
         return _train(config)
 
 

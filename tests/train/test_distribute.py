@@ -194,7 +194,7 @@ def test_rendezvous_lets_equal_settings_through_and_binds_the_given_address():
     for checker in checkers:
         checker.join()
     thread.join()
-    assert errors == []
+    assert errors == [], errors
     assert outcome == [None] and listening == {"127.0.0.1"}
 
 
@@ -240,6 +240,104 @@ def test_rendezvous_without_process_0_says_so_after_the_timeout():
     with pytest.raises(rendezvous.RendezvousError, match="Process 0 did not answer at 127.0.0.1:.* within 1 s"):
         rendezvous.check_in(f"127.0.0.1:{free_port()}", 1, 2, {}, 1)
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("duplicate", [0, 1])
+def test_rendezvous_refuses_a_process_id_taken_and_tells_that_process_why(duplicate):
+    """A second --process-id 0 (the chief's) used to be admitted as a worker; a refused duplicate heard only
+    "closed the connection without an answer"."""
+    address = f"127.0.0.1:{free_port()}"
+    thread, outcome = serve_in_thread(address, 3, {}, 20)
+    heard = []
+
+    def check_in(process_id):
+        try:
+            rendezvous.check_in(address, process_id, 3, {}, 20)
+        except rendezvous.RendezvousError as error:
+            heard.append(str(error))
+
+    first = threading.Thread(target=check_in, args=(1,))
+    first.start()
+    check_in(duplicate)
+    first.join()
+    thread.join()
+    taken = f"Two processes were started with --process-id {duplicate}: process id {duplicate} is already taken"
+    assert len(heard) == 2 and all(f"Process 0 stopped the run: {taken}" in text for text in heard), heard
+    assert taken in outcome[0] and "Give each process its own --process-id, 0 to 2." in outcome[0]
+
+
+def checked_in(num_processes: int) -> tuple[dict, dict]:
+    """(the chief's connections, {process id: its connection to the chief}) once all have checked in."""
+    address = f"127.0.0.1:{free_port()}"
+    peers = {}
+
+    def check_in(process_id):
+        peers[process_id] = rendezvous.check_in(address, process_id, num_processes, {}, 20)
+
+    checkers = [threading.Thread(target=check_in, args=(i,)) for i in range(1, num_processes)]
+    for checker in checkers:
+        checker.start()
+    chief_peers = rendezvous.serve(address, num_processes, {}, 20)
+    for checker in checkers:
+        checker.join()
+    return chief_peers, peers
+
+
+def test_watchdog_names_a_lost_process_on_every_other_and_not_one_that_finished():
+    """Processes 0, 1, 2 checked in; 1 finishes ("done"), then 2 dies: 0 and 1 (told by 0) name process 2. Watchdogs
+    of processes that stopped watching say nothing."""
+    chief_peers, peers = checked_in(3)
+    lost = {i: threading.Event() for i in range(3)}
+    heard = {}
+
+    def on_lost(process_id):
+        return lambda message: (heard.update({process_id: message}), lost[process_id].set())
+
+    chief = rendezvous.Watchdog(chief_peers, 0, 3, on_lost(0))
+    rendezvous.Watchdog({0: peers[1]}, 1, 3, on_lost(1)).close(finished=True)  # 1 completed: its exit is no loss
+    time.sleep(0.2)
+    assert not any(event.is_set() for event in lost.values())
+    peers[2].close()  # process 2 dies: the OS closes its end
+    assert lost[0].wait(5)
+    assert heard[0].startswith("Process 2 of 3 ended before the run finished (killed, or stopped by an error")
+    assert "process 0 stops too" in heard[0] and "--resume" in heard[0]
+    assert set(heard) == {0}  # process 1 stopped watching; process 2 is the lost one
+    chief.close(finished=False)
+
+
+def test_watchdog_of_a_worker_names_the_process_the_chief_lost():
+    chief_peers, peers = checked_in(3)
+    heard, told = [], threading.Event()
+    rendezvous.Watchdog(chief_peers, 0, 3, lambda message: None)
+    rendezvous.Watchdog({0: peers[1]}, 1, 3, lambda message: (heard.append(message), told.set()))
+    peers[2].close()
+    assert told.wait(5) and heard[0].startswith("Process 2 of 3 ended") and "process 1 stops too" in heard[0]
+
+
+def test_watchdog_names_the_lost_process_when_the_loss_first_shows_as_an_error_of_this_one():
+    """gloo raises "Connection closed by peer" in the chief as the worker dies: the chief used to print that, then
+    hang in JAX's shutdown."""
+    chief_peers, peers = checked_in(2)
+    heard = []
+    chief = rendezvous.Watchdog(chief_peers, 0, 2, heard.append)
+    peers[1].close()
+    chief.close(finished=False)  # at once, as `distribute.session` does on an exception
+    assert len(heard) == 1 and heard[0].startswith("Process 1 of 2 ended before the run finished")
+
+
+def test_several_processes_without_jax_installed_name_the_install(tmp_path, monkeypatch, capsys):
+    """The project's plain install has no JAX; `trainer.cluster_settings` imported it on every backend and the CLI
+    said only "No module named 'jax'"."""
+    from kerascnn.train.__main__ import main
+
+    monkeypatch.setitem(sys.modules, "jax", None)  # import jax raises ImportError
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+    flags = ["--model", "lenet5", "--out", str(tmp_path / "run"), "--coordinator", "127.0.0.1:1"]
+    assert main([*flags, "--num-processes", "2", "--process-id", "0"]) == 2
+    error = capsys.readouterr().err
+    assert "error: Training across several processes needs JAX, which is not installed" in error
+    assert "pip install 'jax[cpu]'" in error and "KERAS_BACKEND=jax" in error
+    assert not (tmp_path / "run").exists()
 
 
 def test_rendezvous_names_a_port_in_use():
