@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from kerascnn.data import folder, stream
-from kerascnn.data.pipeline import DecodeError
+from kerascnn.data.pipeline import DecodeError, stratified_subset
 from tests.data.test_stream import write_images
 
 pytestmark = pytest.mark.backend_portable
@@ -163,3 +163,23 @@ def test_limit_takes_a_seeded_class_balanced_subset(tmp_path):
     assert limited.arrays("train")[1].tolist() == limited.splits["train"].labels.tolist()
     assert data.limited(9, seed=1).splits["train"].files == files != data.limited(9, seed=2).splits["train"].files
     assert np.bincount(data.limited(10, seed=0).splits["train"].labels).tolist() in ([4, 3, 3], [3, 4, 3], [3, 3, 4])
+
+
+def test_a_test_folder_missing_a_class_keeps_the_labels_of_the_others(tmp_path):
+    write_images(tmp_path / "train", classes=("a", "b", "c"), per_class=2)
+    write_images(tmp_path / "test", classes=("a", "c"), per_class=2)
+    paths, labels, classes = folder.list_image_folder(tmp_path / "test", ["a", "b", "c"])
+    assert classes == ["a", "b", "c"] and labels.tolist() == [0, 0, 2, 2]
+    data = stream.open_image_folder(tmp_path / "train", test_dir=tmp_path / "test", validation_fraction=0.0)
+    for path, label in zip(data.splits["test"].files, data.splits["test"].labels):
+        assert f"/test/{data.labels[label]}/" in path
+
+
+def test_limit_gives_the_extra_images_to_seeded_classes_not_always_the_first():
+    labels = np.repeat(np.arange(10), 10)
+    extras = set()
+    for seed in range(8):
+        counts = np.bincount(labels[stratified_subset(labels, 15, seed)], minlength=10)
+        assert sorted(counts.tolist()) == [1] * 5 + [2] * 5
+        extras.add(tuple(np.flatnonzero(counts == 2)))
+    assert len(extras) > 4  # the classes' turn order is seeded, not label order
