@@ -6,7 +6,8 @@ sub-folders, files in nested sub-folders count under their class folder, a file'
 image), plus:
 - hidden files and folders (a leading ".", such as macOS's `._IMG_0001.jpg`) are not images;
 - a class folder whose name cannot be a line of labels.txt (only whitespace, or a newline or other control
-  character in it) is refused, naming the folder;
+  character in it) is refused, naming the folder; so are class folders whose names differ only by blanks around
+  them ("a" and "a "), whose labels would print the same;
 - a class folder without images is refused, naming the folder: it would be an output the model can never
   predict, and leaving it out silently would shift every later label;
 - a symbolic link loop (a file link that points back to itself, a folder link that leads to a folder above it)
@@ -97,11 +98,17 @@ def list_image_folder(root, classes: list[str] | None = None) -> tuple[list[str]
         classes: the class names to use (a test folder that must match training: it may lack some, not add any).
 
     Raises:
-        FileNotFoundError: `root` does not exist.
-        ValueError: fewer than 2 class folders; a class folder without images or whose name cannot be a label; a
-            symbolic link loop; a test folder with a class training lacks.
+        FileNotFoundError: `root` does not exist (NotADirectoryError: it is a file).
+        ValueError: fewer than 2 class folders; a class folder without images or whose name cannot be a label;
+            class folders whose names differ only by surrounding blanks; a symbolic link loop; a test folder with a
+            class training lacks.
     """
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(
+            f"{root} is a file, not a folder. Give the folder that holds one sub-folder per class: "
+            f"{root.parent}/<folder>/<class name>/<image files>."
+        )
     if not root.is_dir():
         raise FileNotFoundError(f"Image folder {root} does not exist. Expected {root}/<class name>/<image files>.")
     found = sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and p.is_dir())
@@ -110,6 +117,13 @@ def list_image_folder(root, classes: list[str] | None = None) -> tuple[list[str]
         if problem:
             raise ValueError(
                 f"Class folder {str(root / name)!r} cannot be a label ({problem}): rename it to a one-line name."
+            )
+    for stripped in sorted({name.strip() for name in found}):
+        same = [name for name in found if name.strip() == stripped]
+        if len(same) > 1:  # two labels that print the same
+            raise ValueError(
+                f"Class folders {', '.join(repr(str(root / name)) for name in same)} differ only by blanks around "
+                "the name, so their labels would print the same: merge or rename them."
             )
     if classes is not None and set(found) - set(classes):
         raise ValueError(

@@ -20,7 +20,8 @@ class DataSpec:
         test_dir: a folder with the same class folders, the test split of `data_dir`.
         image_size: (height, width) every image is resized to; None keeps the dataset's own size (a folder: its
             first image's).
-        color_mode: "grayscale" or "rgb" for a folder; None: grey only if every image is.
+        color_mode: "grayscale" or "rgb" for a folder (--color; images of the other kind are converted); None: grey
+            only if every image is.
         validation_fraction: seeded share of the training images held out for validation, in [0, 0.5].
         test_fraction: seeded share held out as the test split of a folder without `test_dir` (or of a tfds dataset
             without a test split), in [0, 0.5].
@@ -64,9 +65,11 @@ class DataSpec:
         ):
             raise ValueError(f"--image-size must be two positive integers, HEIGHT WIDTH (got {list(self.image_size)}).")
         if self.color_mode is not None and self.color_mode not in COLOR_MODES:
-            raise ValueError(f"color_mode must be 'grayscale' or 'rgb' (got {self.color_mode!r}).")
+            raise ValueError(f"--color must be grayscale or rgb (got {self.color_mode!r}).")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"--limit must be >= 1 (got {self.limit}).")
+        if self.color_mode is not None and self.data_dir is None:
+            raise ValueError(f"--color {self.color_mode} converts an image folder's images: give --data-dir too.")
         if self.test_dir is not None and self.data_dir is None:
             raise ValueError("--test-dir is the test split of an image folder: give --data-dir too.")
         if out is not None:
@@ -89,6 +92,7 @@ class DataSpec:
             data_dir=settings.get("data_dir"),
             test_dir=settings.get("test_dir"),
             image_size=tuple(settings["image_size"]) if settings.get("image_size") else None,
+            color_mode=settings.get("color_mode"),
             validation_fraction=settings.get("validation_fraction", defaults.validation_fraction),
             test_fraction=settings.get("test_fraction", defaults.test_fraction),
             seed=settings.get("seed", defaults.seed),

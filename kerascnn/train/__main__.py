@@ -131,6 +131,13 @@ def parser() -> argparse.ArgumentParser:
         "(default: the dataset's own size, or a folder's first image's)",
     )
     g.add_argument(
+        "--color",
+        choices=["grayscale", "rgb"],
+        dest="color_mode",
+        help="an image folder's colour: grayscale (1 channel) or rgb (3), converting the images that differ as "
+        "Pillow does, e.g. to fine-tune a run of the other kind (default: grayscale only if every image is)",
+    )
+    g.add_argument(
         "--skip-bad-images",
         action="store_const",
         const=True,

@@ -18,18 +18,26 @@ class EpochBatches(keras.utils.PyDataset):
     Epoch e visits the images in the order `default_rng(epoch_seed(seed, e)).permutation(N)`; the last
     batch may be smaller. Keras calls `on_epoch_end` after each epoch, which moves on to the next order.
 
+    With `normalization` (mean, std), `images` are the uint8 pixels, held once, and each batch is normalized as it
+    is gathered: (x - mean) / std in float32. A float32 copy of the whole split would take 4 times the pixels'
+    bytes, and its normalization twice that again while it is computed.
+
     Args:
-        images: (N, H, W, C) float32, normalized.
+        images: (N, H, W, C) uint8 pixels with `normalization`, else float32 already normalized.
         labels: (N,) int class indices.
         num_classes: width of the one-hot targets.
         batch_size: images per batch.
         seed: the run's seed.
         epoch: the epoch the first pass belongs to (the initial epoch of a resumed run).
+        normalization: per-channel (mean, std) in pixel units, or None.
     """
 
-    def __init__(self, images, labels, num_classes: int, batch_size: int, seed: int, epoch: int = 0):
+    def __init__(
+        self, images, labels, num_classes: int, batch_size: int, seed: int, epoch: int = 0, normalization=None
+    ):
         super().__init__()
         self.images, self.labels = images, np.asarray(labels)
+        self.mean, self.std = _mean_std(normalization)
         self.one_hot = np.eye(num_classes, dtype=np.float32)
         self.batch_size, self.seed = batch_size, seed
         self.epoch = epoch
@@ -49,7 +57,10 @@ class EpochBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         chosen = self.batch_indices(index)
-        return self.images[chosen], self.one_hot[self.labels[chosen]]
+        images = self.images[chosen]
+        if self.mean is not None:
+            images = (images.astype(np.float32) - self.mean) / self.std
+        return images, self.one_hot[self.labels[chosen]]
 
     def on_epoch_end(self):
         self.epoch += 1
@@ -58,20 +69,34 @@ class EpochBatches(keras.utils.PyDataset):
 class DeviceEpochBatches(EpochBatches):
     """The batches of `EpochBatches` for the JAX backend's in-memory input, gathered on the device: the images and
     one-hot targets are uploaded once (`jax.device_put`, to the default device, a GPU where there is one), and each
-    batch is a `jnp.take` of the epoch's indices, so only the indices cross from the host per batch. Keras passes
-    JAX arrays from a PyDataset through to the compiled step as they are."""
+    batch is a `jnp.take` of the epoch's indices, so only the indices cross from the host per batch (and uint8
+    pixels are normalized there, on the device). Keras passes JAX arrays from a PyDataset through to the compiled
+    step as they are."""
 
-    def __init__(self, images, labels, num_classes: int, batch_size: int, seed: int, epoch: int = 0):
+    def __init__(
+        self, images, labels, num_classes: int, batch_size: int, seed: int, epoch: int = 0, normalization=None
+    ):
         import jax
 
-        super().__init__(images, labels, num_classes, batch_size, seed, epoch)
+        super().__init__(images, labels, num_classes, batch_size, seed, epoch, normalization)
         self.images, self.targets = jax.device_put(images), jax.device_put(self.one_hot[self.labels])
 
     def __getitem__(self, index: int):
         import jax.numpy as jnp
 
         chosen = self.batch_indices(index)
-        return jnp.take(self.images, chosen, axis=0), jnp.take(self.targets, chosen, axis=0)
+        images = jnp.take(self.images, chosen, axis=0)
+        if self.mean is not None:
+            images = (images.astype(jnp.float32) - self.mean) / self.std
+        return images, jnp.take(self.targets, chosen, axis=0)
+
+
+def _mean_std(normalization) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(mean, std) as float32 arrays, or (None, None) without `normalization`."""
+    if normalization is None:
+        return None, None
+    mean, std = normalization
+    return np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
 
 def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
@@ -88,21 +113,30 @@ class TFEpochBatches(keras.callbacks.Callback):
     Here the images live in a `tf.Variable` (a dataset function captures it by reference: no 2 GB graph-constant
     limit), `on_epoch_begin` writes the epoch's order into another, and each batch is a gather of its indices: no
     Python runs per batch. Keras makes a new iterator every epoch (no `steps_per_epoch`), so an epoch ends with its
-    own last batch, `steps_per_execution` included.
+    own last batch, `steps_per_execution` included. With `normalization`, the variable holds the uint8 pixels and
+    each gathered batch is normalized, as in `EpochBatches`.
     """
 
-    def __init__(self, images, labels, num_classes: int, batch_size: int, seed: int):
+    def __init__(self, images, labels, num_classes: int, batch_size: int, seed: int, normalization=None):
         super().__init__()
         import tensorflow as tf
 
         self.seed, self.count = seed, len(labels)
+        mean, std = _mean_std(normalization)
         with tf.device("/cpu:0"):
             pixels = tf.Variable(images, trainable=False, name="train_images")
             targets = tf.constant(np.eye(num_classes, dtype=np.float32)[np.asarray(labels)])
             self.order = tf.Variable(np.arange(self.count, dtype=np.int32), trainable=False, name="epoch_order")
+
+        def gather(index):
+            batch = tf.gather(pixels, index)
+            if mean is not None:
+                batch = (tf.cast(batch, tf.float32) - mean) / std
+            return batch, tf.gather(targets, index)
+
         # the order is read when an epoch's iterator starts, after on_epoch_begin has written it
         indices = tf.data.Dataset.range(1).flat_map(lambda _: tf.data.Dataset.from_tensor_slices(self.order.value()))
-        batches = indices.batch(batch_size).map(lambda index: (tf.gather(pixels, index), tf.gather(targets, index)))
+        batches = indices.batch(batch_size).map(gather)
         steps = -(-self.count // batch_size)
         self.dataset = batches.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(tf.data.AUTOTUNE)
 

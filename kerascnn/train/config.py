@@ -57,6 +57,7 @@ class TrainConfig:
     test_fraction: float = 1 / 12  # of an image folder (or a tfds dataset without a test split)
     image_size: list | None = None  # [height, width]; default: the dataset's own size or the first image's
     skip_bad_images: bool = False
+    color_mode: str | None = None  # an image folder's "grayscale" or "rgb" (converted); default: as the images are
     input_pipeline: str = "auto"  # "memory", "stream" (tf.data, decoded every epoch) or "auto" (memory if small)
     limit: int | None = None
     augment_padding: int = 2
@@ -153,7 +154,7 @@ class TrainConfig:
 
 
 # the flag that sets each field, where it is not "--" + the field's name with - for _
-FLAGS = {"input_pipeline": "--input", "tensorboard": "--no-tensorboard"}
+FLAGS = {"input_pipeline": "--input", "tensorboard": "--no-tensorboard", "color_mode": "--color"}
 
 
 def flag(name: str) -> str:

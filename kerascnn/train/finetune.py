@@ -182,7 +182,8 @@ def check_normalization(normalization: dict | None, channels: int, flag: str) ->
     if normalization is not None and len(normalization["mean"]) != channels:
         raise FineTuneError(
             f"{flag}: the weights are for {len(normalization['mean'])}-channel images, the data has {channels} "
-            "channels. Use images with as many channels (RGB for ImageNet weights)."
+            f"channels. Pass --color {'grayscale' if len(normalization['mean']) == 1 else 'rgb'} to convert the "
+            "images to as many channels (RGB for ImageNet weights), or use such images."
         )
 
 

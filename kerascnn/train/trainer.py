@@ -98,7 +98,8 @@ def tensorflow_available() -> bool:
 
 @dataclasses.dataclass(kw_only=True)
 class Data:
-    """The dataset's splits, limited to `--limit` and normalized; `raw_val` keeps the uint8 validation images.
+    """The dataset's splits, limited to `--limit`; `x_train` holds the uint8 training pixels (normalized per batch:
+    `kerascnn.train.batches`), `x_val` and `x_test` normalized images, `raw_val` the uint8 validation images.
 
     `input_path` is "memory" (the arrays hold every split) or "stream" (`dataset` is then a `StreamingDataset`
     that reads the splits from disk every epoch, this process's shard `shard_index` of `num_shards`; the arrays
@@ -341,7 +342,7 @@ def load_data(
         )
         return Data(
             dataset=data,
-            x_train=data.normalize(x_train),
+            x_train=x_train,  # uint8, held once: the batches normalize it (4x fewer bytes than float32)
             y_train=y_train,
             x_val=data.normalize(raw_val),
             y_val=y_val,
@@ -460,7 +461,7 @@ def batch_norm_images(config: TrainConfig, data: Data, cluster: distribute.Clust
         return None
     rng = np.random.default_rng(config.seed)
     if data.x_train is not None:
-        return data.x_train[rng.permutation(len(data.x_train))[:BATCH_NORM_IMAGES]]
+        return data.dataset.normalize(data.x_train[rng.permutation(len(data.x_train))[:BATCH_NORM_IMAGES]])
     images = data.dataset.limited(BATCH_NORM_IMAGES, config.seed).arrays("train")[0]
     return images[rng.permutation(len(images))]
 
@@ -628,10 +629,10 @@ def _fit_inputs(config: TrainConfig, data: Data, batch_size: int, steps_per_epoc
 
     Streamed: uint8 tf.data batches (the training model normalizes them), the epochs back to back, each exactly
     `steps_per_epoch` batches (`.repeat()` only guards against Keras asking for a batch past the last epoch's end).
-    In memory: the normalized arrays, as `EpochBatches` (PyTorch: Keras iterates it in Python), the same batches
-    gathered on the device (JAX: `DeviceEpochBatches`, the images uploaded once) or as a tf.data pipeline
-    (TensorFlow: `TFEpochBatches`, whose callback sets each epoch's order). Every way an epoch's order depends on
-    (seed, epoch) only.
+    In memory: the uint8 training pixels, normalized per batch, as `EpochBatches` (PyTorch: Keras iterates it in
+    Python), the same batches gathered on the device (JAX: `DeviceEpochBatches`, the images uploaded once) or as a
+    tf.data pipeline (TensorFlow: `TFEpochBatches`, whose callback sets each epoch's order). Every way an epoch's
+    order depends on (seed, epoch) only.
     """
     if data.stream is not None:
         seeds = [epoch_seed(config.seed, epoch) for epoch in range(initial_epoch, config.epochs)]
@@ -641,12 +642,13 @@ def _fit_inputs(config: TrainConfig, data: Data, batch_size: int, steps_per_epoc
         return batches, validation, steps_per_epoch, []
     validation = (data.x_val, _one_hot(data.y_val, data.num_classes)) if len(data.x_val) else None
     arrays = data.x_train, data.y_train, data.num_classes, batch_size, config.seed
+    normalization = (data.dataset.mean, data.dataset.std)
     if keras.backend.backend() == "tensorflow":
-        batches = TFEpochBatches(*arrays)
+        batches = TFEpochBatches(*arrays, normalization=normalization)
         return batches.dataset, validation, None, [batches]
     if keras.backend.backend() == "jax":
-        return DeviceEpochBatches(*arrays, initial_epoch), validation, None, []
-    return EpochBatches(*arrays, initial_epoch), validation, None, []
+        return DeviceEpochBatches(*arrays, initial_epoch, normalization), validation, None, []
+    return EpochBatches(*arrays, initial_epoch, normalization), validation, None, []
 
 
 @contextlib.contextmanager

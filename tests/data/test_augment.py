@@ -115,3 +115,13 @@ def test_random_erasing_compiles_with_xla_and_round_trips():
 def test_random_erasing_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         RandomErasing(**kwargs)
+
+
+def test_random_erasing_draws_the_left_edge_apart_from_the_top_edge():
+    """Square images and square rectangles: the top and left edges range over the same positions, so an edge that
+    reused the other's draw would put every rectangle on the diagonal."""
+    x = random_images((64, 16, 16, 1)) + 10.0
+    y = keras.ops.convert_to_numpy(RandomErasing(1.0, scale=(0.05, 0.2), ratio=(1.0, 1.0), seed=4)(x, training=True))
+    boxes = [erased_rectangle(image, out) for image, out in zip(x, y)]
+    on_diagonal = np.mean([rows.start == cols.start for rows, cols in boxes])
+    assert on_diagonal < 0.5  # independent edges: about 1 / (16 - side + 1) of them

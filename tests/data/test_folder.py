@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from kerascnn.data import folder, stream
-from kerascnn.data.pipeline import DecodeError
+from kerascnn.data.pipeline import DecodeError, stratified_subset
 from tests.data.test_stream import write_images
 
 pytestmark = pytest.mark.backend_portable
@@ -163,3 +163,54 @@ def test_limit_takes_a_seeded_class_balanced_subset(tmp_path):
     assert limited.arrays("train")[1].tolist() == limited.splits["train"].labels.tolist()
     assert data.limited(9, seed=1).splits["train"].files == files != data.limited(9, seed=2).splits["train"].files
     assert np.bincount(data.limited(10, seed=0).splits["train"].labels).tolist() in ([4, 3, 3], [3, 4, 3], [3, 3, 4])
+
+
+def test_a_test_folder_missing_a_class_keeps_the_labels_of_the_others(tmp_path):
+    write_images(tmp_path / "train", classes=("a", "b", "c"), per_class=2)
+    write_images(tmp_path / "test", classes=("a", "c"), per_class=2)
+    paths, labels, classes = folder.list_image_folder(tmp_path / "test", ["a", "b", "c"])
+    assert classes == ["a", "b", "c"] and labels.tolist() == [0, 0, 2, 2]
+    data = stream.open_image_folder(tmp_path / "train", test_dir=tmp_path / "test", validation_fraction=0.0)
+    for path, label in zip(data.splits["test"].files, data.splits["test"].labels):
+        assert f"/test/{data.labels[label]}/" in path
+
+
+def test_limit_gives_the_extra_images_to_seeded_classes_not_always_the_first():
+    labels = np.repeat(np.arange(10), 10)
+    extras = set()
+    for seed in range(8):
+        counts = np.bincount(labels[stratified_subset(labels, 15, seed)], minlength=10)
+        assert sorted(counts.tolist()) == [1] * 5 + [2] * 5
+        extras.add(tuple(np.flatnonzero(counts == 2)))
+    assert len(extras) > 4  # the classes' turn order is seeded, not label order
+
+
+def test_a_file_given_as_the_folder_is_called_a_file(tmp_path):
+    (tmp_path / "images.zip").write_bytes(b"PK")
+    with pytest.raises(NotADirectoryError, match=r"images\.zip is a file, not a folder"):
+        folder.list_image_folder(tmp_path / "images.zip")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        folder.list_image_folder(tmp_path / "missing")
+
+
+def test_class_folders_that_differ_only_by_blanks_around_the_name_are_refused_naming_them(tmp_path):
+    write_images(tmp_path, classes=("a", "a ", "b"), per_class=1)
+    with pytest.raises(ValueError, match="differ only by blanks") as error:
+        folder.list_image_folder(tmp_path)
+    assert repr(str(tmp_path / "a")) in str(error.value) and repr(str(tmp_path / "a ")) in str(error.value)
+
+
+def test_color_converts_a_folder_and_is_carried_from_the_flag_to_the_spec(tmp_path):
+    from kerascnn.data.spec import DataSpec
+    from kerascnn.train.__main__ import parser
+    from kerascnn.train.finetune import FineTuneError, check_normalization
+
+    write_images(tmp_path, classes=("a", "b"), per_class=2)
+    values = vars(parser().parse_args(["--data-dir", str(tmp_path), "--color", "grayscale"]))
+    spec = DataSpec.from_settings({k: v for k, v in values.items() if v is not None}).check()
+    assert spec.color_mode == "grayscale"
+    assert stream.open_spec(spec).input_shape[-1] == 1  # RGB images converted
+    with pytest.raises(ValueError, match="--color grayscale converts an image folder"):
+        DataSpec(color_mode="grayscale").check()
+    with pytest.raises(FineTuneError, match="Pass --color grayscale to convert"):
+        check_normalization({"mean": [0.5], "std": [0.2]}, 3, "--init-from")

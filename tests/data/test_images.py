@@ -104,3 +104,11 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_with_the_figures():
     with pytest.raises(ValueError, match=r"--image-size 10000 10000: one batch of 128 .* needs 153\.6 GB"):
         images.check_memory((10000, 10000, 3), 128)
     images.check_memory((96, 96, 3), 128)
+
+
+def test_a_batch_over_half_of_the_memory_is_refused_and_one_under_half_is_not(monkeypatch):
+    """The margin: half of the RAM, not all of it (the model's activations need several times the batch)."""
+    monkeypatch.setattr(images, "physical_memory_bytes", lambda: 10**9)
+    with pytest.raises(ValueError, match=r"needs 0\.6 GB as float32 .* over half of this machine's 1\.0 GB"):
+        images.check_memory((1000, 1000, 3), 50)  # 0.6 GB
+    images.check_memory((1000, 1000, 3), 40)  # 0.48 GB

@@ -273,7 +273,8 @@ def test_batch_norm_images_are_a_seeded_sample_as_the_training_model_takes_them(
     data = load_data(config)
     images = batch_norm_images(config, data)
     assert images.shape == (192, 28, 28, 1)  # all 192 (fewer than BATCH_NORM_IMAGES)
-    in_order = data.x_train if pipeline == "memory" else data.dataset.arrays("train")[0]
+    # in memory the uint8 training pixels, which the batches normalize
+    in_order = data.dataset.normalize(data.x_train) if pipeline == "memory" else data.dataset.arrays("train")[0]
     assert not np.array_equal(images, in_order)  # shuffled: a folder's files come class by class
     rows = lambda a: np.sort(a.reshape(len(a), -1), axis=0)  # noqa: E731
     np.testing.assert_array_equal(rows(images), rows(in_order))  # the same images

@@ -126,7 +126,8 @@ def test_in_memory_batches_per_backend_are_the_epoch_batches(backend, kind, monk
 
     images, labels = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1), np.arange(10) % 3
     data = types.SimpleNamespace(stream=None, x_train=images, y_train=labels, num_classes=3,
-                                 x_val=images[:0], y_val=labels[:0])  # fmt: skip
+                                 x_val=images[:0], y_val=labels[:0],
+                                 dataset=types.SimpleNamespace(mean=[0.0], std=[1.0]))  # fmt: skip
     monkeypatch.setattr(trainer.keras.backend, "backend", lambda: backend)
     config = resolve(dict(TINY, batch_size=4, seed=5))
     batches, validation, steps, callbacks = trainer._fit_inputs(config, data, 4, 3, 2)  # from epoch 2
