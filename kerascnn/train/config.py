@@ -35,6 +35,8 @@ RESUME_MAY_CHANGE = {
 }
 # the folders a run reads, stored absolute: the run opens from any working directory (export, --resume)
 DATA_FOLDERS = ("data_dir", "test_dir")
+# without --keep, a validation split below this many images (one image: more than a point) keeps the last epoch
+MIN_CHOOSING_VALIDATION = 100
 
 
 @dataclasses.dataclass
@@ -78,7 +80,9 @@ class TrainConfig:
     jit_compile: str = "auto"  # "auto": off for TensorFlow on a CPU (~40x slower: README, Benchmarks) and PyTorch
     seed: int = 0
     early_stopping: int = 0  # patience in epochs; 0 is off
-    keep: str = "best"  # the run's model (best.keras): the epoch of "best" validation accuracy, or the "last" epoch
+    # the run's model (best.keras): the epoch of "best" validation accuracy, or the "last" epoch; None: best, or last
+    # when the validation split is too small to choose (kerascnn.train.small_data.keep_rule)
+    keep: str | None = None
     distribute: bool = False
     coordinator: str | None = None  # host:port of process 0 (several processes/machines, JAX backend)
     num_processes: int | None = None  # default: KERAS_DISTRIBUTION_NUM_PROCESSES, else 1
@@ -109,7 +113,7 @@ class TrainConfig:
             raise ValueError("--lr must be > 0, --weight-decay >= 0 and --label-smoothing in [0, 1).")
         if self.lr_decay not in LR_DECAYS:
             raise ValueError(f"--lr-decay must be {' or '.join(LR_DECAYS)}, not {self.lr_decay!r}.")
-        if self.keep not in KEEPS:
+        if self.keep is not None and self.keep not in KEEPS:
             raise ValueError(f"--keep must be {' or '.join(KEEPS)}, not {self.keep!r}.")
         if self.keep == "last" and self.early_stopping:
             raise ValueError(

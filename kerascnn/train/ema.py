@@ -53,17 +53,21 @@ def update_batch_norms(network: keras.Model, images: np.ndarray, batch_size: int
 
 @contextlib.contextmanager
 def averaged_weights(model: keras.Model, batch_norm_images: np.ndarray | None = None, batch_size: int = 128):
-    """Inside the block `model`'s trainable weights are the optimizer's moving averages, with batch-norm statistics
-    of their own from `batch_norm_images` (`update_batch_norms`; None: the raw weights' statistics); on exit every
-    variable of `model` is back, bit for bit. Does nothing for a model without EMA."""
-    if not uses_ema(model):
+    """Inside the block `model`'s trainable weights are the optimizer's moving averages (when it keeps them), with
+    batch-norm statistics of their own from `batch_norm_images` (`update_batch_norms`; None: the raw weights'
+    statistics); on exit every variable of `model` is back, bit for bit. Without EMA and without images it does
+    nothing; without EMA but with images the raw weights get recomputed statistics (a run too short for the moving
+    statistics to converge: `kerascnn.train.small_data`)."""
+    ema = uses_ema(model)
+    if not ema and batch_norm_images is None:
         yield
         return
     variables = [*model.trainable_variables, *model.non_trainable_variables]
     raw = [keras.ops.convert_to_numpy(v) for v in variables]
-    model.optimizer.finalize_variable_values(model.trainable_variables)
-    for variable in model.trainable_variables:  # copies: on JAX a compiled call donated (deleted) the shared buffers
-        variable.assign(keras.ops.convert_to_numpy(variable))
+    if ema:
+        model.optimizer.finalize_variable_values(model.trainable_variables)
+        for variable in model.trainable_variables:  # copies: on JAX a compiled call donated (deleted) the buffers
+            variable.assign(keras.ops.convert_to_numpy(variable))
     if batch_norm_images is not None:
         update_batch_norms(model, batch_norm_images, batch_size)
     try:
@@ -74,9 +78,10 @@ def averaged_weights(model: keras.Model, batch_norm_images: np.ndarray | None = 
 
 
 class AveragedValidation(keras.callbacks.Callback):
-    """Validates the moving average during `fit` (val_loss, val_accuracy, so the best epoch and early stopping
-    follow the model that is saved), training on with the raw weights after each validation. `averaged`:
-    `averaged_weights`, or the same with batch-norm images bound (the trainer's, shared with its checkpoint)."""
+    """Validates the moving average and/or recomputed batch-norm statistics during `fit` (val_loss, val_accuracy, so
+    the best epoch and early stopping follow the model that is saved), training on with the raw weights after each
+    validation. `averaged`: `averaged_weights`, or the same with batch-norm images bound (the trainer's, shared
+    with its checkpoint)."""
 
     def __init__(self, averaged=averaged_weights):
         super().__init__()
@@ -91,7 +96,7 @@ class AveragedValidation(keras.callbacks.Callback):
         self._fitting = False
 
     def on_test_begin(self, logs=None):
-        if self._fitting and uses_ema(self.model):
+        if self._fitting:  # `averaged` does nothing without EMA and without batch-norm images
             self._block = self.averaged(self.model)
             self._block.__enter__()
 

@@ -22,7 +22,7 @@ import numpy as np
 from kerascnn import models, rundir
 from kerascnn.data import RandomCropFlip, RandomErasing, stream
 from kerascnn.data.spec import DataSpec
-from kerascnn.train import distribute, finetune, schedules
+from kerascnn.train import distribute, finetune, schedules, small_data
 from kerascnn.train.batches import DeviceEpochBatches, EpochBatches, EpochSeeds, TFEpochBatches, epoch_seed
 from kerascnn.train.checkpoint import (
     CheckpointError,
@@ -450,14 +450,16 @@ def resume_model(config: TrainConfig, data: Data, run_dir: Path, state: dict, st
     return train_model, network
 
 
-def batch_norm_images(config: TrainConfig, data: Data, cluster: distribute.Cluster = SINGLE_PROCESS):
-    """With --ema, on one process: `BATCH_NORM_IMAGES` training images in a seeded shuffled order (folders list
-    their files class by class: batches of one class would miss the variance between classes), as the training
-    model takes them (normalized arrays in memory, uint8 when streamed; a streamed tfds split gives its first
-    images), whose batch statistics become the averaged weights' batch-norm statistics
-    (`kerascnn.train.ema.update_batch_norms`). None without --ema, or across several processes (each would need
-    the whole batch: their averaged weights keep the raw weights' statistics)."""
-    if not config.ema or cluster.multi_process:
+def batch_norm_images(
+    config: TrainConfig, data: Data, cluster: distribute.Cluster = SINGLE_PROCESS, recompute: bool = False
+):
+    """With --ema or `recompute` (`small_data.unconverged`), on one process: `BATCH_NORM_IMAGES` training images in
+    a seeded shuffled order (folders list their files class by class: batches of one class would miss the variance
+    between classes), as the training model takes them (normalized arrays in memory, uint8 when streamed; a
+    streamed tfds split gives its first images), whose batch statistics become the evaluated weights' batch-norm
+    statistics (`kerascnn.train.ema.update_batch_norms`). None without either, or across several processes (each
+    would need the whole batch: their weights keep the moving statistics)."""
+    if not (config.ema or recompute) or cluster.multi_process:
         return None
     rng = np.random.default_rng(config.seed)
     if data.x_train is not None:
@@ -562,13 +564,15 @@ def evaluate(
     seconds: float,
     cluster: distribute.Cluster = SINGLE_PROCESS,
     epoch_seconds: list | None = None,
+    keep_why: str | None = None,
 ) -> dict:
     """The metrics of the run (history from state.json; test accuracy of best.keras, the epoch chosen by
     validation accuracy or with --keep last the last one, and of the last network), written to metrics.json by the
-    chief.
+    chief. `keep_why`: why the last epoch was kept without --keep (`small_data.keep_rule`), into the metrics.
 
     Across several processes every process evaluates its shard of the test split together, on the last
-    network only (best.keras is on the chief's disk).
+    network only (best.keras is on the chief's disk). `keep_why`: why the last epoch was kept without --keep
+    (`small_data.keep_rule`), recorded in the metrics.
     """
     final_state = ResumableCheckpoint.load_state(run_dir) if cluster.is_chief else None
     metrics = {
@@ -579,6 +583,8 @@ def evaluate(
         "best_epoch": final_state.get("best_epoch", -1) + 1 if final_state else 0,
         "best_val_accuracy": final_state.get("best_val_accuracy") if final_state else None,
         "kept": config.keep,  # "last": best_epoch is the last epoch, best_val_accuracy its validation accuracy
+        "validation_images": data.count("validation") * data.num_shards,
+        **({"keep_why": keep_why} if keep_why else {}),
         "train_seconds_this_session": round(seconds, 1),
         "epoch_seconds_this_session": epoch_seconds or [],
         "backend": keras.backend.backend(),
@@ -754,6 +760,11 @@ def _train(config: TrainConfig) -> dict:
             initial_epoch = 0
     if cluster.is_chief:  # only now: a run that fails its checks leaves nothing behind
         write_run_files(run_dir, config, data, source.description if normalization is not None else None)
+    # no --keep: the last epoch when the validation split is too small to choose (config.yaml keeps None)
+    keep, keep_why = small_data.keep_rule(
+        config.keep, data.count("validation") * data.num_shards, config.early_stopping
+    )
+    config = dataclasses.replace(config, keep=keep)
 
     share = (
         f"; process {cluster.process_id} of {cluster.num_processes} reads 1/{cluster.num_processes} of each split"
@@ -766,13 +777,23 @@ def _train(config: TrainConfig) -> dict:
         f"(test: {data.test_source}); input: {data.input_path}; backend {keras.backend.backend()}, "
         f"jit_compile={train_model.jit_compile}; replicas: {replicas}{share}; run directory {run_dir}"
     )
+    hint = small_data.finetune_hint(
+        config.data_dir, data.count("train") * data.num_shards, data.num_classes, source is None
+    )
+    for line in (keep_why, hint):
+        if line:
+            print(line)
 
     nan_guard = NaNGuard()
     # processes other than the chief save their (identical) checkpoints into a scratch folder, then delete it
     write_dir = run_dir if cluster.is_chief else Path(tempfile.mkdtemp(prefix=f"kerascnn-process{cluster.process_id}-"))
     clock = EpochClock()
     try:
-        bn_images = batch_norm_images(config, data, cluster)
+        # too few steps for the moving statistics: the evaluated and saved model gets recomputed ones
+        recompute = not cluster.multi_process and small_data.unconverged(network, config.epochs * steps_per_epoch)
+        bn_images = batch_norm_images(config, data, cluster, recompute)
+        if recompute:
+            print(small_data.recompute_message(network, config.epochs * steps_per_epoch, len(bn_images)))
         callbacks = [*make_callbacks(config, write_dir, data, network, state, nan_guard, cluster, bn_images), clock]
         started = time.perf_counter()
         verbose = "auto" if sys.stdout.isatty() else 2
@@ -803,11 +824,11 @@ def _train(config: TrainConfig) -> dict:
 
         if nan_guard.triggered:
             raise TrainingError(nan_message(nan_guard, ResumableCheckpoint.load_state(run_dir), run_dir))
-        if bn_images is not None:  # --ema: fit left the averages in the weights; give them their statistics
+        if bn_images is not None:  # fit left the averages (--ema) or the moving statistics: give them their own
             update_batch_norms(train_model, bn_images, config.batch_size)
         atomic_save_model(network, write_dir / rundir.LAST_MODEL)  # every process: saving is collective
         with naming_bad_files():
-            return evaluate(config, run_dir, data, network, scope, seconds, cluster, clock.seconds)
+            return evaluate(config, run_dir, data, network, scope, seconds, cluster, clock.seconds, keep_why)
     finally:
         if not cluster.is_chief:
             shutil.rmtree(write_dir, ignore_errors=True)

@@ -43,6 +43,8 @@ def test_streamed_folder_with_test_dir_image_size_and_a_skipped_file(tmp_path, c
         "8",
         "--input",
         "stream",
+        "--keep",
+        "best",  # a validation split this small keeps the last epoch without it
         "--no-tensorboard",
         "--out",
         str(tmp_path / "run"),
