@@ -8,6 +8,7 @@ traceback (Python's exit code 1). argparse's own flag errors exit 2 as well.
 
 from __future__ import annotations
 
+import os
 import sys
 
 USER_ERROR = 2
@@ -38,3 +39,88 @@ def user_error(error: BaseException) -> int:
     """
     print(f"error: {one_line(error)}", file=sys.stderr)
     return USER_ERROR
+
+
+INTERRUPTED = 130  # the shell's code for a program ended by Ctrl-C (128 + SIGINT)
+
+
+def interrupted(what_happened: str) -> int:
+    """Prints `interrupted: <what was kept and how to go on>` (one line, no traceback) and returns 130."""
+    print(f"\ninterrupted: {what_happened}", file=sys.stderr)
+    return INTERRUPTED
+
+
+# Lines of TensorFlow, absl, the TFLite converter and its interpreter that say nothing a user can act on: start-up
+# (oneDNN, CPU features, no CUDA driver or GPU), the converter's INFO/WARNING log and its settings printout, the
+# XNNPACK delegate. A C++ library writes them to file descriptor 2 itself, so sys.stderr cannot catch them.
+NOISE = (
+    rb"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
+    rb"[IW]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] ",  # absl INFO and WARNING lines
+    rb"E\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] (failed call to cuInit|oneDNN supports DT_INT64 only)",
+    rb"To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags",
+    rb"fully_quantize: \d+, inference_type: ",
+    rb"INFO: Created TensorFlow Lite XNNPACK delegate for CPU",
+)
+# the subprocess that passes every other line of file descriptor 2 on: another process, so that nothing is lost
+# when this one dies (a crash, os._exit), and free of this one's signals (Ctrl-C)
+_FILTER = """import re, sys
+noise = re.compile(b"|".join(b"(?:" + p.encode("latin-1") + b")" for p in sys.argv[1:]))
+for line in sys.stdin.buffer:
+    if not noise.match(line):
+        sys.stdout.buffer.write(line)
+        sys.stdout.buffer.flush()
+"""
+VERBOSE_HELP = "show the log lines of TensorFlow and the TFLite converter as well (hidden by default)"
+
+
+def add_verbose_flag(parser) -> None:
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+
+
+def hide_library_logs(argv: list[str]) -> None:
+    """Hides the log lines in NOISE for the rest of this process (and the children that share its stderr), unless
+    `argv` holds --verbose: the command lines call it first, before TensorFlow is imported. The library's own
+    errors, tracebacks and kerascnn's lines pass. Python's "Statistics for quantized inputs were expected" warning
+    of the converter (its int8 input is set by the calibration) is ignored too.
+
+    Not for library use: it replaces the process's file descriptor 2 (see Habits: no logging set-up on import).
+    """
+    import warnings
+
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    if "--verbose" in options:
+        return
+    warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+    if os.name != "posix":
+        return
+    import atexit
+    import subprocess
+
+    read_end, write_end = os.pipe()
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-I", "-c", _FILTER, *(p.decode("latin-1") for p in NOISE)],
+            stdin=read_end,
+            stdout=sys.stderr.fileno(),
+            start_new_session=True,
+        )
+    except OSError:  # no filter, no loss: the lines stay
+        os.close(write_end)
+        return
+    finally:
+        os.close(read_end)
+    sys.stderr.flush()
+    original = os.dup(2)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def drain():
+        """At exit: the filter passes the last lines on before the shell's prompt comes back."""
+        sys.stderr.flush()
+        os.dup2(original, 2)
+        try:
+            child.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # a child of ours still holds the pipe: it ends with it
+            pass
+
+    atexit.register(drain)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from kerascnn import cli
 from kerascnn.export.presets import PRESETS
@@ -97,6 +98,7 @@ def main(argv=None) -> int:
     tuning.add_argument(
         "--finetune-images", type=int, help="fine-tune on a seeded random subset of N training images (default all)"
     )
+    cli.add_verbose_flag(parser)
     args = parser.parse_args(argv)
     quants = list(PRESETS) if "all" in args.quant else list(dict.fromkeys(args.quant))
     for flag, value in (
@@ -140,9 +142,17 @@ def main(argv=None) -> int:
         )
     except cli.USER_ERRORS as error:  # the same convention as kerascnn.train: one line, exit 2
         return cli.user_error(error)
+    except KeyboardInterrupt:  # the staging folder is gone; `out` was never touched before the last rename
+        source = Path(args.source)
+        out = args.out or (source.parent if source.suffix == ".keras" else source) / "export"
+        return cli.interrupted(
+            f"the export was stopped before it finished: nothing was written, {out} is as it was (an earlier "
+            "export there is kept); run the same command again to export."
+        )
     print(markdown(report))
     return 0
 
 
 if __name__ == "__main__":
+    cli.hide_library_logs(sys.argv[1:])
     sys.exit(main())

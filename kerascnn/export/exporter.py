@@ -243,8 +243,9 @@ def export_run(
         dataset_meta["normalization"]["mean"], dataset_meta["normalization"]["std"], channels, "float32"
     )
     out = Path(out) if out else default_out(run_dir)
+    folder = output.target(out)  # where a symbolic link --out points: that folder is replaced, the link kept
     fingerprint = output.run_fingerprint(run_dir / rundir.CONFIG)
-    output.check_out(out, model_path, fingerprint, overwrite)
+    output.check_out(folder, model_path, fingerprint, overwrite)
     dataset = run_dataset(dataset_meta, config, limit, max(calibration, finetune_images or 0, TRAIN_IMAGES), run_dir)
     test_pixels, y_test = (a[:limit] for a in dataset.splits["test"])
     x_test = dataset.normalize(test_pixels)
@@ -274,7 +275,7 @@ def export_run(
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "variants": {},
     }
-    staging = output.stage(out)
+    staging = output.stage(folder)
     try:
         writer = VariantWriter(
             staging,
@@ -319,7 +320,7 @@ def export_run(
                 atomic_write(path, manifests.to_json(manifest))
         atomic_write(staging / output.REPORT_JSON, reports.to_json(report))
         atomic_write(staging / output.REPORT_MD, reports.markdown(report))
-        output.commit(staging, out, overwrite)
+        output.commit(staging, folder, overwrite)
     finally:
         output.discard(staging)
     _log(f"wrote {len(writer.models)} variants and the report to {out}")

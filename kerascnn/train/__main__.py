@@ -350,6 +350,7 @@ def parser() -> argparse.ArgumentParser:
         dest="tensorboard",
         help="write no TensorBoard logs (default: write them to <out>/tb)",
     )
+    cli.add_verbose_flag(p)
     return p
 
 
@@ -419,6 +420,7 @@ def main(argv=None) -> int:
     args = {key: value for key, value in vars(parser().parse_args(argv)).items() if value is not None}
     resume = args.pop("resume")
     run_dir = None
+    args.pop("verbose", None)  # read by cli.hide_library_logs
     try:
         values = read_config_file(args.pop("config")) if "config" in args else {}
         values.update(args)
@@ -468,4 +470,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    cli.hide_library_logs(sys.argv[1:])
     sys.exit(main())

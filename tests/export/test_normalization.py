@@ -120,3 +120,14 @@ def test_a_model_whose_channels_share_one_mean_and_std_is_kept():
 def test_a_normalization_that_does_not_fit_the_input_is_refused():
     with pytest.raises(ValueError, match="needs 1 or 3 means and stds"):
         share_normalization(models.create("lenet5", (28, 28, 3), 3), [1.0, 2.0], [1.0])
+
+
+@pytest.mark.parametrize("mean, std", [([100.0] * 3, STD), (MEAN, [50.0] * 3)], ids=["one-mean", "one-std"])
+def test_channels_that_share_only_the_mean_or_only_the_std_are_folded(mean, std):
+    """Both must be shared to keep the model: one mean with three stds is still per-channel (MediaPipe refuses it)."""
+    model = randomize(valid_conv_model())
+    shared = share_normalization(model, mean, std)
+    assert shared.fold == "bias" and len(set(shared.mean)) == 1 and len(set(shared.std)) == 1
+    images = pixels((2, 12, 20, 3))
+    expected = model.predict((images - np.float32(mean)) / np.float32(std), verbose=0)
+    np.testing.assert_allclose(shared.model.predict(shared.normalize(images), verbose=0), expected, atol=1e-5)

@@ -133,3 +133,105 @@ def test_the_edge_python_and_the_mediapipe_check_come_from_flags_or_the_environm
     missing = {"variants": {}}
     reports.add_mediapipe(missing, tmp_path, None, None, python=sys.executable, script=tmp_path / "none.py")
     assert missing["mediapipe"] == reports.NOT_MEASURED and "--edge-python" in reports.NOT_MEASURED
+
+
+def staged_export(out: Path, text: str = "new") -> Path:
+    """A staging folder beside `out` holding what an export of this run writes (the converters are not needed)."""
+    from kerascnn.export import output
+
+    staging = output.stage(out)
+    (staging / "report.json").write_text(json.dumps({"text": text}))
+    (staging / "vgg_float32.tflite").write_bytes(b"model")
+    return staging
+
+
+def test_a_symlinked_out_replaces_the_folder_it_names_and_keeps_the_link(tmp_path):
+    """`--out latest` -> an earlier export: its folder is replaced, the link stays (was: "Is a directory", exit 2,
+    after the whole export, and an empty .latest.old-XXXX left)."""
+    from kerascnn.export import output
+
+    earlier = tmp_path / "exports" / "v1"
+    earlier.mkdir(parents=True)
+    (earlier / "report.json").write_text("{}")
+    link = tmp_path / "latest"
+    link.symlink_to(earlier, target_is_directory=True)
+    output.commit(staged_export(output.target(link)), link)
+    assert link.is_symlink() and link.resolve() == earlier
+    assert json.loads((link / "report.json").read_text()) == {"text": "new"}
+    assert leftovers(tmp_path) == [] and leftovers(earlier.parent) == []
+
+
+def test_overwrite_into_a_folder_that_does_not_exist_yet_creates_it(tmp_path):
+    from kerascnn.export import output
+
+    out = tmp_path / "new" / "out"
+    output.check_out(out, tmp_path / "run" / "best.keras", "fingerprint", overwrite=True)
+    output.commit(staged_export(out), out, overwrite=True)
+    assert sorted(snapshot(out)) == ["report.json", "vgg_float32.tflite"] and leftovers(out.parent) == []
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o755), (0o002, 0o775)])
+def test_export_folders_take_the_umask_mode_not_mkdtemps_0700(tmp_path, umask, mode):
+    """A web server or another user must read the export: the staging folder becomes `out`."""
+    import os
+
+    from kerascnn.export import output
+
+    old = os.umask(umask)
+    try:
+        out = tmp_path / "out"
+        staging = staged_export(out)
+        assert staging.stat().st_mode & 0o777 == mode
+        output.commit(staging, out)
+        assert out.stat().st_mode & 0o777 == mode and "report.json" in snapshot(out)
+        output.commit(staged_export(out), out)  # replacing an earlier export: through the .old- folder
+        assert out.stat().st_mode & 0o777 == mode and leftovers(tmp_path) == []
+    finally:
+        os.umask(old)
+
+
+def test_staging_folders_of_killed_exports_are_removed_and_live_ones_kept(tmp_path):
+    """A SIGKILLed export leaves its staging folder with a free lock: the next export beside it removes it. A live
+    export's (its lock held), a recent one without a lock, and another folder's are kept."""
+    import fcntl
+    import os
+    import subprocess
+
+    from kerascnn.export import output
+
+    out = tmp_path / "out"
+    killed = staged_export(out)
+    # the process that staged it dies holding the lock: here a child that locks it, then is SIGKILLed
+    output._unlock(killed)  # this process lets go
+    (killed / output.LOCK).touch()
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import fcntl, os, time; fd = os.open({str(killed / output.LOCK)!r}, os.O_RDWR); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print(flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    child.stdout.readline()
+    assert output.remove_stale_staging(out) == []  # locked by a live process
+    child.kill()
+    child.wait()
+    live = tmp_path / ".out.partial-live"
+    live.mkdir()
+    held = os.open(live / output.LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    recent = tmp_path / ".out.partial-recent"  # no lock (kerascnn before it): kept for a day
+    recent.mkdir()
+    ancient = tmp_path / ".out.partial-ancient"
+    ancient.mkdir()
+    os.utime(ancient, (0, 0))
+    other = tmp_path / ".other.partial-x"
+    other.mkdir()
+    try:
+        staging = output.stage(out)
+        assert sorted(leftovers(tmp_path)) == sorted([staging.name, live.name, recent.name, other.name])
+        output.discard(staging)
+    finally:
+        os.close(held)
+    assert output.remove_stale_staging(out) == [live]  # its export ended (lock free)
