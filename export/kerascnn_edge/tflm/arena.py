@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import pickle
 import re
@@ -112,6 +113,7 @@ def attempt(function, *args) -> tuple[str, str | None]:
     pid = os.fork()
     if pid == 0:  # the child
         os.close(read)
+        faulthandler.disable()  # a crash is an answer here, not a Python traceback for the user's terminal
         try:
             function(*args)
             outcome = ("ok", None)
