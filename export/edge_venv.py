@@ -90,9 +90,7 @@ def main(argv=None) -> int:
     try:
         print(ensure(args.venv, quiet=False))
     except subprocess.CalledProcessError as error:
-        print(
-            f"error: pip could not install {EDGE} into {args.venv} (exit {error.returncode}).", file=sys.stderr
-        )
+        print(f"error: pip could not install {EDGE} into {args.venv} (exit {error.returncode}).", file=sys.stderr)
         return 2
     return 0
 

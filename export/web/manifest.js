@@ -1,3 +1,4 @@
+// Edge side of the export (export/): TensorFlow-free; the TensorFlow side that writes the files is kerascnn/export/.
 // The manifest's validation for the page: the twin of export/kerascnn_edge/manifest.py's Manifest.from_dict, rule
 // for rule and field name for field name (tests/edge/test_manifest.py runs both on the same bad manifests).
 // JSON cannot tell 28 from 28.0 once parsed, so a float-typed integer in input.shape, which Python refuses, passes
