@@ -31,14 +31,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "export"))
     import edge_venv
-
     from kerascnn.data import load_dataset
 
     images, labels = (a[: args.images] for a in load_dataset("fashion_mnist").splits["test"])
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(Path(tmp) / "test.npz", images=images, labels=labels)
         done = subprocess.run(
-            [str(edge_venv.ensure()), str(ROOT / "export" / "tflm" / "check.py"), "--data", str(Path(tmp) / "test.npz")]
+            [str(edge_venv.ensure()), "-m", "kerascnn_edge.tflm.check", "--data", str(Path(tmp) / "test.npz")]
             + [str(model) for model in args.models],
             capture_output=True,
             text=True,

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 # Edge side of the export (export/): TensorFlow-free; the TensorFlow side that writes the files is kerascnn/export/.
-"""Create (or reuse) the edge-side virtual environment `.venv-edge` at the repository root from
-export/requirements.txt, and print its Python. Standard library only.
+"""Create (or reuse) the edge-side virtual environment `.venv-edge` at the repository root with the edge package
+installed from this checkout (`pip install -e "export[mediapipe,tflm]"`: kerascnn-edge with MediaPipe and
+tflite-micro), and print its Python. Standard library only.
 
     python export/edge_venv.py            # .venv-edge/bin/python, built on first use
     python export/edge_venv.py --venv /tmp/edge
 
-The environment is reused while export/requirements.txt is unchanged (its sha256 is stored in the environment);
-otherwise pip brings it up to date (its cache makes that cheap).
+The environment is reused while export/pyproject.toml is unchanged (its sha256 is stored in the environment);
+otherwise pip brings it up to date (its cache makes that cheap). The install is editable: the tools run this
+checkout's code (`python -m kerascnn_edge.predict`), so a change to it needs no reinstall.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ except ImportError:  # Windows: no lock; one builder at a time is then the calle
     fcntl = None
 
 ROOT = Path(__file__).resolve().parents[1]
-REQUIREMENTS = ROOT / "export" / "requirements.txt"
-STAMP = "kerascnn-edge-requirements.sha256"
+EDGE = ROOT / "export"  # the kerascnn-edge distribution
+PYPROJECT = EDGE / "pyproject.toml"
+STAMP = "kerascnn-edge-pyproject.sha256"
 
 
 def python_of(env: Path) -> Path:
@@ -38,9 +41,9 @@ def ensure(env: Path = ROOT / ".venv-edge", quiet: bool = True) -> Path:
     """The edge environment's Python, creating or updating the environment when needed.
 
     Raises:
-        subprocess.CalledProcessError: pip could not install the requirements (its output says why).
+        subprocess.CalledProcessError: pip could not install the package (its output says why).
     """
-    wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    wanted = hashlib.sha256(PYPROJECT.read_bytes()).hexdigest()
     stamp = env / STAMP
     python = python_of(env)
     if python.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
@@ -73,8 +76,8 @@ def _build(env: Path, python: Path, quiet: bool) -> None:
             *(["-q"] if quiet else []),
             "--disable-pip-version-check",
             "--no-compile",  # no .pyc for every installed file: Python writes those it imports, on first import
-            "-r",
-            str(REQUIREMENTS),
+            "-e",
+            f"{EDGE}[mediapipe,tflm]",
         ],
         check=True,
     )
@@ -87,9 +90,7 @@ def main(argv=None) -> int:
     try:
         print(ensure(args.venv, quiet=False))
     except subprocess.CalledProcessError as error:
-        print(
-            f"error: pip could not install {REQUIREMENTS} into {args.venv} (exit {error.returncode}).", file=sys.stderr
-        )
+        print(f"error: pip could not install {EDGE} into {args.venv} (exit {error.returncode}).", file=sys.stderr)
         return 2
     return 0
 

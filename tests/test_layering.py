@@ -1,12 +1,15 @@
-"""The import layering, read from the source with `ast`: layers <- models <- data <- train <- saving <- export,
-nothing lower imports anything higher, and the edge side (the top-level export/ folder) imports no TensorFlow, Keras
-or kerascnn.
+"""The import layering, read from the source with `ast`: kerascnn_edge <- layers <- models <- data <- train <- saving
+<- export, nothing lower imports anything higher. The edge side (the top-level export/ folder, its package
+export/kerascnn_edge: the distribution kerascnn-edge) imports no TensorFlow, Keras or kerascnn, only NumPy, Pillow,
+ai-edge-litert (and its flatbuffers), MediaPipe and tflite-micro, and finds its own modules as a package (no
+sys.path edits); kerascnn may import it (it writes the manifest with its Manifest), being above it.
 
 A module's unit is its subpackage (kerascnn/train/*.py is "train") or, for a module directly in kerascnn/, its name.
 A unit may import itself and units of a lower rank only; rundir and cli (file names, exit codes) are below all.
 """
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +120,25 @@ def test_the_edge_side_imports_no_tensorflow_keras_or_kerascnn(path):
 def test_the_edge_check_sees_the_edge_files():
     names = {p.name for p in edge_files()}
     assert {"predict.py", "check_mediapipe.py"} <= names
+
+
+EDGE_PACKAGE = ROOT / "export" / "kerascnn_edge"
+EDGE_ALLOWED = {"numpy", "PIL", "ai_edge_litert", "flatbuffers", "mediapipe", "tflite_micro", "kerascnn_edge"}
+
+
+@pytest.mark.parametrize("path", sorted(EDGE_PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_edge_package_needs_its_declared_dependencies_only_and_edits_no_sys_path(path):
+    """kerascnn-edge declares numpy, Pillow, ai-edge-litert and the extras mediapipe and tflite-micro: an import of
+    anything else would fail on a Raspberry Pi that installed the wheel."""
+    roots = {module.split(".")[0] for _, module in imported_modules(path)}
+    assert roots - EDGE_ALLOWED - set(sys.stdlib_module_names) == set(), path
+    assert "sys.path" not in path.read_text(), f"{path.relative_to(ROOT)}: import the package's modules by name"
+
+
+def test_kerascnn_may_import_the_edge_package_below_it(tmp_path):
+    package = tmp_path / "kerascnn"
+    (package / "export").mkdir(parents=True)
+    (package / "export" / "manifest.py").write_text("from kerascnn_edge.manifest import Manifest\n")
+    assert layering_violations(package) == []
+    assert imported_modules(EDGE_PACKAGE / "manifest.py")  # the edge check reads the package's files
+    assert {"manifest.py", "predict.py", "check.py"} <= {p.name for p in edge_files()}

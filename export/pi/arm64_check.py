@@ -37,7 +37,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-PREDICT = REPO / "export" / "predict.py"
+PREDICT = "kerascnn_edge.predict"  # run as `python -m`, the package found beside the wheels' site (EDGE_SOURCE)
+EDGE_SOURCE = REPO / "export"  # kerascnn-edge's source: pure Python, the same on arm64
 MEDIAPIPE_TOP1 = HERE / "mediapipe_top1.py"
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -297,7 +298,7 @@ def classify(command: list[str], env: dict, images: list[Path], labels: list[str
     """Runs predict.py (or mediapipe_top1.py, same output) as `command`; returns status, top-1 class index per image
     (or None) and the wall time."""
     start = time.perf_counter()
-    options = ["--json", "--top-k", "1"] if command[-1] == str(PREDICT) else []
+    options = ["--json", "--top-k", "1"] if command[-1] == PREDICT else []
     try:
         result = subprocess.run(
             [*command, "--model", env["MODEL"], *options, *map(str, images)],
@@ -397,8 +398,8 @@ def main(argv=None) -> int:
     model_env = {"MODEL": str(args.model), "PYTHONDONTWRITEBYTECODE": "1"}
     results = []
     for version in litert_versions:
-        env = {**model_env, "PYTHONPATH": str(sites[version, "x86_64"])}
-        outcome = classify([sys.executable, str(PREDICT)], env, images, manifest["labels"], args.timeout)
+        env = {**model_env, "PYTHONPATH": f"{sites[version, 'x86_64']}:{EDGE_SOURCE}"}
+        outcome = classify([sys.executable, "-m", PREDICT], env, images, manifest["labels"], args.timeout)
         results.append(
             {
                 "row": f"x86-{version}",
@@ -423,9 +424,9 @@ def main(argv=None) -> int:
             "-cpu",
             row.cpu,
             str(root / "usr" / "bin" / "python3.11"),
-            str(MEDIAPIPE_TOP1 if mediapipe else PREDICT),
+            *([str(MEDIAPIPE_TOP1)] if mediapipe else ["-m", PREDICT]),
         ]
-        env = {**model_env, "PYTHONPATH": str(sites[row.litert, "mediapipe" if mediapipe else "aarch64"])}
+        env = {**model_env, "PYTHONPATH": f"{sites[row.litert, 'mediapipe' if mediapipe else 'aarch64']}:{EDGE_SOURCE}"}
         outcome = classify(command, env, images, manifest["labels"], args.timeout)
         if mediapipe:
             wheels = (sites[row.litert, "mediapipe"] / "wheels.txt").read_text().split()

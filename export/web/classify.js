@@ -14,21 +14,31 @@
 // per-image results into window.selftestResults and #selftest-json.
 
 import {FilesetResolver, ImageClassifier} from './node_modules/@mediapipe/tasks-vision/vision_bundle.mjs';
+import {checkManifest} from './manifest.js';
 
 const WASM = './node_modules/@mediapipe/tasks-vision/wasm';
 const DEFAULT_MODEL = '../fashion_mnist/vgg_uint8.tflite';
 const SHOWN_SAMPLES = 12;
 const $ = (id) => document.getElementById(id);
 
-// The model's input size [height, width] from its manifest, or null (then MediaPipe resizes the image itself).
+// The model's input size [height, width] from its manifest, or null without one (then MediaPipe resizes the image
+// itself); a manifest that breaks a rule (checkManifest, the twin of the Python side's) is an error naming the field.
 async function inputSize(modelPath) {
+  const manifestPath = modelPath.replace(/\.tflite$/, '.json');
+  let data;
   try {
-    const response = await fetch(modelPath.replace(/\.tflite$/, '.json'));
+    const response = await fetch(manifestPath);
     if (!response.ok) return null;
-    const shape = (await response.json()).input.shape;
-    return [shape[1], shape[2]];
+    data = await response.json();
   } catch {
     return null;
+  }
+  try {
+    const {shape} = checkManifest(data);
+    return [shape[1], shape[2]];
+  } catch (error) {
+    throw new Error(`${manifestPath} is not a kerascnn manifest (${error.message}): use the .json exported with ` +
+                    'the model, or remove it.');
   }
 }
 

@@ -1,5 +1,7 @@
 # TensorFlow side of the export (kerascnn/export/); the edge side, which runs the files, is export/.
-"""The JSON manifest beside each .tflite: everything edge code needs to feed the model and read it."""
+"""The JSON manifest beside each .tflite: everything edge code needs to feed the model and read it. Its rules are
+the edge package's (kerascnn_edge.manifest.Manifest, which every edge tool reads it with): what is built here passes
+through them before it is written."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import numpy as np
 
 from kerascnn.export.metadata import LABELS_FILE
 from kerascnn.export.tflite_file import TFLiteFile
+from kerascnn_edge.manifest import FORMAT, Manifest
 
 
 def calibration_hash(images: np.ndarray | None) -> str | None:
@@ -33,7 +36,8 @@ def build_manifest(
     pixel_offset: int | None = None,
     normalization: dict | None = None,
 ) -> dict:
-    """labels, input (shape, dtype, colour, normalization, quantization), output, model, versions, converter.
+    """labels, input (shape, dtype, colour, normalization, quantization), output, model, versions, converter;
+    checked by the edge side's `Manifest.from_dict`, the one validation.
 
     Args:
         tflite_model: the exported model, bytes or opened (its input and output tensors give shapes, dtypes and
@@ -48,6 +52,9 @@ def build_manifest(
         normalization: the exported input's {"mean", "std", "fold"} when it is not the dataset's: one mean/std for
             every channel, the run's per-channel statistics folded into the model (kerascnn.export.normalization;
             "fold" says how: "bias", "shift", "affine", or None when the run's statistics were shared already).
+
+    Raises:
+        kerascnn_edge.manifest.ManifestError (a ValueError): the manifest breaks a rule (names the field).
     """
     import ai_edge_litert
     import keras
@@ -84,8 +91,8 @@ def build_manifest(
         description += f"; {np.dtype(given['dtype']).name} input q = pixel" + (
             f" - {-pixel_offset}" if pixel_offset else ""
         )
-    return {
-        "format": "kerascnn-tflite-manifest/1",
+    manifest = {
+        "format": FORMAT,
         "labels": dataset["labels"],
         "input": {
             "shape": shape,
@@ -133,13 +140,14 @@ def build_manifest(
             "calibration_sha256": calibration_hash(calibration),
         },
     }
+    return Manifest.from_dict(manifest).to_dict()  # a manifest the edge tools would refuse is never written
 
 
 TFLM_KEYS = ("arena_bytes", "arena_bytes_with_margin", "flash_bytes", "strippable_bytes", "ops", "resolver", "boards")
 
 
 def with_tflm(manifest: dict, checked: dict) -> dict:
-    """`manifest` with a "tflm" entry from export/tflm/check.py's result for its model (as
+    """`manifest` with a "tflm" entry from kerascnn_edge.tflm.check's result for its model (as
     kerascnn.export.tflm.add_to_report returns it, with "tflite_micro", the package version): what a
     microcontroller firmware needs to budget it (arena and flash bytes, the ops and their MicroMutableOpResolver
     calls, the board-class fits), or why TFLM refused it."""

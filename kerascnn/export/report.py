@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import signal
 import statistics
 import subprocess
 import tempfile
@@ -106,19 +107,23 @@ def median_latency_ms(
 ROOT = Path(__file__).resolve().parents[2]  # the repository checkout, when kerascnn runs from one
 EDGE_PYTHON_VARIABLE = "KERASCNN_EDGE_PYTHON"
 MEDIAPIPE_CHECK_VARIABLE = "KERASCNN_MEDIAPIPE_CHECK"
+MEDIAPIPE_MODULE = "kerascnn_edge.check_mediapipe"  # run as `python -m` in the edge environment, where it is installed
 NOT_MEASURED = (
-    "not measured (no .venv-edge: python export/edge_venv.py builds it; or give --edge-python and "
-    f"--mediapipe-check, or {EDGE_PYTHON_VARIABLE} and {MEDIAPIPE_CHECK_VARIABLE})"
+    "not measured (no .venv-edge: python export/edge_venv.py builds it; or give --edge-python, a Python with "
+    f"kerascnn-edge installed, or {EDGE_PYTHON_VARIABLE})"
 )
 
 
-def edge_tools(python: str | os.PathLike | None = None, script: str | os.PathLike | None = None) -> tuple[Path, Path]:
-    """(the edge environment's Python, export/check_mediapipe.py) for the report's MediaPipe columns: the arguments,
-    else the environment variables KERASCNN_EDGE_PYTHON and KERASCNN_MEDIAPIPE_CHECK, else the repository checkout's
-    .venv-edge/bin/python and export/check_mediapipe.py (an installed wheel ships neither: give them)."""
+def edge_tools(
+    python: str | os.PathLike | None = None, script: str | os.PathLike | None = None
+) -> tuple[Path, Path | None]:
+    """(the edge environment's Python, a MediaPipe-check script or None) for the report's MediaPipe columns: the
+    arguments, else the environment variables KERASCNN_EDGE_PYTHON and KERASCNN_MEDIAPIPE_CHECK, else the repository
+    checkout's .venv-edge/bin/python and None: the installed kerascnn-edge's `python -m kerascnn_edge.check_mediapipe`
+    (the tools are modules of the edge package, found by the edge Python, not by a path in this checkout)."""
     python = python or os.environ.get(EDGE_PYTHON_VARIABLE) or ROOT / ".venv-edge" / "bin" / "python"
-    script = script or os.environ.get(MEDIAPIPE_CHECK_VARIABLE) or ROOT / "export" / "check_mediapipe.py"
-    return Path(python), Path(script)
+    script = script or os.environ.get(MEDIAPIPE_CHECK_VARIABLE)
+    return Path(python), None if script is None else Path(script)
 
 
 def add_mediapipe(
@@ -146,7 +151,7 @@ def add_mediapipe(
             --files).
     """
     python, script = edge_tools(python, script)
-    if not (python.exists() and script.exists()):
+    if not (python.exists() and (script is None or script.exists())):
         report["mediapipe"] = NOT_MEASURED
         return
     files = {name: Path(out) / row["file"] for name, row in report["variants"].items()}
@@ -157,7 +162,8 @@ def add_mediapipe(
         if test_files:
             (Path(tmp) / "files.json").write_text(json.dumps([[str(p), int(label)] for p, label in test_files]))
             extra = ["--files", str(Path(tmp) / "files.json")]
-        command = [str(python), str(script), "--data", str(Path(tmp) / "test.npz"), *extra, *map(str, files.values())]
+        tool = ["-m", MEDIAPIPE_MODULE] if script is None else [str(script)]
+        command = [str(python), *tool, "--data", str(Path(tmp) / "test.npz"), *extra, *map(str, files.values())]
         result, error = run_edge_tool(command, timeout)
     if error is not None:
         report["mediapipe"] = f"failed: {error}"
@@ -173,14 +179,22 @@ def add_mediapipe(
 
 
 def run_edge_tool(command: list[str], timeout: float) -> tuple[dict | None, str | None]:
-    """(the JSON it printed, None), or (None, the last line of its stderr) where it failed, of an edge-side tool
-    (`command` starts with the edge environment's Python). This checkout's PYTHONPATH is left out, so nothing of
-    the TensorFlow side reaches the edge environment."""
+    """(the JSON it printed, None), or (None, why it failed) of an edge-side tool (`command` starts with the edge
+    environment's Python). Why: its last "error: " line, else the signal that killed it with its last line of stderr
+    (a crash prints no error line; what stderr last holds may be a runtime's INFO chatter), else its last line.
+    This checkout's PYTHONPATH is left out, so nothing of the TensorFlow side reaches the edge environment."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
-    if done.returncode:
-        return None, (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
-    return json.loads(done.stdout), None
+    if not done.returncode:
+        return json.loads(done.stdout), None
+    lines = done.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    if errors:
+        return None, errors[-1].removeprefix("error: ")
+    if done.returncode < 0:
+        crashed = f"it crashed ({signal.Signals(-done.returncode).name}, exit {128 - done.returncode})"
+        return None, crashed + (f" after printing {lines[-1]!r:.200}" if lines else " with no output")
+    return None, (lines or [f"exit {done.returncode}"])[-1]
 
 
 def _mediapipe_cells(row: dict) -> list[str]:

@@ -1,39 +1,23 @@
 # TensorFlow side of the export (kerascnn/export/); the edge side, which runs the files, is export/.
-"""The quantization report's microcontroller part: export/tflm/check.py (TensorFlow Lite Micro, in the edge
-environment) on the integer-input variants, its rows and the report's "Microcontrollers" section (flash and arena
-bytes, whether each board class and --mcu-ram fit, TFLM's accuracy and agreement with ai-edge-litert)."""
+"""The quantization report's microcontroller part: `python -m kerascnn_edge.tflm.check` (TensorFlow Lite Micro,
+in the edge environment) on the integer-input variants, its rows and the report's "Microcontrollers" section (flash
+and arena bytes, whether each board class and --mcu-ram fit, TFLM's accuracy and agreement with ai-edge-litert)."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from kerascnn.export.report import NOT_MEASURED, ROOT, edge_tools, run_edge_tool
+from kerascnn.export.report import NOT_MEASURED, edge_tools, run_edge_tool
+from kerascnn_edge.files import parse_size  # noqa: F401  (--mcu-ram: the edge check's rule, one definition)
 
-CHECK_TFLM = ROOT / "export" / "tflm" / "check.py"
+CHECK_TFLM = "kerascnn_edge.tflm.check"  # run as `python -m` in the edge environment, where it is installed
 TFLM_IMAGES = 1000  # test images the TFLM check runs by default (reference kernels: ~0.1 s per image on x86)
 INTEGER_INPUTS = ("int8", "uint8")
-
-
-def parse_size(text: str) -> int:
-    """Bytes from "131072", "128K", "128KB", "128KiB", "0.5M" (K = 1,024 bytes, M = 1,024 K): --mcu-ram. The same
-    rule as export/tflm/check.py's parse_size, which gets the bytes.
-
-    Raises:
-        ValueError: not a positive size.
-    """
-    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)(?:i?B)?\s*", text)
-    if not found:
-        raise ValueError(f"{text!r} is not a size: give bytes or K/M, e.g. 131072, 128K or 0.5M")
-    value = float(found.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[found.group(2).lower()]
-    if value < 1:
-        raise ValueError(f"{text!r} is not a positive size")
-    return int(value)
 
 
 def add_to_report(
@@ -46,7 +30,7 @@ def add_to_report(
     python: str | os.PathLike | None = None,
     timeout: int = 3600,
 ) -> dict[str, dict]:
-    """Runs export/tflm/check.py (TensorFlow Lite Micro) in the edge environment on every variant in `out` with an
+    """Runs kerascnn_edge.tflm.check (TensorFlow Lite Micro) in the edge environment on every variant in `out` with an
     integer input (int8-io, uint8: what a microcontroller feeds from a camera's bytes) and adds a "tflm" entry to
     each row: flash and arena bytes, the board-class sentences, TFLM's accuracy and top-1 agreement with
     ai-edge-litert on `images`, ms per image. Returns {variant: check.py's whole result}; with no edge environment,
@@ -59,7 +43,7 @@ def add_to_report(
     """
     python = edge_tools(python)[0]
     rows = {name: row for name, row in report["variants"].items() if _input_dtype(Path(out) / row["file"])}
-    if not (Path(python).exists() and CHECK_TFLM.exists()):
+    if not Path(python).exists():
         report["tflm"] = NOT_MEASURED
         return {}
     if not rows:
@@ -68,7 +52,7 @@ def add_to_report(
     log(f"TensorFlow Lite Micro on {len(rows)} variants, {len(images):,} images ({python})")
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(Path(tmp) / "test.npz", images=images, labels=labels)
-        command = [str(python), str(CHECK_TFLM), "--data", str(Path(tmp) / "test.npz")]
+        command = [str(python), "-m", CHECK_TFLM, "--data", str(Path(tmp) / "test.npz")]
         command += [] if mcu_ram is None else ["--mcu-ram", str(mcu_ram)]
         result, error = run_edge_tool([*command, *(str(Path(out) / row["file"]) for row in rows.values())], timeout)
     if error is not None:

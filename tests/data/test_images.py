@@ -1,7 +1,6 @@
 """kerascnn.data.images: training's decode, EXIF orientation and resize equal export/predict.py's Pillow preprocessing
 (the edge side) to within one grey level."""
 
-import importlib.util
 import io
 from pathlib import Path
 
@@ -17,10 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def predict_py():
-    spec = importlib.util.spec_from_file_location("predict", ROOT / "export" / "predict.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from kerascnn_edge import predict
+
+    return predict
 
 
 def training_pixels(paths, image_size, color_mode):

@@ -26,7 +26,7 @@ import edge_venv  # noqa: E402  (export/edge_venv.py, standard library only)
 
 @pytest.fixture(scope="session")
 def edge_python():
-    """.venv-edge at the repository root, built (or brought up to date) from export/requirements.txt."""
+    """.venv-edge at the repository root, built (or brought up to date) with export/ (kerascnn-edge) installed."""
     return edge_venv.ensure()
 
 
@@ -43,7 +43,7 @@ def test_data(tmp_path_factory):
 def check_mediapipe(python, data, *models):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run(
-        [str(python), str(ROOT / "export" / "check_mediapipe.py"), "--data", str(data), *map(str, models)],
+        [str(python), "-m", "kerascnn_edge.check_mediapipe", "--data", str(data), *map(str, models)],
         capture_output=True,
         text=True,
         timeout=900,
@@ -124,7 +124,7 @@ def test_shipped_models_run_in_mediapipe(edge_python, test_data, variant):
 def run_check(python, *args):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run(
-        [str(python), str(ROOT / "export" / "check_mediapipe.py"), *map(str, args)],
+        [str(python), "-m", "kerascnn_edge.check_mediapipe", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -88,8 +88,6 @@ def test_check_mediapipe_names_a_bad_files_list(photo_run, edge_python, tmp_path
     import os
     import subprocess
 
-    from tests.edge.test_mediapipe import ROOT
-
     root, _, _ = photo_run
     np.savez(tmp_path / "test.npz", images=np.zeros((1, 64, 64, 3), np.uint8), labels=np.zeros(1, int))
     (tmp_path / "bad.json").write_text('{"not": "a list"}')
@@ -100,7 +98,7 @@ def test_check_mediapipe_names_a_bad_files_list(photo_run, edge_python, tmp_path
         ("missing.json", "1 image(s) that do not exist, first "),
     ):
         done = subprocess.run(
-            [str(edge_python), str(ROOT / "export" / "check_mediapipe.py"), "--data", str(tmp_path / "test.npz")]
+            [str(edge_python), "-m", "kerascnn_edge.check_mediapipe", "--data", str(tmp_path / "test.npz")]
             + ["--files", str(tmp_path / files), str(root / "out" / "lenet5_float32.tflite")],
             capture_output=True,
             text=True,

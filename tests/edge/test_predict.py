@@ -21,8 +21,7 @@ if keras.backend.backend() != "tensorflow":
     pytest.skip("the exported fixtures run on the TensorFlow backend", allow_module_level=True)
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "export"))
-import predict  # noqa: E402  (export/predict.py, TensorFlow-free)
+from kerascnn_edge import predict  # noqa: E402  (TensorFlow-free)
 
 
 def rgb(normalized_grey: np.ndarray) -> np.ndarray:
@@ -37,13 +36,12 @@ BLOCK_TF = (
     "        if name.split('.')[0] in ('tensorflow', 'keras', 'tf_keras', 'kerascnn'):\n"
     "            raise ImportError(f'{name} is blocked: predict.py must not need it')\n"
     "sys.meta_path.insert(0, Block())\n"
-    "sys.argv = [%r, *sys.argv[1:]]\n"
-    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    "runpy.run_module(%r, run_name='__main__', alter_sys=True)\n"
 )
 
 
 def run_predict(*args):
-    script = BLOCK_TF % str(ROOT / "export" / "predict.py")
+    script = BLOCK_TF % "kerascnn_edge.predict"
     return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, timeout=120)
 
 
@@ -302,10 +300,9 @@ def test_predict_refuses_a_fifo_and_classifies_the_files_after_it(model_files, t
 
 COMPARE_READERS = """import json, sys
 from pathlib import Path
-sys.path.insert(0, sys.argv[1])
-import check_mediapipe, predict
-for path in map(Path, sys.argv[2:]):
-    ours, theirs = predict.model_metadata(path), check_mediapipe.read_metadata(path)
+from kerascnn_edge import check_mediapipe, metadata
+for path in map(Path, sys.argv[1:]):
+    ours, theirs = metadata.model_metadata(path), check_mediapipe.read_metadata(path)
     print(json.dumps({"ours": ours, "mediapipe": theirs}))
 """
 
@@ -320,7 +317,7 @@ def test_predicts_metadata_reader_agrees_with_mediapipes_schema_code(exported):
     files = [root / "out" / row["file"] for row in report["variants"].values()]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run(
-        [str(edge_venv.ensure()), "-c", COMPARE_READERS, str(ROOT / "export"), *map(str, files)],
+        [str(edge_venv.ensure()), "-c", COMPARE_READERS, *map(str, files)],
         capture_output=True,
         text=True,
         timeout=300,

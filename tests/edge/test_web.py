@@ -105,11 +105,12 @@ def cells(tmp_path_factory):
 
 
 def predict(model: Path, images: list[Path], k: int) -> list[list]:
-    """export/predict.py's top-k [label, probability] pairs, one list per image."""
+    """kerascnn_edge.predict's top-k [label, probability] pairs, one list per image."""
     run = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "export" / "predict.py"),
+            "-m",
+            "kerascnn_edge.predict",
             "--model",
             str(model),
             "--json",
@@ -211,14 +212,11 @@ def test_picked_dropped_and_camera_images_show_top3_latency_and_model(browser, s
 
 
 def predict_py_pixels(path, size):
-    """export/predict.py's `load_pixels` (EXIF orientation, Pillow's bilinear resize) of an RGB model's input."""
-    import importlib.util
+    """kerascnn_edge.predict's `load_pixels` (EXIF orientation, Pillow's bilinear resize) of an RGB model's input."""
+    from kerascnn_edge.predict import load_pixels
 
-    spec = importlib.util.spec_from_file_location("predict", ROOT / "export" / "predict.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     with Image.open(path) as image:
-        return module.load_pixels(image, size, 3)
+        return load_pixels(image, size, 3)
 
 
 def test_the_page_resizes_and_orients_as_predict_py(browser):

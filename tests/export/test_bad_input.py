@@ -21,8 +21,7 @@ from tests.export.test_export import ROOT
 if keras.backend.backend() != "tensorflow":
     pytest.skip("export runs on the TensorFlow backend", allow_module_level=True)
 
-sys.path.insert(0, str(ROOT / "export"))
-import predict  # noqa: E402  (export/predict.py, TensorFlow-free)
+from kerascnn_edge import predict  # noqa: E402  (TensorFlow-free)
 
 # --- the export ----------------------------------------------------------------------------------------------
 

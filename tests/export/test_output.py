@@ -111,15 +111,16 @@ print(json.dumps({"mediapipe": "fake 0.1", "results": [row for _ in models]}))
 
 
 def test_the_edge_python_and_the_mediapipe_check_come_from_flags_or_the_environment(run_copy, tmp_path, monkeypatch):
-    """A wheel ships neither .venv-edge nor export/check_mediapipe.py: they are given by flag or variable, and the
-    repository checkout's are only the default."""
+    """A wheel ships no .venv-edge: the edge Python (and a MediaPipe-check script) are given by flag or variable,
+    the repository checkout's .venv-edge, running the installed `python -m kerascnn_edge.check_mediapipe`, is only
+    the default."""
     from kerascnn.export import report as reports
 
     script = tmp_path / "fake_check.py"
     script.write_text(FAKE_CHECK)
     monkeypatch.delenv(reports.EDGE_PYTHON_VARIABLE, raising=False)
     monkeypatch.delenv(reports.MEDIAPIPE_CHECK_VARIABLE, raising=False)
-    assert reports.edge_tools() == (ROOT / ".venv-edge" / "bin" / "python", ROOT / "export" / "check_mediapipe.py")
+    assert reports.edge_tools() == (ROOT / ".venv-edge" / "bin" / "python", None)
     monkeypatch.setenv(reports.EDGE_PYTHON_VARIABLE, "/env/python")
     monkeypatch.setenv(reports.MEDIAPIPE_CHECK_VARIABLE, str(script))
     assert reports.edge_tools() == (Path("/env/python"), script)

@@ -12,7 +12,7 @@ EDGE_SIDE = sorted(
     path
     for pattern in ("*.py", "*.js", "*.mjs")
     for path in (ROOT / "export").rglob(pattern)
-    if not {"node_modules", ".cache"} & set(path.relative_to(ROOT).parts)
+    if not {"node_modules", ".cache", "build"} & set(path.relative_to(ROOT).parts)
 )
 
 

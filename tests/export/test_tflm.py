@@ -1,4 +1,4 @@
-"""TensorFlow Lite Micro as a tested target: export/tflm/check.py (in .venv-edge, no TensorFlow) runs the shipped
+"""TensorFlow Lite Micro as a tested target: kerascnn_edge.tflm.check (in .venv-edge, no TensorFlow) runs the shipped
 integer models in TFLM's Python interpreter (the reference kernels a board compiles) on 200 test images, finds the
 smallest arena, checks the ops, and writes the C++ files a firmware compiles; the export puts the budget in its
 report and manifests."""
@@ -8,6 +8,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -22,10 +23,12 @@ from tests.helpers import copy_run
 if keras.backend.backend() != "tensorflow":
     pytest.skip("export runs on the TensorFlow backend", allow_module_level=True)
 
+from kerascnn_edge import files as edge_files  # noqa: E402  (TensorFlow-free)
+from kerascnn_edge.tflm import arena as arenas  # noqa: E402  (imports without tflite-micro)
+from kerascnn_edge.tflm import check as tflm_check  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "export"))
-sys.path.insert(0, str(ROOT / "export" / "tflm"))
-import check as tflm_check  # noqa: E402  (export/tflm/check.py: imports without tflite-micro)
-import edge_venv  # noqa: E402
+import edge_venv  # noqa: E402  (export/edge_venv.py: builds .venv-edge from this checkout)
 
 SHIPPED = ROOT / "export" / "fashion_mnist"
 VARIANTS = ("vgg_int8-io", "vgg_uint8")
@@ -46,7 +49,7 @@ def tflm_python():
     done = subprocess.run([str(python), "-c", "import tflite_micro"], capture_output=True, text=True, timeout=120)
     if done.returncode:
         pytest.skip(
-            "tflite-micro is not installed in .venv-edge (export/requirements.txt installs it on Linux x86-64 only, "
+            "tflite-micro is not installed in .venv-edge (kerascnn-edge[tflm] installs it on Linux x86-64 only, "
             f"where its wheels exist): {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ''}"
         )
     return python
@@ -54,7 +57,7 @@ def tflm_python():
 
 def run_check(python, *args, timeout=1200):
     return subprocess.run(
-        [str(python), str(ROOT / "export" / "tflm" / "check.py"), *map(str, args)],
+        [str(python), "-m", "kerascnn_edge.tflm.check", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -126,13 +129,13 @@ def test_smallest_arena_is_the_least_that_runs(shipped, tflm_python):
         # TFLM's own count of what it allocated from the arena agrees
         assert result["arena_allocations"]["total"] == arena, name
         probe = (
-            "import sys, numpy as np; sys.path.insert(0, sys.argv[1]); import arena;"
+            "import sys, numpy as np; from kerascnn_edge.tflm import arena;"
             "m = open(sys.argv[2], 'rb').read(); i = arena.load(m, 1 << 20).get_input_details(0);"
             "p = np.zeros(i['shape'], i['dtype']); a = int(sys.argv[3]);"
             "print(arena.runs_in(m, a, p), arena.runs_in(m, a - 1, p), arena.runs_in(m, a // 2, p))"
         )
         done = subprocess.run(
-            [str(tflm_python), "-c", probe, str(ROOT / "export" / "tflm"), str(SHIPPED / f"{name}.tflite"), str(arena)],
+            [str(tflm_python), "-c", probe, "-", str(SHIPPED / f"{name}.tflite"), str(arena)],
             capture_output=True,
             text=True,
             timeout=300,
@@ -217,12 +220,12 @@ def test_c_files_compile_alone_and_hold_the_model(shipped):
 def test_sizes_parse_the_same_on_both_sides():
     cases = {"262144": 262144, "256K": 262144, "256KB": 262144, "256 KiB": 262144, "0.5M": 524288, "1m": 1048576}
     for text, expected in cases.items():
-        assert tflm_report.parse_size(text) == tflm_check.parse_size(text) == expected, text
+        assert tflm_report.parse_size(text) == edge_files.parse_size(text) == expected, text
     for bad in ("", "256X", "-1K", "0", "K"):
         with pytest.raises(ValueError, match="size"):
             tflm_report.parse_size(bad)
         with pytest.raises(ValueError, match="size"):
-            tflm_check.parse_size(bad)
+            edge_files.parse_size(bad)
 
 
 def test_export_cli_refuses_bad_tflm_flags_before_any_work(capsys, tmp_path):
@@ -242,19 +245,19 @@ def test_check_names_bad_input_and_a_missing_tflite_micro(tflm_python, tmp_path)
     assert done.returncode == 2 and "--mcu-ram" in done.stderr and "'lots' is not a size" in done.stderr
     done = run_check(tflm_python, tmp_path / "none.tflite", timeout=120)
     assert done.returncode == 2 and "none.tflite does not exist" in done.stderr and "Traceback" not in done.stderr
-    np.savez(tmp_path / "small.npz", images=np.zeros((4, 14, 14), np.uint8), labels=np.zeros(4))
+    np.savez(tmp_path / "small.npz", images=np.zeros((4, 14, 14), np.uint8), labels=np.zeros(4, int))
     done = run_check(tflm_python, "--data", tmp_path / "small.npz", SHIPPED / "vgg_uint8.tflite", timeout=300)
     assert done.returncode == 2 and "the model takes (28, 28, 3)" in done.stderr
     # the TensorFlow side's Python has no tflite-micro: the check says how to get it
     done = subprocess.run(
-        [sys.executable, str(ROOT / "export" / "tflm" / "check.py"), str(SHIPPED / "vgg_uint8.tflite")],
+        [sys.executable, "-m", "kerascnn_edge.tflm.check", str(SHIPPED / "vgg_uint8.tflite")],
         capture_output=True,
         text=True,
         timeout=120,
     )
     if "tflite-micro is not installed" not in done.stderr:
         pytest.skip("tflite-micro is importable by the TensorFlow side's Python too: no missing-package case here")
-    assert done.returncode == 2 and "pip install -r export/requirements.txt" in done.stderr
+    assert done.returncode == 2 and "pip install 'kerascnn-edge[tflm]'" in done.stderr
 
 
 def test_a_model_with_an_op_tflm_lacks_is_refused_by_name(tflm_python, tmp_path):
@@ -306,3 +309,66 @@ def test_export_puts_the_tflm_budget_in_the_report_and_manifest(tflm_python, sma
     assert "## Microcontrollers (TensorFlow Lite Micro)" in markdown and "| int8-io |" in markdown
     assert "int8-io, --mcu-ram 16.0 KB: does not fit" in markdown and "256 KB SRAM" in markdown
     assert json.loads((tmp_path / "out" / "report.json").read_text())["variants"]["int8-io"]["tflm"] == row
+
+
+def test_check_refuses_a_fifo_as_data_at_once(tflm_python, tmp_path):
+    os.mkfifo(tmp_path / "fifo.npz")  # reading it waits for a writer: forever
+    done = run_check(tflm_python, "--data", tmp_path / "fifo.npz", SHIPPED / "vgg_uint8.tflite", timeout=60)
+    assert done.returncode == 2 and "fifo.npz is not a regular file" in done.stderr, done.stderr[-2000:]
+
+
+def test_check_refuses_labels_that_are_no_class_of_the_model(tflm_python, tmp_path):
+    """Labels of another dataset gave "accuracy": 0.0 and exit 0; check_mediapipe refused the same file."""
+    np.savez(tmp_path / "other.npz", images=np.zeros((4, 28, 28, 3), np.uint8), labels=np.array([0, 3, 10, 12]))
+    done = run_check(tflm_python, "--data", tmp_path / "other.npz", SHIPPED / "vgg_uint8.tflite", timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "labels must be class indices 0..9" in done.stderr and "found 10, 12" in done.stderr
+
+
+def test_c_out_refuses_two_models_of_the_same_name(tmp_path, capsys):
+    """fw/<name>/model_data.* of the first model was silently replaced by the second's; refused before any work
+    (so without tflite-micro too)."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(SHIPPED / "vgg_uint8.tflite", tmp_path / folder)
+    models = [str(tmp_path / folder / "vgg_uint8.tflite") for folder in ("a", "b")]
+    with pytest.raises(SystemExit) as stopped:
+        tflm_check.main(["--c-out", str(tmp_path / "fw"), *models])
+    error = capsys.readouterr().err
+    assert stopped.value.code == 2 and "2 models are named vgg_uint8.tflite" in error, error
+    assert not (tmp_path / "fw").exists()
+
+
+def test_an_arena_attempt_that_crashes_counts_as_too_small(monkeypatch):
+    """A fine-tuned MobileNetV2 uint8 export made TFLM segfault at 65,536 bytes ("Unable to allocate
+    quantization->zero_point"), killing the check (exit 139, no output): each attempt runs in a child process."""
+
+    def load(model, size):
+        if size < 1400:  # TFLM's crash below the true size (bisection tries 1,024), in the child only
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if size < 1500:
+            raise arenas.ArenaTooSmallError("Failed to resize buffer")
+        return "interpreter"
+
+    monkeypatch.setattr(arenas, "load", load)
+    monkeypatch.setattr(arenas, "invoke", lambda interpreter, probe: np.zeros(1))
+    assert arenas.smallest_arena(b"model", np.zeros(1), largest=4096) == 1500
+    assert arenas.attempt(load, b"model", 10) == ("crashed", "SIGSEGV")
+    monkeypatch.setattr(arenas, "load", lambda model, size: os.kill(os.getpid(), signal.SIGSEGV))
+    with pytest.raises(arenas.TFLMError, match=r"TFLM crashed \(SIGSEGV\) running the model in an arena of 4,096"):
+        arenas.smallest_arena(b"model", np.zeros(1), largest=4096)
+
+
+def test_the_report_gives_why_an_edge_tool_failed_not_its_last_chatter():
+    """A crashed check printed no error line and the report said "not measured: INFO: Created TensorFlow Lite
+    XNNPACK delegate for CPU.": the signal is the reason; an "error: " line wins over chatter printed after it."""
+    from kerascnn.export.report import run_edge_tool
+
+    chatter = (
+        "import os, signal, sys; print('INFO: Created TensorFlow Lite XNNPACK delegate for CPU.', file=sys.stderr)"
+    )
+    crash = chatter + "; sys.stderr.flush(); os.kill(os.getpid(), signal.SIGSEGV)"
+    result, error = run_edge_tool([sys.executable, "-c", crash], 60)
+    assert result is None and error.startswith("it crashed (SIGSEGV, exit 139)"), error
+    refused = "import sys; print('error: --data x.npz is no file', file=sys.stderr); " + chatter + "; sys.exit(2)"
+    assert run_edge_tool([sys.executable, "-c", refused], 60) == (None, "--data x.npz is no file")

@@ -3,6 +3,10 @@
 
 Edge side: needs `tflite-micro` (its Python interpreter runs the reference kernels a board compiles) and numpy.
 
+Each attempt of the search runs in a child process (`attempt`): below its true size some models make TFLM crash
+instead of failing (a fine-tuned MobileNetV2 uint8 export: "Unable to allocate quantization->zero_point", then
+SIGSEGV at 65,536 bytes), and a crash must not take the tool down. A crashed attempt counts as "does not fit".
+
 TFLM allocates every tensor, scratch buffer and bookkeeping struct of a model from one caller-given byte array, the
 arena, at load time; the model itself stays in flash. `smallest_arena` finds the least `arena_size` the model loads
 and runs in by bisection: loading fails below it ("Failed to resize buffer. Requested: ..., missing: ...").
@@ -15,8 +19,11 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
+import pickle
 import re
+import signal
 import tempfile
 
 import numpy as np
@@ -90,29 +97,73 @@ def invoke(interpreter, tensor: np.ndarray) -> np.ndarray:
     raise TFLMError(_message(stderr[0], failure))
 
 
+def _load_and_run(tflite_model: bytes, arena_size: int, probe: np.ndarray) -> None:
+    invoke(load(tflite_model, arena_size), probe)
+
+
+def attempt(function, *args) -> tuple[str, str | None]:
+    """Runs `function(*args)` in a forked child process: ("ok", None), ("too small", TFLM's message) for
+    ArenaTooSmallError, ("error", the message) for another exception, or ("crashed", the signal's name) when the child
+    died of a signal (TFLM's C++ code segfaults on some arenas that are too small).
+
+    The child inherits the model and the probe (fork: nothing is pickled on the way in) and sends back one small
+    pickled tuple through a pipe; it leaves with os._exit, so it flushes none of the parent's buffered output.
+    """
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.close(read)
+        faulthandler.disable()  # a crash is an answer here, not a Python traceback for the user's terminal
+        try:
+            function(*args)
+            outcome = ("ok", None)
+        except ArenaTooSmallError as error:
+            outcome = ("too small", str(error))
+        except BaseException as error:  # noqa: BLE001  (everything goes back to the parent, which decides)
+            outcome = ("error", str(error) if isinstance(error, TFLMError) else f"{type(error).__name__}: {error}")
+        with os.fdopen(write, "wb") as pipe:
+            pickle.dump(outcome, pipe)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        sent = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return "crashed", signal.Signals(os.WTERMSIG(status)).name
+    return pickle.loads(sent) if sent else ("crashed", f"exit {os.waitstatus_to_exitcode(status)}")
+
+
 def runs_in(tflite_model: bytes, arena_size: int, probe: np.ndarray) -> bool:
-    """Whether the model loads in `arena_size` bytes and runs `probe` (kernels may allocate at their first run)."""
-    try:
-        invoke(load(tflite_model, arena_size), probe)
-    except ArenaTooSmallError:
-        return False
-    return True
+    """Whether the model loads in `arena_size` bytes and runs `probe` (kernels may allocate at their first run),
+    tried in a child process: a crash is "does not fit".
+
+    Raises:
+        TFLMError: TFLM refuses the model for another reason than the arena.
+    """
+    status, message = attempt(_load_and_run, tflite_model, arena_size, probe)
+    if status == "error":
+        raise TFLMError(message)
+    return status == "ok"
 
 
 def smallest_arena(tflite_model: bytes, probe: np.ndarray, largest: int = LARGEST) -> int:
-    """The least arena size in bytes in which the model loads and runs `probe`, by bisection (about 26 loads).
+    """The least arena size in bytes in which the model loads and runs `probe`, by bisection (about 26 attempts,
+    each in a child process: a crash counts as "does not fit").
 
     Assumes that an arena that works keeps working when made larger (TFLM plans the same allocations in any arena
     large enough for them).
 
     Raises:
-        TFLMError: the model does not run in TFLM at all (the message names why, e.g. a missing op), or not even
-            in `largest` bytes.
+        TFLMError: the model does not run in TFLM at all (the message names why, e.g. a missing op, or the crash),
+            or not even in `largest` bytes.
     """
-    try:
-        invoke(load(tflite_model, largest), probe)  # an op TFLM lacks fails here, whatever the arena
-    except ArenaTooSmallError as error:
-        raise TFLMError(f"the model does not fit in an arena of {largest:,} bytes ({error})") from error
+    status, message = attempt(_load_and_run, tflite_model, largest, probe)  # an op TFLM lacks fails here
+    if status == "error":
+        raise TFLMError(message)
+    if status == "too small":
+        raise TFLMError(f"the model does not fit in an arena of {largest:,} bytes ({message})")
+    if status == "crashed":
+        raise TFLMError(f"TFLM crashed ({message}) running the model in an arena of {largest:,} bytes")
     fails, works = 0, largest
     while works - fails > 1:
         middle = (fails + works) // 2

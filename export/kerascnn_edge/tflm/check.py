@@ -10,12 +10,12 @@ optimized builtin kernels already differ by one output step now and then) and wi
 predict.py and phones run; it rounds differently by a few output steps, so a near tie can flip: each image where
 its top-1 differs from TFLM's is listed with both top-2 scores).
 
-Edge side: needs export/requirements.txt (numpy, Pillow, ai-edge-litert, tflite-micro), never TensorFlow. TFLM's
+Edge side: needs kerascnn-edge[tflm] (numpy, Pillow, ai-edge-litert, tflite-micro), never TensorFlow. TFLM's
 Python interpreter runs the reference kernels a board compiles when it has no optimized ones, on this host's CPU:
 its accuracy is a board's, its time per image is not (a board is slower; CMSIS-NN/ESP-NN kernels are faster).
 
-    python export/tflm/check.py --data test.npz fashion_mnist/vgg_int8-io.tflite fashion_mnist/vgg_uint8.tflite
-    python export/tflm/check.py --c-out firmware/ --mcu-ram 128K fashion_mnist/vgg_uint8.tflite
+    kerascnn-check-tflm --data test.npz fashion_mnist/vgg_int8-io.tflite fashion_mnist/vgg_uint8.tflite
+    python -m kerascnn_edge.tflm.check --c-out firmware/ --mcu-ram 128K fashion_mnist/vgg_uint8.tflite
 
 `--data`: an .npz with `images` (N, H, W) or (N, H, W, C) uint8 pixels and `labels` (N,) class indices (what
 check_mediapipe.py reads); without it, no accuracy. Inputs are made as predict.py makes them, from the manifest
@@ -30,7 +30,6 @@ import argparse
 import io
 import json
 import math
-import re
 import statistics
 import sys
 import time
@@ -39,15 +38,12 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(1, str(HERE.parent))
-import arena as arenas  # noqa: E402  (export/tflm/arena.py)
-import c_files  # noqa: E402
-import ops as tflm_ops  # noqa: E402
-import predict  # noqa: E402  (export/predict.py)
+from kerascnn_edge import predict
+from kerascnn_edge.files import KIB, EdgeError, check_labels, load_data, parse_size
+from kerascnn_edge.tflm import arena as arenas
+from kerascnn_edge.tflm import c_files
+from kerascnn_edge.tflm import ops as tflm_ops
 
-KIB = 1024
 ARENA_MARGIN = 0.20  # kTensorArenaSize = measured * 1.2, rounded up to a KiB (see arena_with_margin)
 # (SRAM in bytes, the board class as the report names it)
 BOARDS = (
@@ -56,8 +52,7 @@ BOARDS = (
 )
 
 
-class CheckError(Exception):
-    """A problem with the user's files or flags; the message names it and what to do."""
+CheckError = EdgeError  # a problem with the user's files or flags; the message names it and what to do
 
 
 def arena_with_margin(measured: int) -> int:
@@ -65,21 +60,6 @@ def arena_with_margin(measured: int) -> int:
     reference kernels on a 64-bit host; optimized kernels (CMSIS-NN, ESP-NN) ask for scratch buffers the reference
     ones don't, while a 32-bit board's smaller pointers shrink TFLM's own structs."""
     return math.ceil(measured * (1 + ARENA_MARGIN) / KIB) * KIB
-
-
-def parse_size(text: str) -> int:
-    """Bytes from "262144", "256K", "256KB", "256KiB", "0.5M" (K = 1,024 bytes, M = 1,024 K).
-
-    Raises:
-        ValueError: not a positive size.
-    """
-    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)(?:i?B)?\s*", text)
-    if not found:
-        raise ValueError(f"{text!r} is not a size: give bytes or K/M, e.g. 262144, 256K or 0.5M")
-    value = float(found.group(1)) * {"": 1, "k": KIB, "m": KIB * KIB}[found.group(2).lower()]
-    if value < 1:
-        raise ValueError(f"{text!r} is not a positive size")
-    return int(value)
 
 
 def _kb(n: int) -> str:
@@ -154,8 +134,7 @@ def input_tensors(pixels: np.ndarray, manifest: dict, details: dict) -> np.ndarr
             f"the --data images are {pixels.shape[1:]}, the model takes {(height, width, channels)}: give the "
             "test images of the dataset the model was trained on"
         )
-    normalization = manifest["input"]["normalization"]
-    x = (pixels.astype(np.float32) - np.float32(normalization["mean"])) / np.float32(normalization["std"])
+    x = (pixels.astype(np.float32) - np.float32(manifest.mean)) / np.float32(manifest.std)
     if details["dtype"] == np.float32:
         return x
     quantization = details["quantization_parameters"]
@@ -263,9 +242,11 @@ def check(
     TFLM's message.
 
     Raises:
-        CheckError, predict.PredictError: a missing model or manifest, images of another size.
+        EdgeError: a missing model or manifest, images of another size, labels that are no class of the model.
     """
     manifest = predict.load_manifest(model_path, None)
+    if data is not None:
+        check_labels(data[1], manifest.labels, model_path)
     tflite_model = model_path.read_bytes()
     model_ops = tflm_ops.model_ops(tflite_model)
     row = {"model": str(model_path), "ops": model_ops, **flash_parts(tflite_model)}
@@ -289,7 +270,7 @@ def check(
     declared = arena_with_margin(measured)
     row.update(
         supported=True,
-        input=tensor_info(details, manifest["input"].get("pixel_offset")),
+        input=tensor_info(details, manifest.pixel_offset),
         output=tensor_info(interpreter.get_output_details(0)),
         arena_bytes=measured,
         arena_allocations=arenas.allocations(interpreter),
@@ -300,7 +281,7 @@ def check(
         tensors = input_tensors(data[0], manifest, details)
         outputs, ms, cpu_ms = run_tflm(interpreter, tensors)
         litert, xnnpack = (run_litert(tflite_model, tensors, xnnpack=x) for x in (False, True))
-        row.update(images=int(len(tensors)), **compare(outputs, litert, xnnpack, data[1], manifest["labels"]))
+        row.update(images=int(len(tensors)), **compare(outputs, litert, xnnpack, data[1], list(manifest.labels)))
         row["ms_per_image"], row["cpu_ms_per_image"] = round(ms, 3), round(cpu_ms, 3)
     if c_out is not None:
         written = c_files.write_c_files(
@@ -310,7 +291,7 @@ def check(
             arena_bytes=measured,
             arena_size=declared,
             methods=row["resolver"],
-            labels=manifest["labels"],
+            labels=list(manifest.labels),
             input_info=row["input"],
             output_info=row["output"],
             source=model_path.name,
@@ -324,25 +305,6 @@ def _version(package: str) -> str:
     from importlib.metadata import version
 
     return version(package)
-
-
-def load_data(path: Path, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """(images (N, H, W, C) uint8, labels (N,)) from an .npz.
-
-    Raises:
-        CheckError: not an .npz with uint8 images and labels of the same length.
-    """
-    try:
-        with np.load(path) as data:
-            images, labels = data["images"][:limit], data["labels"][:limit].astype(int)
-    except (OSError, KeyError, ValueError) as error:
-        raise CheckError(f"--data {path}: not an .npz with images and labels ({error})") from error
-    if images.dtype != np.uint8 or images.ndim not in (3, 4) or len(images) != len(labels) or not len(images):
-        raise CheckError(
-            f"--data {path}: images must be uint8 (N, H, W) or (N, H, W, C) with one label each, got "
-            f"{images.dtype} {images.shape} and {len(labels)} labels"
-        )
-    return (images[..., None] if images.ndim == 3 else images), labels
 
 
 def main(argv=None) -> int:
@@ -361,11 +323,19 @@ def main(argv=None) -> int:
         mcu_ram = None if args.mcu_ram is None else parse_size(args.mcu_ram)
     except ValueError as error:
         parser.error(f"--mcu-ram: {error}")
+    stems = [path.stem for path in args.models]
+    same = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if args.c_out is not None and same:  # DIR/<stem>/model_data.* of the first would be replaced by the second
+        parser.error(
+            f"--c-out {args.c_out}: {stems.count(same[0])} models are named {same[0]}.tflite, and each "
+            f"writes {args.c_out / same[0]}/model_data.*: check them in separate runs with their own --c-out, or "
+            "rename one"
+        )
     try:
         from tflite_micro.python.tflite_micro import runtime  # noqa: F401
     except ImportError as error:
         print(
-            f"error: tflite-micro is not installed ({error}): pip install -r export/requirements.txt "
+            f"error: tflite-micro is not installed ({error}): pip install 'kerascnn-edge[tflm]' "
             "(its wheels are for Linux x86-64; run this check there)",
             file=sys.stderr,
         )
@@ -373,7 +343,7 @@ def main(argv=None) -> int:
     try:
         data = None if args.data is None else load_data(args.data, args.limit)
         results = [check(path, data, mcu_ram, args.c_out) for path in args.models]
-    except (CheckError, predict.PredictError) as error:
+    except EdgeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:

@@ -3,11 +3,11 @@
 """Classify test images with MediaPipe Tasks' ImageClassifier and with predict.py's ai-edge-litert route, and
 compare: the check that an exported .tflite runs in MediaPipe with no extra code.
 
-Edge side: needs export/requirements.txt (numpy, Pillow, ai-edge-litert, mediapipe), never TensorFlow. MediaPipe
+Edge side: needs kerascnn-edge[mediapipe] (numpy, Pillow, ai-edge-litert, mediapipe), never TensorFlow. MediaPipe
 reads everything from the model's TFLite metadata: labels, normalization, colour. Images go in as a phone camera
 gives them, 8-bit RGB (grey test images are repeated into R = G = B); no pre-processing is written here.
 
-    python export/check_mediapipe.py --data test.npz fashion_mnist/vgg_uint8.tflite fashion_mnist/vgg_int8.tflite
+    kerascnn-check-mediapipe --data test.npz fashion_mnist/vgg_uint8.tflite fashion_mnist/vgg_int8.tflite
 
 `--data`: an .npz with `images` (N, H, W) or (N, H, W, C) uint8 and `labels` (N,) class indices (label order of the
 manifest). Prints one JSON object: per model, MediaPipe's top-1 accuracy and ms per image (classify() with its own
@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import predict  # noqa: E402  (predict.py beside this file)
+from kerascnn_edge import predict
+from kerascnn_edge.files import check_labels, load_data
 
 
 def read_metadata(model_path: Path) -> dict | None:
@@ -94,41 +94,6 @@ def missing_label_files(model_path: Path, metadata: dict) -> list[str]:
     return [name for name, _ in metadata["label_files"] if name not in carried]
 
 
-def load_data(path: Path, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """(images (N, H, W, C) uint8, labels (N,) int) of an .npz, checked.
-
-    Raises:
-        predict.PredictError: not an .npz with images and labels, no images, images that are not uint8 pixels
-            (N, H, W) or (N, H, W, 1 or 3), or a label count other than the image count.
-    """
-    where = f"--data {path}"
-    if not path.is_file():
-        raise predict.PredictError(f"{where} does not exist: give the .npz of test images and labels.")
-    try:
-        with np.load(path) as data:
-            images, labels = data["images"][:limit], data["labels"][:limit]
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
-        raise predict.PredictError(
-            f"{where} is not an .npz with `images` and `labels` ({error}): save one with "
-            "np.savez(path, images=uint8_images, labels=class_indices)."
-        ) from error
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise predict.PredictError(
-            f"{where}: images must be uint8 pixels (N, H, W) or (N, H, W, 1 or 3), got {images.dtype} "
-            f"{tuple(images.shape)}: give 0..255 pixels as np.uint8."
-        )
-    if not len(images):
-        raise predict.PredictError(f"{where} holds no images (after --limit): give at least one image and label.")
-    if labels.ndim != 1 or len(labels) != len(images) or not np.issubdtype(labels.dtype, np.integer):
-        raise predict.PredictError(
-            f"{where}: labels must be one integer class index per image, got {labels.dtype} {tuple(labels.shape)} "
-            f"for {len(images)} images."
-        )
-    return images, labels.astype(int)
-
-
 def load_files(path: Path) -> tuple[list[Path], np.ndarray]:
     """(image paths, labels) of a --files JSON list of [path, class index].
 
@@ -169,12 +134,12 @@ def check_files(model_path: Path, files: list[Path], truth: np.ndarray) -> dict:
 
     manifest = predict.load_manifest(model_path, None)
     classifier = predict.Classifier(model_path, manifest)
-    names = np.array(manifest["labels"])[truth]
-    labels = manifest["labels"]
+    names = np.array(manifest.labels)[truth]
+    labels = manifest.labels
     litert = [labels[int(np.argmax(classifier.probabilities(classifier.preprocess(f))))] for f in files]
     row = {"images": len(files), "predict_py": round(100 * float(np.mean(np.array(litert) == names)), 2)}
     full = [upright_rgb(f) for f in files]
-    height, width, channels = manifest["input"]["shape"][1:]
+    height, width, channels = manifest.shape[1:]
     resized = [predict.load_pixels(Image.fromarray(image), (height, width), channels) for image in full]
     resized = [np.repeat(image, 3, axis=-1) if channels == 1 else image for image in resized]
     for name, images in (("mediapipe_full_size", full), ("mediapipe_pre_resized", resized)):
@@ -215,7 +180,7 @@ def litert_top1(model_path: Path, images: np.ndarray) -> list[str]:
 
     manifest = predict.load_manifest(model_path, None)
     classifier = predict.Classifier(model_path, manifest)
-    labels = manifest["labels"]
+    labels = manifest.labels
     return [
         labels[
             int(
@@ -244,14 +209,7 @@ def check(model_path: Path, images: np.ndarray, truth: np.ndarray) -> dict:
             naming a label file the model does not carry.
     """
     manifest = predict.load_manifest(model_path, None)
-    count = len(manifest["labels"])
-    if truth.min() < 0 or truth.max() >= count:
-        wrong = sorted({int(v) for v in truth if not 0 <= v < count})
-        raise predict.PredictError(
-            f"--data labels must be class indices 0..{count - 1} (the {count} labels of "
-            f"{model_path.with_suffix('.json')}), found {', '.join(map(str, wrong[:5]))}: give the data this model "
-            "was trained to classify, labels in the manifest's order."
-        )
+    check_labels(truth, manifest.labels, model_path)
     metadata = read_metadata(model_path)
     missing = missing_label_files(model_path, metadata) if metadata else []
     if missing:
@@ -260,7 +218,7 @@ def check(model_path: Path, images: np.ndarray, truth: np.ndarray) -> dict:
             "(the zip of associated files after the model was stripped): use the .tflite as exported, or export it "
             "again with python -m kerascnn.export."
         )
-    names = np.array(manifest["labels"])[truth]
+    names = np.array(manifest.labels)[truth]
     rgb = np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
     litert = litert_top1(model_path, images)
     row = {

@@ -2,7 +2,7 @@
 # Edge side of the export (export/): TensorFlow-free; the TensorFlow side that writes the files is kerascnn/export/.
 """Classify images with a kerascnn .tflite model on an edge device (Raspberry Pi, any Linux or macOS box).
 
-Needs only NumPy, Pillow and ai-edge-litert (pip install ai-edge-litert numpy pillow) — never TensorFlow
+Needs only NumPy, Pillow and ai-edge-litert (pip install kerascnn-edge, or ./export from a clone) — never TensorFlow
 or Keras. Everything about the model's input comes from the manifest JSON written beside the .tflite by
 `python -m kerascnn.export`: labels, input size and colour, normalization, int8 scale and zero point. The model
 carries its labels, normalization and colour itself (TFLite metadata and its labels.txt): a manifest that
@@ -14,9 +14,9 @@ filter (antialiased when shrinking, as training's `tf.image.resize(..., antialia
 An image that cannot be read, or a path that is not a regular file (a FIFO, a folder), is reported and the
 others are still classified (exit code 2 at the end).
 
-    python predict.py --model fashion_mnist/vgg_int8.tflite shirt.png boot.jpg
-    python predict.py --model fashion_mnist/vgg_int8.tflite --json *.png
-    python predict.py --model fashion_mnist/vgg_int8.tflite --benchmark
+    kerascnn-predict --model fashion_mnist/vgg_int8.tflite shirt.png boot.jpg
+    kerascnn-predict --model fashion_mnist/vgg_int8.tflite --json *.png
+    python -m kerascnn_edge.predict --model fashion_mnist/vgg_int8.tflite --benchmark
 """
 
 from __future__ import annotations
@@ -31,160 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
+from kerascnn_edge.files import EdgeError, regular_file
+from kerascnn_edge.manifest import Manifest
+from kerascnn_edge.metadata import model_metadata, pixel_normalization
 
-class PredictError(Exception):
-    """A problem with the user's files; the message says which file and what to do."""
-
-
-def _numbers(values, channels: int, what: str, positive: bool = False) -> list[float]:
-    if (
-        not isinstance(values, list)
-        or len(values) not in (1, channels)
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values)
-    ):
-        raise ValueError(f"input.normalization.{what} must be a list of 1 or {channels} numbers, got {values!r:.80}")
-    if positive and min(values) <= 0:
-        raise ValueError(f"input.normalization.{what} must be > 0 (it divides), got {values!r}")
-    return [float(v) for v in values]
+PredictError = EdgeError  # the name callers of predict know: a problem with the user's files, named
 
 
-def _root_table(buffer: bytes, position: int = 0):
-    import flatbuffers
-
-    return flatbuffers.table.Table(buffer, flatbuffers.encode.Get(flatbuffers.packer.uoffset, buffer, position))
-
-
-class _Fields:
-    """Fields of one flatbuffer table by slot number (slot i sits at vtable offset 4 + 2 i), read with the
-    `flatbuffers` package that ai-edge-litert depends on; absent fields give None."""
-
-    def __init__(self, table):
-        self.table = table
-
-    def _offset(self, slot: int) -> int:
-        return self.table.Offset(4 + 2 * slot)
-
-    def table_at(self, slot: int):
-        import flatbuffers
-
-        offset = self._offset(slot)
-        return (
-            _Fields(flatbuffers.table.Table(self.table.Bytes, self.table.Indirect(self.table.Pos + offset)))
-            if offset
-            else None
-        )
-
-    def tables(self, slot: int) -> list:
-        import flatbuffers
-
-        offset = self._offset(slot)
-        if not offset:
-            return []
-        start = self.table.Vector(offset)
-        return [
-            _Fields(flatbuffers.table.Table(self.table.Bytes, self.table.Indirect(start + 4 * j)))
-            for j in range(self.table.VectorLen(offset))
-        ]
-
-    def byte(self, slot: int) -> int:
-        from flatbuffers import number_types
-
-        offset = self._offset(slot)
-        return self.table.Get(number_types.Uint8Flags, self.table.Pos + offset) if offset else 0
-
-    def string(self, slot: int) -> str | None:
-        offset = self._offset(slot)
-        return self.table.String(self.table.Pos + offset).decode() if offset else None
-
-    def floats(self, slot: int) -> list[float] | None:
-        from flatbuffers import number_types
-
-        offset = self._offset(slot)
-        return self.table.GetVectorAsNumpy(number_types.Float32Flags, offset).tolist() if offset else None
-
-
-METADATA_NAME = b"TFLITE_METADATA"
-_COLOR_SPACES = {1: "rgb", 2: "grey"}  # metadata_schema.fbs ColorSpaceType: RGB, GRAYSCALE
-_TENSOR_AXIS_LABELS = 2  # AssociatedFileType
-_INPUT_TYPES = {0: "float32", 3: "uint8", 9: "int8"}  # schema.fbs TensorType
-
-
-def model_metadata(model_path: Path) -> dict | None:
-    """What the .tflite carries itself, read without TensorFlow or MediaPipe (the model with ai-edge-litert's schema
-    code, the TFLITE_METADATA flatbuffer field by field as metadata_schema.fbs lays it out, labels.txt from the zip
-    appended to the model): {"labels", "color", "mean", "std"} (the NormalizationOptions, in the units of the input
-    tensor) and the input's {"dtype", "quantization": (scale, zero_point) or None}; None for a model without metadata
-    (or a file that is not a TFLite model: the interpreter says so when it opens it).
-    """
-    import io
-    import zipfile
-
-    from ai_edge_litert import schema_py_generated as schema
-
-    data = model_path.read_bytes()
-    try:
-        model = schema.Model.GetRootAs(bytearray(data), 0)
-        entry = next(
-            (model.Metadata(i) for i in range(model.MetadataLength()) if model.Metadata(i).Name() == METADATA_NAME),
-            None,
-        )
-        if entry is None:
-            return None
-        subgraph = model.Subgraphs(0)
-        tensor = subgraph.Tensors(subgraph.Inputs(0))
-        quantization = tensor.Quantization()
-        scale = quantization.ScaleAsNumpy() if quantization is not None and quantization.ScaleLength() else None
-        buffer = model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
-        graph = _Fields(_root_table(buffer)).tables(3)[0]  # ModelMetadata.subgraph_metadata
-        image, scores = graph.tables(2)[0], graph.tables(3)[0]  # input_tensor_metadata, output_tensor_metadata
-        content = image.table_at(3)  # TensorMetadata.content -> Content.content_properties (ImageProperties)
-        properties = content.table_at(1) if content else None
-        color = _COLOR_SPACES.get(properties.byte(0)) if properties else None
-        units = [unit for unit in image.tables(4) if unit.byte(0) == 1]  # NormalizationOptions process units
-        normalization = units[0].table_at(1) if units else None
-        label_files = [f.string(0) for f in scores.tables(6) if f.byte(2) == _TENSOR_AXIS_LABELS]
-        mean, std = (normalization.floats(0), normalization.floats(1)) if normalization else (None, None)
-        zero_point = int(quantization.ZeroPointAsNumpy()[0]) if scale is not None else None
-    except Exception:  # a damaged or foreign flatbuffer: no metadata we can trust
-        return None
-    labels = None
-    if label_files:
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as zipped:
-                labels = zipped.read(label_files[0]).decode().splitlines()
-        except (zipfile.BadZipFile, KeyError, UnicodeDecodeError):
-            labels = None
-    return {
-        "labels": labels,
-        "color": color,
-        "mean": mean,
-        "std": std,
-        "dtype": _INPUT_TYPES.get(tensor.Type()),
-        "quantization": (float(scale[0]), zero_point) if scale is not None else None,
-    }
-
-
-def pixel_normalization(meta: dict, channels: int) -> tuple[list[float], list[float]] | None:
-    """The (mean, std) on 0..255 pixels that the model's metadata implies for predict.py's route (normalize, then
-    quantize an integer input), or None when the metadata has no normalization.
-
-    A float input takes (pixel - m) / s: mean m, std s. An integer input takes q = (pixel - m) / s + k (k = -128 for
-    int8, 0 for uint8: kerascnn's convention, q = pixel for uint8), which quantize((pixel - mean) / std) gives for
-    std = s / scale and mean = m + s (zero_point - k).
-    """
-    if meta.get("mean") is None or meta.get("std") is None:
-        return None
-    mean, std = (list(v) * (channels if len(v) == 1 else 1) for v in (meta["mean"], meta["std"]))
-    if meta["dtype"] == "float32" or meta.get("quantization") is None:
-        return mean, std
-    scale, zero_point = meta["quantization"]
-    k = -128 if meta["dtype"] == "int8" else 0
-    return [m + s * (zero_point - k) for m, s in zip(mean, std)], [s / scale for s in std]
-
-
-def _check_against_model(manifest: dict, meta: dict, manifest_path: Path, model_path: Path) -> None:
+def _check_against_model(manifest: Manifest, meta: dict, manifest_path: Path, model_path: Path) -> None:
     """Raises PredictError naming the first manifest field that contradicts what the model carries."""
-    channels = manifest["input"]["shape"][-1]
 
     def refuse(field: str, theirs, ours) -> None:
         raise PredictError(
@@ -194,23 +49,22 @@ def _check_against_model(manifest: dict, meta: dict, manifest_path: Path, model_
         )
 
     labels = meta["labels"]  # another count is the Classifier's shape check, which names both sizes
-    if labels is not None and len(labels) == len(manifest["labels"]) and manifest["labels"] != labels:
-        refuse("labels", manifest["labels"], meta["labels"])
-    if meta["color"] and manifest["input"].get("color", meta["color"]) != meta["color"]:
-        refuse("input.color", manifest["input"]["color"], meta["color"])
-    implied = pixel_normalization(meta, channels)
+    if labels is not None and len(labels) == len(manifest.labels) and list(manifest.labels) != labels:
+        refuse("labels", list(manifest.labels), meta["labels"])
+    if meta["color"] and (manifest.color or meta["color"]) != meta["color"]:
+        refuse("input.color", manifest.color, meta["color"])
+    implied = pixel_normalization(meta, manifest.channels)
     if implied is None:
         return
-    given = manifest["input"]["normalization"]
     # an integer input's zero point is a whole step, s pixels: its implied mean is exact to within half a step
     half_step = 0.5 * max(meta["std"]) if meta["dtype"] != "float32" else 0.0
-    for key, ours, tolerance in zip(("mean", "std"), implied, (half_step, 0.0)):
-        theirs = [float(v) for v in given[key]] * (channels if len(given[key]) == 1 else 1)
+    for key, given, ours, tolerance in zip(("mean", "std"), (manifest.mean, manifest.std), implied, (half_step, 0.0)):
+        theirs = list(given) * (manifest.channels if len(given) == 1 else 1)
         if not np.allclose(theirs, ours, rtol=1e-4, atol=tolerance + 1e-4):
             refuse(f"input.normalization.{key}", theirs, [round(v, 4) for v in ours])
 
 
-def manifest_from_model(model_path: Path, meta: dict) -> dict:
+def manifest_from_model(model_path: Path, meta: dict) -> Manifest:
     """A manifest built from the model's own metadata and input tensor (labels, shape, colour, normalization).
 
     Raises:
@@ -230,59 +84,33 @@ def manifest_from_model(model_path: Path, meta: dict) -> dict:
             f"No manifest for {model_path} and its metadata has no {' or '.join(missing)}: pass --manifest, or "
             "export the model with `python -m kerascnn.export`, which writes both."
         )
-    return {
-        "labels": meta["labels"],
-        "input": {
-            "shape": shape,
-            "color": meta["color"] or ("grey" if shape[-1] == 1 else "rgb"),
-            "normalization": {"mean": implied[0], "std": implied[1]},
-        },
-    }
+    color = meta["color"] or ("grey" if shape[-1] == 1 else "rgb")
+    normalization = {"mean": implied[0], "std": implied[1]}
+    return Manifest.from_dict(
+        {"labels": meta["labels"], "input": {"shape": shape, "color": color, "normalization": normalization}}
+    )
 
 
-def load_manifest(model_path: Path, manifest_path: Path | None) -> dict:
-    """The manifest beside `model_path` (or `manifest_path`), checked: labels a list of strings, input shape
-    [1, H, W, C] with C 1 or 3, mean and std lists of 1 or C finite numbers, std > 0; and checked against what the
-    model carries (`model_metadata`: labels, colour, normalization). With no manifest, one built from the model's
-    metadata (`manifest_from_model`).
+def load_manifest(model_path: Path, manifest_path: Path | None) -> Manifest:
+    """The manifest beside `model_path` (or `manifest_path`), checked (`Manifest.read`) and checked against what
+    the model carries (`model_metadata`: labels, colour, normalization). With no manifest, one built from the
+    model's metadata (`manifest_from_model`).
 
     Raises:
-        PredictError: the model is missing; the manifest is malformed or contradicts the model (says which field);
-            no manifest and no metadata to stand in for it.
+        PredictError: the model is missing or not a regular file; the manifest is not a regular file, is malformed
+            or contradicts the model (says which field); no manifest and no metadata to stand in for it.
     """
-    if not model_path.is_file():
-        raise PredictError(f"Model file {model_path} does not exist.")
+    regular_file(model_path, "Model file", "give the .tflite written by `python -m kerascnn.export`")
     meta = model_metadata(model_path)
-    given = manifest_path
-    manifest_path = manifest_path or model_path.with_suffix(".json")
-    if not manifest_path.exists():
-        if given is not None:
-            raise PredictError(f"No manifest for {model_path}: --manifest {given} does not exist.")
+    if manifest_path is None and not model_path.with_suffix(".json").exists():
         if meta is not None:
             return manifest_from_model(model_path, meta)
         raise PredictError(
-            f"No manifest for {model_path}: expected {manifest_path}, and the model carries no TFLite metadata. "
-            "Export the model with `python -m kerascnn.export`, which writes both, or pass --manifest."
+            f"No manifest for {model_path}: expected {model_path.with_suffix('.json')}, and the model carries no "
+            "TFLite metadata. Export the model with `python -m kerascnn.export`, which writes both, or pass --manifest."
         )
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        labels, shape = manifest["labels"], manifest["input"]["shape"]
-        normalization = manifest["input"]["normalization"]
-        if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
-            raise ValueError(f"labels must be a list of names, got {labels!r:.80}")
-        if (
-            not isinstance(shape, list)
-            or len(shape) != 4
-            or shape[0] != 1
-            or not all(isinstance(n, int) and n > 0 for n in shape)
-            or shape[-1] not in (1, 3)
-        ):
-            raise ValueError(f"input.shape must be [1, height, width, channels] with 1 or 3 channels, got {shape!r}")
-        _numbers(normalization["mean"], shape[-1], "mean")
-        _numbers(normalization["std"], shape[-1], "std", positive=True)
-    except (ValueError, KeyError, TypeError) as error:
-        detail = f"missing {error}" if isinstance(error, KeyError) else str(error)
-        raise PredictError(f"{manifest_path} is not a kerascnn manifest ({detail}).") from error
+    manifest_path = manifest_path or model_path.with_suffix(".json")
+    manifest = Manifest.read(manifest_path)
     if meta is not None:
         _check_against_model(manifest, meta, manifest_path, model_path)
     return manifest
@@ -336,7 +164,7 @@ def load_pixels(image, size: tuple[int, int], channels: int, background: str = "
 class Classifier:
     """Runs the model as its manifest says: resize, convert, normalize, quantize, invoke, dequantize."""
 
-    def __init__(self, model_path: Path, manifest: dict, num_threads: int | None = None, background: str = "white"):
+    def __init__(self, model_path: Path, manifest: Manifest, num_threads: int | None = None, background: str = "white"):
         from ai_edge_litert.interpreter import Interpreter
 
         try:  # load_manifest has checked that model_path exists
@@ -347,17 +175,17 @@ class Classifier:
         self.manifest = manifest
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
-        expected = manifest["input"]["shape"][1:]
+        expected = list(manifest.shape[1:])
         takes = [int(n) for n in self.input["shape"][1:]]  # plain ints: numpy's print as np.int32(28)
-        if takes != expected or int(self.output["shape"][-1]) != len(manifest["labels"]):
+        if takes != expected or int(self.output["shape"][-1]) != len(manifest.labels):
             raise PredictError(
                 f"The manifest does not match {model_path}: the model takes {takes} and gives "
-                f"{int(self.output['shape'][-1])} scores, the manifest says {expected} and {len(manifest['labels'])} "
+                f"{int(self.output['shape'][-1])} scores, the manifest says {expected} and {len(manifest.labels)} "
                 "labels. Use the manifest exported with this model."
             )
         self.height, self.width, self.channels = expected
-        self.mean = np.float32(manifest["input"]["normalization"]["mean"])
-        self.std = np.float32(manifest["input"]["normalization"]["std"])
+        self.mean = np.float32(manifest.mean)
+        self.std = np.float32(manifest.std)
         self.background = background
 
     def preprocess_image(self, image) -> np.ndarray:
@@ -366,21 +194,12 @@ class Classifier:
         return (pixels - self.mean) / self.std
 
     def preprocess(self, path: Path) -> np.ndarray:
-        import stat
-
         from PIL import Image, UnidentifiedImageError
 
-        try:
-            mode = os.stat(path).st_mode
-        except OSError:
-            mode = None  # missing or unreadable: Image.open below names the problem
-        if mode is not None and not stat.S_ISREG(mode):  # a FIFO would block the read forever
-            raise PredictError(f"{path} is not a regular file (a FIFO, device or folder): give image files.")
+        regular_file(path, "Image", "give image files")
         try:
             with Image.open(path) as image:
                 return self.preprocess_image(image)
-        except FileNotFoundError as error:
-            raise PredictError(f"Image {path} does not exist.") from error
         except Image.DecompressionBombError as error:
             raise PredictError(
                 f"{path} is too large for Pillow's decompression-bomb limit ({error}); downscale it "
@@ -406,13 +225,13 @@ class Classifier:
     def top(self, path: Path, k: int) -> list[tuple[str, float]]:
         probabilities = self.probabilities(self.preprocess(path))
         order = np.argsort(-probabilities)[:k]
-        return [(self.manifest["labels"][i], round(float(probabilities[i]), 4)) for i in order]
+        return [(self.manifest.labels[i], round(float(probabilities[i]), 4)) for i in order]
 
 
-def benchmark(model_path: Path, manifest: dict, rounds: int = 7, runs: int = 50) -> dict:
+def benchmark(model_path: Path, manifest: Manifest, rounds: int = 7, runs: int = 50) -> dict:
     """Median ms per image at batch 1 for num_threads 1..N, interleaved rounds."""
     classifiers = {t: Classifier(model_path, manifest, t) for t in range(1, (os.cpu_count() or 1) + 1)}
-    x = np.zeros(manifest["input"]["shape"][1:], np.float32)
+    x = np.zeros(manifest.shape[1:], np.float32)
     samples = {t: [] for t in classifiers}
     for _ in range(rounds):
         for threads, classifier in classifiers.items():
