@@ -178,3 +178,24 @@ def test_refusals_name_the_fix(random_pth, monkeypatch, tmp_path):
     with pytest.raises(OptionError, match=r"needs torch: pip install 'kerascnn\[torch-weights\]'") as error:
         models.create("mobilenetv2", (32, 32, 3), 10, weights=str(path))
     assert "\n" not in str(error.value)
+
+
+@needs_real_file
+def test_the_imagenet_file_agrees_with_torch_on_20_imagenet_photos():
+    """torchvision's ImageNet MobileNetV2: kerascnn's top-1 equals the torch reference's on every one of foolbox's 20
+    labelled ImageNet validation photos, 18 of them right."""
+    from PIL import Image
+
+    # foolbox stores them at several sizes: squashed to 224x224, the same pixels for both networks
+    images = [Image.open(p).convert("RGB").resize((224, 224), Image.BILINEAR) for p in PHOTOS]
+    pixels = np.stack([np.asarray(image, np.float32) for image in images])
+    labels = np.array([int(p.stem.split("_")[2]) for p in PHOTOS])
+    norm = torch_weights.TORCHVISION_NORMALIZATION
+    x = ((pixels - np.float32(norm["mean"])) / np.float32(norm["std"])).astype("float32")
+    reference = TorchMobileNetV2().eval()
+    reference.load_state_dict(torch.load(IMAGENET_PTH, map_location="cpu", weights_only=True))
+    model = models.create("mobilenetv2", (224, 224, 3), 1000, weights=str(IMAGENET_PTH))
+    expected, got = torch_logits(reference, x), logits(model, x)
+    np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
+    np.testing.assert_allclose(got, expected, atol=1e-3 * np.abs(expected).max())
+    assert int((got.argmax(1) == labels).sum()) == 18
