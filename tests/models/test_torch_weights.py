@@ -199,3 +199,17 @@ def test_the_imagenet_file_agrees_with_torch_on_20_imagenet_photos():
     np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
     np.testing.assert_allclose(got, expected, atol=1e-3 * np.abs(expected).max())
     assert int((got.argmax(1) == labels).sum()) == 18
+
+
+def test_the_pth_normalization_is_torchvisions(random_pth):
+    """--weights x.pth: the run normalizes as torchvision did (the CLI's copy of the numbers, which it keeps free of
+    Keras, equals the models'), and the run is labelled with where the weights came from."""
+    from kerascnn.train import finetune
+
+    for key in ("mean", "std"):
+        np.testing.assert_allclose(
+            finetune.TORCHVISION_NORMALIZATION[key], torch_weights.TORCHVISION_NORMALIZATION[key], rtol=1e-12
+        )
+    source = finetune.weight_source(None, str(random_pth[0]), "mobilenetv2")
+    assert source.normalization == finetune.TORCHVISION_NORMALIZATION
+    assert source.description.startswith("torchvision weights")
