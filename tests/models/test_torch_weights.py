@@ -211,7 +211,8 @@ def imagenet_photos():
 @needs_real_file
 def test_the_imagenet_file_exports_and_agrees_with_keras():
     """float32, int8 and uint8 TFLite files of the ImageNet network at 224x224 pass the op audit and give Keras's
-    top-1 on the 20 photos (float32; int8 and uint8 on most). torch's padding is not "same" at the five stride-2 3x3 convolutions on even sizes
+    top-1 on the 20 photos (float32; int8 and uint8 on most). torch's padding is not "same" at the five stride-2 3x3
+    convolutions on even sizes
     (224, 112, 56, 28, 14): five PADs, and none elsewhere."""
     from kerascnn.export.audit import audit, op_counts
     from kerascnn.export.converter import convert
