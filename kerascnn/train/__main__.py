@@ -87,8 +87,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--weights",
         metavar="imagenet|PATH",
-        help="keras.applications MobileNetV2 weights for --model mobilenetv2: 'imagenet' (Keras's download "
-        "and cache) or a .h5/.weights.h5/.keras file; inputs get ImageNet's (x-128)/127.5 (default: none)",
+        help="MobileNetV2 weights for --model mobilenetv2: 'imagenet' (Keras's download and cache) or a "
+        ".h5/.weights.h5/.keras file, inputs (x-128)/127.5; or torchvision's state dict .pth (scripts/setup-weights "
+        "installs the ImageNet one), inputs torchvision's per-channel mean/std (default: none)",
     )
     g.add_argument(
         "--freeze-epochs",

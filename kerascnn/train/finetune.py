@@ -26,6 +26,9 @@ from kerascnn import rundir  # Keras is imported by the functions that need it: 
 # half a pixel level away, so that an integer input maps every pixel to a whole step (int8: q = pixel - 128), which
 # the export requires (a mean of 127.5 would put pixels halfway between steps)
 IMAGENET_NORMALIZATION = {"mean": [128.0, 128.0, 128.0], "std": [127.5, 127.5, 127.5]}
+# torchvision's ImageNet preprocessing in pixel units, for a .pth state dict (kerascnn.models.torch_weights, which
+# imports Keras: the CLI checks flags without it)
+TORCHVISION_NORMALIZATION = {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]}
 # the builder option that loads Keras's weights, per model
 KERAS_WEIGHTS_MODELS = {"mobilenetv2"}
 
@@ -78,6 +81,8 @@ def weight_source(init_from: str | None, weights: str | None, model: str) -> Wei
             )
         if weights != "imagenet" and not Path(weights).is_file():
             raise FineTuneError(f"--weights {weights}: no such file. Give 'imagenet' or a MobileNetV2 weights file.")
+        if Path(weights).suffix in (".pth", ".pt"):
+            return WeightSource(f"torchvision weights: {weights}", normalization=dict(TORCHVISION_NORMALIZATION))
         return WeightSource(f"keras.applications weights: {weights}", normalization=dict(IMAGENET_NORMALIZATION))
     if not init_from:
         return None

