@@ -66,8 +66,13 @@ def draw_run_directory(path: Path) -> None:
 
     ax.add_patch(FancyArrowPatch((5.25, 2.6), (5.95, 2.6), arrowstyle="-|>", mutation_scale=18, color="#555555"))
     ax.text(5.6, 2.75, "best.keras\n+ dataset.json", ha="center", va="bottom", fontsize=7.5)
-    ax.text(6.3, 0.45, "each .tflite carries its labels and normalization (TFLite metadata);\nthe .json beside it is its manifest",
-            fontsize=8, style="italic")
+    ax.text(
+        6.3,
+        0.45,
+        "each .tflite carries its labels and normalization (TFLite metadata);\nthe .json beside it is its manifest",
+        fontsize=8,
+        style="italic",
+    )
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
 
