@@ -20,6 +20,8 @@ DOCTESTS = [
     "kerascnn.train.distribute.cluster_from",
     "kerascnn.models.registry.create",
     "kerascnn.models.input_size.smallest_input_size",
+    "kerascnn.train.small_data.unconverged",
+    "kerascnn.train.small_data.keep_rule",
 ]
 NOT_DOCTESTS = {
     "kerascnn.cli.user_error": "a code fragment (`return` outside a function), not a session",
@@ -28,6 +30,10 @@ NOT_DOCTESTS = {
     "kerascnn.data.datasets.load_dataset": "loads all of Fashion-MNIST (seconds, 400 MB as float32)",
     "kerascnn.data.spec.DataSpec": "needs a folder of photos",
     "kerascnn.data.folder.open_image_folder": "needs a folder of photos and a model",
+    "kerascnn.models.torch_weights.load_torchvision_weights": "needs torchvision's .pth (scripts/setup-weights)",
+    "kerascnn.train.rendezvous.Watchdog": "needs a second process to check in",
+    "kerascnn.train.distribute.session": "a fragment: the training goes where `...` stands",
+    "kerascnn.rundir.locked": "needs a trained run in runs/quick",
 }
 
 

@@ -287,8 +287,9 @@ def resolve(values: dict) -> TrainConfig:
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}. Valid presets: {', '.join(PRESETS)}.")
     config = TrainConfig(**{**PRESETS.get(preset, {}), **values})
-    if "freeze_epochs" not in {**PRESETS.get(preset, {}), **values}:
-        # a default must not make a valid command fail: `--init-from RUN --epochs 1` trains the head for its 1 epoch
+    if (config.init_from or config.weights) and "freeze_epochs" not in {**PRESETS.get(preset, {}), **values}:
+        # a default must not make a valid command fail: `--init-from RUN --epochs 1` trains the head for its 1 epoch;
+        # without an init source there is no phase 1, and a clamp would only make `--resume --epochs 3` differ
         config.freeze_epochs = min(config.freeze_epochs, config.epochs)
     for name in DATA_FOLDERS:
         setattr(config, name, absolute_folder(getattr(config, name)))

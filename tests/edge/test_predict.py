@@ -1,4 +1,4 @@
-"""export/predict.py (edge side, TensorFlow-free): it classifies the exported and the shipped files where TensorFlow
+"""kerascnn-predict (edge side, TensorFlow-free): it classifies the exported and the shipped files where TensorFlow
 and Keras cannot be imported, checks the manifest against the model, and reports bad input in one line (exit 2)."""
 
 import json
@@ -22,6 +22,7 @@ if keras.backend.backend() != "tensorflow":
 
 ROOT = Path(__file__).resolve().parents[2]
 from kerascnn_edge import predict  # noqa: E402  (TensorFlow-free)
+from kerascnn_edge.manifest import Manifest  # noqa: E402
 
 
 def rgb(normalized_grey: np.ndarray) -> np.ndarray:
@@ -110,7 +111,7 @@ def test_predict_py_errors(exported, tmp_path):
     root, _ = exported
     model = root / "out" / "vgg_int8.tflite"
     done = run_predict("--model", model, "--manifest", tmp_path / "none.json", tmp_path / "x.png")
-    assert done.returncode == 2 and "No manifest for" in done.stderr and "none.json" in done.stderr
+    assert done.returncode == 2 and f"Manifest {tmp_path / 'none.json'} does not exist" in done.stderr
 
     not_image = tmp_path / "notes.png"
     not_image.write_text("hello")
@@ -136,7 +137,7 @@ def test_predict_py_errors(exported, tmp_path):
     assert done.returncode == 2 and "does not match" in done.stderr and "takes [28, 28, 3]" in done.stderr
 
 
-# --- export/predict.py ---------------------------------------------------------------------------------------
+# --- kerascnn-predict ---------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -186,7 +187,8 @@ def test_predict_reports_a_bad_image_and_classifies_the_others(model_files, tmp_
 
 
 def test_predict_scales_16_bit_images_and_composites_alpha(model_files, tmp_path):
-    model, manifest = model_files
+    model, data = model_files
+    manifest = Manifest.from_dict(data)
     classifier = predict.Classifier(model, manifest)
     pixels = np.random.default_rng(0).integers(0, 256, (28, 28)).astype(np.uint8)
     Image.fromarray(pixels).save(tmp_path / "8bit.png")

@@ -203,7 +203,8 @@ def test_imagenet_offline_with_an_empty_keras_cache_exits_2_in_seconds(tmp_path)
     assert done.returncode == 2, done.stderr[-2000:]
     [line] = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5" in line
-    assert "Pass a local weights file instead (weights=PATH, --weights PATH)" in line
+    assert "pass a local weights file (weights=PATH, --weights PATH)" in line
+    assert "--weights .weights/mobilenet_v2-b0353104.pth" in line  # the offline recipe, torchvision's file named
     assert not out.exists()
 
 
@@ -211,6 +212,8 @@ def test_a_default_freeze_epochs_is_clamped_to_epochs_and_an_explicit_one_refuse
     """`--init-from RUN --epochs 1` is a valid command: the default --freeze-epochs 2 becomes 1."""
     assert resolve(dict(init_from="RUN", epochs=1)).freeze_epochs == 1
     assert resolve(dict(init_from="RUN", epochs=5)).freeze_epochs == 2
+    # no init source, no phase 1: the setting stays put, so `--resume --epochs 3` after `--epochs 1` is the same run
+    assert resolve(dict(epochs=1)).freeze_epochs == 2
     with pytest.raises(ValueError, match="--freeze-epochs 2 is more than --epochs 1"):
         resolve(dict(init_from="RUN", epochs=1, freeze_epochs=2))
 
