@@ -1,5 +1,5 @@
 """TensorFlow Lite Micro on the host: for each .tflite (default: the shipped int8-io and uint8 files), the table the
-README's microcontroller rows come from, by export/tflm/check.py in .venv-edge on the first --images Fashion-MNIST
+README's microcontroller rows come from, by kerascnn-check-tflm in .venv-edge on the first --images Fashion-MNIST
 test images: flash and arena bytes, TFLM's top-1 accuracy, its top-1 agreement with ai-edge-litert (reference kernels;
 XNNPACK), and the median ms per invoke() (wall-clock and CPU). The time is TFLM's reference kernels on this
 machine's x86 CPU, not a board's.

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # Edge side of the export (export/): TensorFlow-free; the TensorFlow side that writes the files is kerascnn/export/.
-"""Run export/predict.py on arm64 (Raspberry Pi OS = Debian bookworm arm64) under qemu-user emulation.
+"""Run kerascnn-predict on arm64 (Raspberry Pi OS = Debian bookworm arm64) under qemu-user emulation.
 
 Builds, in a git-ignored cache folder (export/pi/.cache), everything a Raspberry Pi would have:
   * an arm64 sysroot with Debian bookworm's Python 3.11 (`apt-get download` + `dpkg -x`, with a private apt
@@ -8,7 +8,7 @@ Builds, in a git-ignored cache folder (export/pi/.cache), everything a Raspberry
   * arm64 wheels of numpy, Pillow and ai-edge-litert from PyPI, one site folder per ai-edge-litert version,
   * Debian trixie's static qemu-aarch64 10.x (bookworm's own qemu-user 7.2 comes from the host's `qemu-user`),
   * the first N Fashion-MNIST test images as PNG files (from Debian's IDX files),
-then classifies those PNGs with `export/predict.py --json --top-k 1` under each emulator/CPU/ai-edge-litert row and
+then classifies those PNGs with `kerascnn-predict --json --top-k 1` under each emulator/CPU/ai-edge-litert row and
 on this x86 machine, and prints one table row per run: status, top-1 accuracy, how many top-1 answers differ from
 x86 with the same ai-edge-litert version, and the wall time of the whole predict.py run.
 
@@ -463,7 +463,7 @@ def main(argv=None) -> int:
     ]
     print(
         f"model {args.model.name} ({manifest['input'].get('color', '?')} input "
-        f"{manifest['input']['shape']}), {args.images} Fashion-MNIST test images, export/predict.py --top-k 1\n"
+        f"{manifest['input']['shape']}), {args.images} Fashion-MNIST test images, kerascnn-predict --top-k 1\n"
     )
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for r in results:

@@ -1,5 +1,5 @@
 """Decoding, orientation and resizing of one image, in the tf.data graph: what training, export's evaluation and
-calibration do to every file. `export/predict.py` (Pillow) and the browser page (`export/web/classify.js`) do the
+calibration do to every file. `kerascnn-predict` (Pillow) and the browser page (`export/web/classify.js`) do the
 same steps; tests/data/test_images.py holds them equal.
 
     bytes -> decode (JPEG with libjpeg's accurate integer IDCT, as Pillow; 16-bit PNG scaled to 8 bits)

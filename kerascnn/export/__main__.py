@@ -68,9 +68,10 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--mediapipe-check",
-        help="export/check_mediapipe.py (default: $KERASCNN_MEDIAPIPE_CHECK, else the repository checkout's)",
+        help="a MediaPipe-check script to run instead of the edge Python's installed kerascnn-check-mediapipe "
+        "(default: $KERASCNN_MEDIAPIPE_CHECK)",
     )
-    mcu = parser.add_argument_group("microcontrollers (TensorFlow Lite Micro, export/tflm/check.py in .venv-edge)")
+    mcu = parser.add_argument_group("microcontrollers (TensorFlow Lite Micro, kerascnn-check-tflm in .venv-edge)")
     mcu.add_argument(
         "--tflm-images",
         type=int,

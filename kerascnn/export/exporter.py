@@ -214,11 +214,11 @@ def export_run(
 
     With `mediapipe` and the edge environment (`edge_python`, `mediapipe_check`; default
     kerascnn.export.report.edge_tools: KERASCNN_EDGE_PYTHON, KERASCNN_MEDIAPIPE_CHECK, else the repository
-    checkout's .venv-edge and export/check_mediapipe.py), each variant is also run through MediaPipe Tasks'
+    checkout's .venv-edge and kerascnn-check-mediapipe), each variant is also run through MediaPipe Tasks'
     ImageClassifier for the report's MediaPipe columns.
 
     With `tflm_images` > 0 and tflite-micro in the edge environment (`edge_python`), each variant with an integer
-    input is run in TensorFlow Lite Micro (export/tflm/check.py) on the first `tflm_images` test images: the report's
+    input is run in TensorFlow Lite Micro (kerascnn-check-tflm) on the first `tflm_images` test images: the report's
     microcontroller section and the manifests' "tflm" entry get its flash and arena bytes and whether it fits
     256 KB and 512 KB SRAM boards (and `mcu_ram` bytes).
 

@@ -137,7 +137,7 @@ def add_mediapipe(
     timeout: int = 1800,
     test_files: list[tuple[str, int]] | None = None,
 ) -> None:
-    """Runs export/check_mediapipe.py in the edge environment on every variant in `out` and adds a "mediapipe"
+    """Runs kerascnn-check-mediapipe in the edge environment on every variant in `out` and adds a "mediapipe"
     entry to each row (accuracy and ms per image, or why MediaPipe refused it); with no edge environment,
     report["mediapipe"] says so and the rows are left as they are.
 
@@ -239,7 +239,7 @@ def markdown(report: dict) -> str:
         "FULLY_CONNECTED filters (what pruning zeroes; gzip shows what it saves on disk).",
         "",
         "MediaPipe: MediaPipe Tasks' Python ImageClassifier on the same test images given as 8-bit RGB, "
-        "labels and normalization from the model's metadata (export/check_mediapipe.py in .venv-edge); "
+        "labels and normalization from the model's metadata (`python -m kerascnn_edge.check_mediapipe` in .venv-edge); "
         "latency: median classify() call with its own pre-processing. " + _mediapipe_note(report),
         "",
     ]

@@ -113,7 +113,7 @@ def markdown_section(report: dict) -> list[str]:
         "Flash: the whole .tflite (the model stays in flash; metadata and the appended labels.txt are what a "
         "firmware could strip, TFLM reads neither). Arena: the least tensor arena the model ran in "
         "(bisection over arena_size); with a margin of 20 % for optimized kernels' scratch buffers, the size "
-        "export/tflm/check.py --c-out puts in model_data.h. Agreement: TFLM's top-1 against ai-edge-litert with "
+        "kerascnn-check-tflm --c-out puts in model_data.h. Agreement: TFLM's top-1 against ai-edge-litert with "
         "TFLite's reference kernels (the same integer arithmetic) and with its default XNNPACK delegate (rounds "
         "differently by a few output steps). Time: median invoke(), TFLM's reference kernels on this host, not a "
         "board (wall-clock, and CPU time, which a loaded machine inflates less). In the sentences below KB = 1,024 "

@@ -1,4 +1,4 @@
-"""kerascnn.data.images: training's decode, EXIF orientation and resize equal export/predict.py's Pillow preprocessing
+"""kerascnn.data.images: training's decode, EXIF orientation and resize equal kerascnn-predict's Pillow preprocessing
 (the edge side) to within one grey level."""
 
 import io

@@ -110,7 +110,7 @@ def test_16_bit_palette_and_rgba_images_are_converted(tmp_path):
     for channel in range(3):
         np.testing.assert_array_equal(images["deep.png"][..., channel], expected)
     assert (images["palette.png"] == (200, 10, 30)).all()
-    alpha = images["alpha.png"]  # transparency composited over white, as export/predict.py does
+    alpha = images["alpha.png"]  # transparency composited over white, as kerascnn-predict does
     assert (alpha[4:] == (10, 20, 30)).all() and (alpha[1:4] == 255).all() and (alpha[0, 1:] == 255).all()
     np.testing.assert_array_equal(alpha[0, 0], np.round(0.2 * np.array([10, 20, 30]) + 0.8 * 255))
     assert (images["palette_alpha.png"] == 255).all()

@@ -1,4 +1,4 @@
-"""MediaPipe Tasks as a tested client: the edge environment (.venv-edge from export/requirements.txt, no
+"""MediaPipe Tasks as a tested client: the edge environment (.venv-edge from export/pyproject.toml, no
 TensorFlow) runs MediaPipe's Python ImageClassifier on every exported variant, labels and normalization from the
 metadata, and gets the top-1 accuracy ai-edge-litert gets on the same 1,000 test images."""
 

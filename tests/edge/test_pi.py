@@ -1,4 +1,4 @@
-"""export/pi/arm64_check.py: export/predict.py on arm64 (Raspberry Pi OS = Debian bookworm) under qemu-user agrees
+"""export/pi/arm64_check.py: kerascnn-predict on arm64 (Raspberry Pi OS = Debian bookworm) under qemu-user agrees
 with x86, and the qemu 7.2 crash of ai-edge-litert 2.3.0 is the emulator's /proc/cpuinfo, not the wheel on a Pi.
 
 The emulated runs download about 170 MB (Debian arm64 packages, trixie's qemu-user, arm64 and x86 wheels; 230 MB more

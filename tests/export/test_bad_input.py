@@ -1,4 +1,4 @@
-"""Bad input to the export and to export/predict.py: one-line errors naming the problem and the fix (exit code 2),
+"""Bad input to the export and to kerascnn-predict: one-line errors naming the problem and the fix (exit code 2),
 and the tests that kill the mutation-testing survivors (rounding of int8 inputs, the report's sign)."""
 
 import json

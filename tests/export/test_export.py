@@ -1,5 +1,5 @@
 """Export: conversion under each preset with builtin ops only, the audit, manifests, the report, atomic
-writes (export/predict.py, the edge side, is tested in tests/edge/)."""
+writes (kerascnn-predict, the edge side, is tested in tests/edge/)."""
 
 import json
 from pathlib import Path

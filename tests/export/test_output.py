@@ -236,3 +236,13 @@ def test_staging_folders_of_killed_exports_are_removed_and_live_ones_kept(tmp_pa
     finally:
         os.close(held)
     assert output.remove_stale_staging(out) == [live]  # its export ended (lock free)
+
+
+def test_the_reports_mediapipe_sentence_is_whole_when_mediapipe_was_not_measured():
+    """Issue 35: the report's MediaPipe sentence read "... or KERASCNN_EDGE_PYTHON and" and then the next section."""
+    from kerascnn.export import report as reports
+
+    note = reports._mediapipe_note({})
+    assert note == f"MediaPipe: {reports.NOT_MEASURED}."
+    assert note.count("(") == note.count(")") and note.endswith(").")
+    assert reports.EDGE_PYTHON_VARIABLE in note and not note.rstrip(".)").endswith(" and")
