@@ -114,6 +114,12 @@ def fine_tuned(source, model, options, x, y, steps, batch_size, lr, finetune_lr,
     keras.utils.set_random_seed(seed)
     network = models.create(model, x.shape[1:], int(y.max()) + 1, **options)
     finetune.transfer_weights(source, network)
+    return two_phases(network, x, y, steps, batch_size, lr, finetune_lr, seed)
+
+
+def two_phases(network, x, y, steps, batch_size, lr, finetune_lr, seed):
+    """The fine-tuning recipe: a quarter of the steps trains the head alone at `lr`, the rest every layer at
+    `finetune_lr` with a fresh optimizer (kerascnn/train/finetune.py's two phases)."""
     head_steps = steps // 4
     finetune.set_phase(network, head_only=True)
     _compile(network, lr, head_steps)
@@ -233,13 +239,7 @@ def imagenet_rows(pth, name, train, test, steps, batch_size, lr, finetune_lr, se
         started = time.perf_counter()
         network = models.create(model, x.shape[1:], classes, **options)
         if "weights" in options:
-            head_steps = steps // 4
-            finetune.set_phase(network, head_only=True)
-            _compile(network, lr, head_steps)
-            train_steps(network, x, y, head_steps, batch_size, seed)
-            finetune.set_phase(network, head_only=False)
-            _compile(network, finetune_lr, steps - head_steps)
-            train_steps(network, x, y, steps - head_steps, batch_size, seed + 1)
+            two_phases(network, x, y, steps, batch_size, lr, finetune_lr, seed)
         else:
             _compile(network, lr, steps, warmup=steps // 10)
             train_steps(network, x, y, steps, batch_size, seed)

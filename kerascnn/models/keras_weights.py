@@ -154,15 +154,25 @@ def copy_weights(source: keras.Model, model: keras.Model) -> list[str]:
             targets = [layer.classifier.kernel, layer.classifier.bias]
         else:
             continue
-        for target, array in zip(targets, arrays):
-            if tuple(target.shape) != array.shape:
-                raise OptionError(
-                    f"Layer {layer.name!r}: the file's weights have shape {array.shape}, the model's "
-                    f"{tuple(target.shape)} (another alpha or input channels?)."
-                )
-            target.assign(array)
+        assign_all(layer, targets, arrays, "the file's weights")
         copied.append(layer.name)
     return copied
+
+
+def assign_all(layer, targets, arrays, source: str) -> None:
+    """Assigns each array to its variable of `layer`, after checking every shape.
+
+    Raises:
+        OptionError: an array's shape is not its variable's (another alpha/width or input channels).
+    """
+    for target, array in zip(targets, arrays):
+        if tuple(target.shape) != array.shape:
+            raise OptionError(
+                f"Layer {layer.name!r}: {source} has shape {array.shape}, the model {tuple(target.shape)} "
+                "(another alpha/width_mult or input channels?)."
+            )
+    for target, array in zip(targets, arrays):
+        target.assign(array)
 
 
 def load_mobilenetv2_weights(model: keras.Model, weights, alpha: float) -> list[str]:

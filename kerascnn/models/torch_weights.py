@@ -31,6 +31,7 @@ import keras
 import numpy as np
 
 from kerascnn.layers import ConvBNAct, GAPHead
+from kerascnn.models.keras_weights import assign_all
 from kerascnn.models.registry import OptionError
 
 # torchvision's ImageNet preprocessing (transforms.Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
@@ -148,13 +149,7 @@ def copy_state_dict(state: dict[str, np.ndarray], model: keras.Model, source: st
             targets = [layer.classifier.kernel, layer.classifier.bias]
         else:
             continue
-        for target, array in zip(targets, arrays):
-            if tuple(target.shape) != array.shape:
-                raise OptionError(
-                    f"Layer {layer.name!r}: {source} has shape {array.shape}, the model {tuple(target.shape)} "
-                    "(another width_mult/alpha or input channels?)."
-                )
-            target.assign(array)
+        assign_all(layer, targets, arrays, source)
         copied.append(layer.name)
     left = sorted(set(state) - used)
     if left:
