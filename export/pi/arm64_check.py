@@ -1,16 +1,28 @@
 #!/usr/bin/env python3
 # Edge side of the export (export/): TensorFlow-free; the TensorFlow side that writes the files is kerascnn/export/.
-"""Run kerascnn-predict on arm64 (Raspberry Pi OS = Debian bookworm arm64) under qemu-user emulation.
+"""Run kerascnn-predict on arm64 (Raspberry Pi OS = Debian bookworm arm64) under qemu-user emulation, installed
+from the kerascnn-edge wheel with pip into a fresh virtual environment, as on a Pi.
 
 Builds, in a git-ignored cache folder (export/pi/.cache), everything a Raspberry Pi would have:
   * an arm64 sysroot with Debian bookworm's Python 3.11 (`apt-get download` + `dpkg -x`, with a private apt
-    configuration, so the host's dpkg architectures and apt lists are left alone),
-  * arm64 wheels of numpy, Pillow and ai-edge-litert from PyPI, one site folder per ai-edge-litert version,
+    configuration, so the host's dpkg architectures and apt lists are left alone) and Debian's pip wheel
+    (python3-pip-whl, the pip that bookworm's `python3 -m venv` installs),
+  * the wheels kerascnn-edge depends on (numpy, Pillow, ai-edge-litert and theirs) for arm64 and for this x86
+    machine, downloaded from PyPI into one wheelhouse per machine (plus each other ai-edge-litert version a row asks
+    for); MediaPipe rows get a site folder of their own,
   * Debian trixie's static qemu-aarch64 10.x (bookworm's own qemu-user 7.2 comes from the host's `qemu-user`),
-  * the first N Fashion-MNIST test images as PNG files (from Debian's IDX files),
-then classifies those PNGs with `kerascnn-predict --json --top-k 1` under each emulator/CPU/ai-edge-litert row and
-on this x86 machine, and prints one table row per run: status, top-1 accuracy, how many top-1 answers differ from
-x86 with the same ai-edge-litert version, and the wall time of the whole predict.py run.
+  * the first N Fashion-MNIST test images as PNG files (from Debian's IDX files).
+Then, on every run: builds the kerascnn-edge wheel from export/ (`pip wheel --no-deps`), creates fresh virtual
+environments (`python3.11 -m venv` under qemu on arm64, this Python's on x86) and `pip install`s the wheel into them
+from the wheelhouse alone (`--no-index --find-links`: pip still resolves the wheel's requirements), checks there that
+kerascnn_edge is the installed copy and TensorFlow is absent, classifies those PNGs with the installed
+`kerascnn-predict --json --top-k 1` console script under each emulator/CPU/ai-edge-litert row and on this x86 machine,
+and prints one table row per run: status, top-1 accuracy, how many top-1 answers differ from x86 with the same
+ai-edge-litert version, and the wall time of the whole predict run.
+
+pip runs from Debian's pip wheel inside each environment (`venv/bin/python pip-*.whl/pip install ...`, what
+ensurepip does): `python3 -m venv` with pip would start the new arm64 interpreter as a subprocess, which qemu-user
+cannot do without binfmt_misc (a host-wide setting this check leaves alone).
 
 Needs only the Python standard library here (plus pip, apt-get, dpkg-deb and qemu-aarch64).
 
@@ -23,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -31,14 +44,22 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-PREDICT = "kerascnn_edge.predict"  # run as `python -m`, the package found beside the wheels' site (EDGE_SOURCE)
-EDGE_SOURCE = REPO / "export"  # kerascnn-edge's source: pure Python, the same on arm64
+EDGE_SOURCE = REPO / "export"  # kerascnn-edge's distribution: built into a wheel on every run
+EDGE_FILES = ("pyproject.toml", "README.md", "kerascnn_edge")  # what the wheel is built from
+PREDICT = "kerascnn-predict"  # the wheel's console script, run from each fresh environment's bin/
+# Run inside each environment after the install: where kerascnn_edge comes from, and whether TensorFlow could load.
+PROBE = (
+    "import importlib.util, json, kerascnn_edge; "
+    "print(json.dumps({'package': kerascnn_edge.__file__, "
+    "'tensorflow': importlib.util.find_spec('tensorflow') is not None}))"
+)
 MEDIAPIPE_TOP1 = HERE / "mediapipe_top1.py"
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -82,7 +103,7 @@ class Row:
     litert: str
     pi_cpuinfo: bool = False  # qemu < 8.2 passes the host's x86 /proc/cpuinfo through; this overlays a Pi 4's
     note: str = ""
-    client: str = "predict.py"  # or "mediapipe": export/pi/mediapipe_top1.py (MediaPipe Tasks ImageClassifier)
+    client: str = PREDICT  # or "mediapipe": export/pi/mediapipe_top1.py (MediaPipe Tasks ImageClassifier)
 
 
 ROWS = [
@@ -260,6 +281,106 @@ def build_site(cache: Path, litert: str, machine: str, mediapipe: bool = False) 
     return built(cache / name, build) / "site"
 
 
+def build_pip_wheel(cache: Path) -> Path:
+    """Debian bookworm's pip wheel (python3-pip-whl, pure Python): the pip every fresh environment installs with."""
+
+    def build(tmp: Path) -> None:
+        download_debs(cache, "bookworm-arm64", "arm64", ARM64_SOURCES, ["python3-pip-whl"], tmp)
+        deb = next(tmp.glob("python3-pip-whl_*.deb"))
+        run(["dpkg-deb", "-x", str(deb), str(tmp / "root")])
+        next((tmp / "root" / "usr" / "share" / "python-wheels").glob("pip-*.whl")).rename(tmp / "pip.whl")
+        shutil.rmtree(tmp / "root")
+        deb.unlink()
+
+    return built(cache / "pip-wheel", build) / "pip.whl"
+
+
+def build_wheel(into: Path) -> Path:
+    """Builds the kerascnn-edge wheel from a copy of export/'s package files into `into` and returns its path.
+
+    `pip wheel --no-deps`; the build uses this interpreter's setuptools when it is new enough (>= 69, what
+    export/pyproject.toml requires) and pip's isolated build, which downloads setuptools, otherwise. The copy keeps
+    setuptools' build/ and egg-info folders out of the source tree.
+
+    Raises:
+        CheckError: pip could not build it (the message ends with pip's output).
+    """
+    source = into / "source"
+    source.mkdir(parents=True)
+    for name in EDGE_FILES:
+        if (EDGE_SOURCE / name).is_dir():
+            shutil.copytree(EDGE_SOURCE / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(EDGE_SOURCE / name, source / name)
+    try:
+        from importlib.metadata import version
+
+        isolation = [] if int(version("setuptools").split(".")[0]) < 69 else ["--no-build-isolation"]
+    except (ImportError, ValueError):  # no setuptools here: pip's isolated build brings one
+        isolation = []
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    run([*pip, "wheel", "--no-deps", *isolation, str(source), "-w", str(into)])
+    shutil.rmtree(source)
+    return next(into.glob("kerascnn_edge-*.whl"))
+
+
+def wheel_requirements(wheel: Path) -> list[str]:
+    """The Requires-Dist lines of a wheel's METADATA."""
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        text = archive.read(name).decode()
+    return [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Requires-Dist:")]
+
+
+def build_wheelhouse(cache: Path, wheel: Path, machine: str, litert_versions: list[str]) -> Path:
+    """The wheels `wheel` depends on, and ai-edge-litert==v for each of `litert_versions`, for CPython 3.11 (aarch64)
+    or this interpreter (x86_64), downloaded from PyPI by pip once per set of requirements."""
+    version = "3.11" if machine == "aarch64" else f"{sys.version_info.major}.{sys.version_info.minor}"
+    platforms = [arg for platform in WHEEL_PLATFORMS[machine] for arg in ("--platform", platform)]
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "download"]
+    binary = ["--only-binary=:all:", "--python-version", version, *platforms]
+    key = json.dumps([wheel_requirements(wheel), sorted(litert_versions)])
+
+    def build(tmp: Path) -> None:
+        run([*pip, *binary, "-d", str(tmp), str(wheel)])
+        for litert in litert_versions:
+            run([*pip, *binary, "-d", str(tmp), f"ai-edge-litert=={litert}"])
+        (tmp / wheel.name).unlink()  # the wheel under test is this run's build, never a cached one
+
+    return built(cache / f"wheels-{machine}-{hashlib.sha256(key.encode()).hexdigest()[:12]}", build)
+
+
+def venv_env(**extra: str) -> dict:
+    """The environment for commands in a fresh virtual environment: this one less PYTHON* and PIP_* variables (a
+    PYTHONPATH to the source tree would hide the installed package) and pip's configuration files."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PIP_"))}
+    return {**env, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1", **extra}
+
+
+def install_fresh(
+    emulator: list[str], python: Path, venv: Path, pip_wheel: Path, wheel: Path, house: Path, litert: str
+) -> dict:
+    """Creates the virtual environment `venv` with `python` (run under `emulator`, [] on this machine), pip installs
+    `wheel` into it from the wheelhouse `house` alone, then ai-edge-litert==`litert` if that is not the version the
+    wheel pins, and returns the probe's answer (where kerascnn_edge is, whether tensorflow is importable) with the
+    environment's path and the seconds it all took.
+
+    Raises:
+        CheckError: venv or pip failed (the message ends with their output).
+    """
+    start = time.perf_counter()
+    if venv.exists():
+        shutil.rmtree(venv)
+    run([*emulator, str(python), "-m", "venv", "--without-pip", str(venv)], env=venv_env())
+    venv_python = [*emulator, str(venv / "bin" / "python")]
+    pip = [*venv_python, str(pip_wheel / "pip"), "install", "--no-index", "--find-links", str(house), "--no-compile"]
+    run([*pip, "-q", str(wheel)], env=venv_env())
+    if f"ai-edge-litert=={litert}" not in wheel_requirements(wheel):
+        run([*pip, "-q", f"ai-edge-litert=={litert}"], env=venv_env())  # pip warns of the conflict with the pin
+    probe = run([*venv_python, "-c", PROBE], env=venv_env(), cwd=venv)  # cwd: nothing importable there
+    return {**json.loads(probe.stdout), "venv": str(venv), "seconds": round(time.perf_counter() - start, 1)}
+
+
 def png(pixels: bytes, width: int, height: int) -> bytes:
     """An 8-bit greyscale PNG: signature, IHDR, one zlib IDAT of filter-0 rows, IEND (each chunk CRC-32'd)."""
 
@@ -294,18 +415,18 @@ def build_images(cache: Path, count: int) -> tuple[list[Path], list[int]]:
     return sorted(folder.glob("*.png")), list(labels[8 : 8 + count])
 
 
-def classify(command: list[str], env: dict, images: list[Path], labels: list[str], timeout: int) -> dict:
-    """Runs predict.py (or mediapipe_top1.py, same output) as `command`; returns status, top-1 class index per image
-    (or None) and the wall time."""
+def classify(command: list[str], model: str, env: dict, images: list[Path], labels: list[str], timeout: int) -> dict:
+    """Runs kerascnn-predict (or mediapipe_top1.py, same output) as `command` with the environment `env`; returns
+    status, top-1 class index per image (or None) and the wall time."""
     start = time.perf_counter()
-    options = ["--json", "--top-k", "1"] if command[-1] == PREDICT else []
+    options = ["--json", "--top-k", "1"] if command[-1].endswith(PREDICT) else []
     try:
         result = subprocess.run(
-            [*command, "--model", env["MODEL"], *options, *map(str, images)],
+            [*command, "--model", model, *options, *map(str, images)],
             capture_output=True,
             text=True,
             timeout=timeout,
-            env={**os.environ, **env},
+            env=env,
         )
     except subprocess.TimeoutExpired:
         return {"status": f"timeout after {timeout} s", "top1": None, "seconds": timeout}
@@ -344,6 +465,12 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--timeout", type=int, default=600, help="seconds per predict.py run (default: %(default)s)")
     parser.add_argument("--json-out", type=Path, help="also write the results as JSON here")
+    parser.add_argument(
+        "--venvs",
+        type=Path,
+        help="create the fresh virtual environments here and keep them (replacing earlier ones of the same name); "
+        "default: a temporary folder in the cache, deleted at the end",
+    )
     args = parser.parse_args(argv)
     names = {"pi": PI_ROWS, "mediapipe": MEDIAPIPE_ROWS, "all": [row.name for row in ROWS]}.get(
         args.rows, args.rows.split(",")
@@ -361,15 +488,26 @@ def main(argv=None) -> int:
         manifest["labels"], manifest["input"]["shape"]
     except (ValueError, KeyError, TypeError) as error:
         parser.error(f"{manifest_path} is not a kerascnn manifest ({error!r}); export the model with kerascnn.export")
+    venvs = args.venvs.resolve() if args.venvs else None
+    args.cache.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="run.", dir=args.cache))  # this run's wheel (and venvs without --venvs)
+    try:
+        return check(args, rows, manifest, venvs or scratch / "venvs", scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def check(args, rows: list[Row], manifest: dict, venvs: Path, scratch: Path) -> int:
+    """Builds what `rows` need, runs them and the x86 references, prints the table; main's exit status."""
     try:
         for tool, package in (("qemu-aarch64", "qemu-user"), ("apt-get", "apt"), ("dpkg-deb", "dpkg")):
             if not shutil.which(tool):
                 raise CheckError(f"{tool} is missing: apt-get install {package}")
-        args.cache.mkdir(parents=True, exist_ok=True)
         timings = {}
         start = time.perf_counter()
         images, truth = build_images(args.cache, args.images)
         sysroot = build_sysroot(args.cache)
+        pip_wheel = build_pip_wheel(args.cache)
         timings["sysroot"] = time.perf_counter() - start
         qemu = {"bookworm": shutil.which("qemu-aarch64")}
         if any(row.qemu == "trixie" for row in rows):
@@ -378,16 +516,27 @@ def main(argv=None) -> int:
         mediapipe_sysroot = (
             build_mediapipe_sysroot(args.cache, sysroot) if any(r.client == "mediapipe" for r in rows) else None
         )
-        litert_versions = sorted({row.litert for row in rows})
-        sites = {(v, m): build_site(args.cache, v, m) for v in litert_versions for m in ("aarch64", "x86_64")}
-        sites.update(
-            {
-                (r.litert, "mediapipe"): build_site(args.cache, r.litert, "aarch64", mediapipe=True)
-                for r in rows
-                if r.client == "mediapipe"
-            }
-        )
+        wheel = build_wheel(scratch / "wheel")
+        litert_versions = sorted({row.litert for row in rows if row.client != "mediapipe"})
+        houses = {m: build_wheelhouse(args.cache, wheel, m, litert_versions) for m in ("aarch64", "x86_64")}
+        mediapipe_versions = {r.litert for r in rows if r.client == "mediapipe"}
+        sites = {v: build_site(args.cache, v, "aarch64", mediapipe=True) for v in mediapipe_versions}
         timings["build"] = time.perf_counter() - start
+        # One fresh environment per machine and ai-edge-litert version, shared by the rows that use it. The arm64 one
+        # is made under qemu 10 when the rows fetched it (faster), else 7.2; its interpreter is the sysroot's, which
+        # the Pi 4 /proc/cpuinfo sysroot holds as hard links, so every -L root runs it.
+        pythons = {
+            "x86_64": ([], Path(sys.executable)),
+            "aarch64": ([qemu.get("trixie", qemu["bookworm"]), "-L", str(sysroot)], sysroot / "usr/bin/python3.11"),
+        }
+        edges = {}
+        for version in litert_versions:
+            for machine, (emulator, python) in pythons.items():
+                venv = venvs / f"{machine}-litert-{version}"
+                edges[machine, version] = install_fresh(
+                    emulator, python, venv, pip_wheel, wheel, houses[machine], version
+                )
+        timings["install"] = time.perf_counter() - start - timings["build"]
     except CheckError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -395,21 +544,23 @@ def main(argv=None) -> int:
         name: subprocess.run([path, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
         for name, path in qemu.items()
     }
-    model_env = {"MODEL": str(args.model), "PYTHONDONTWRITEBYTECODE": "1"}
+    model, labels = str(args.model), manifest["labels"]
     results = []
     for version in litert_versions:
-        env = {**model_env, "PYTHONPATH": f"{sites[version, 'x86_64']}:{EDGE_SOURCE}"}
-        outcome = classify([sys.executable, "-m", PREDICT], env, images, manifest["labels"], args.timeout)
+        edge = edges["x86_64", version]
+        command = [str(Path(edge["venv"]) / "bin" / PREDICT)]
+        outcome = classify(command, model, venv_env(PYTHONDONTWRITEBYTECODE="1"), images, labels, args.timeout)
         results.append(
             {
                 "row": f"x86-{version}",
-                "client": "predict.py",
+                "client": PREDICT,
                 "machine": "x86_64 (this host)",
                 "qemu": "-",
                 "cpu": "-",
                 "litert": version,
                 "cpuinfo": "host",
                 "note": "reference",
+                "edge": edge,
                 **outcome,
             }
         )
@@ -417,19 +568,19 @@ def main(argv=None) -> int:
     for row in rows:
         mediapipe = row.client == "mediapipe"
         root = pi_sysroot if row.pi_cpuinfo else mediapipe_sysroot if mediapipe else sysroot
-        command = [
-            qemu[row.qemu],
-            "-L",
-            str(root),
-            "-cpu",
-            row.cpu,
-            str(root / "usr" / "bin" / "python3.11"),
-            *([str(MEDIAPIPE_TOP1)] if mediapipe else ["-m", PREDICT]),
-        ]
-        env = {**model_env, "PYTHONPATH": f"{sites[row.litert, 'mediapipe' if mediapipe else 'aarch64']}:{EDGE_SOURCE}"}
-        outcome = classify(command, env, images, manifest["labels"], args.timeout)
+        emulated = [qemu[row.qemu], "-L", str(root), "-cpu", row.cpu]
         if mediapipe:
-            wheels = (sites[row.litert, "mediapipe"] / "wheels.txt").read_text().split()
+            command = [*emulated, str(root / "usr" / "bin" / "python3.11"), str(MEDIAPIPE_TOP1)]
+            env = {**os.environ, "PYTHONPATH": str(sites[row.litert]), "PYTHONDONTWRITEBYTECODE": "1"}
+            edge = None
+        else:  # qemu-user runs ELF files only: the console script is handed to the environment's python
+            edge = edges["aarch64", row.litert]
+            venv = Path(edge["venv"])
+            command = [*emulated, str(venv / "bin" / "python"), str(venv / "bin" / PREDICT)]
+            env = venv_env(PYTHONDONTWRITEBYTECODE="1")
+        outcome = classify(command, model, env, images, labels, args.timeout)
+        if mediapipe:
+            wheels = (sites[row.litert] / "wheels.txt").read_text().split()
             row = replace(row, note=" ".join([row.note, *(w.split("-py")[0] for w in wheels if "mediapipe" in w)]))
         results.append(
             {
@@ -441,6 +592,7 @@ def main(argv=None) -> int:
                 "litert": row.litert,
                 "cpuinfo": "Pi 4" if row.pi_cpuinfo else "qemu's",
                 "note": row.note,
+                "edge": edge,
                 **outcome,
             }
         )
@@ -457,7 +609,7 @@ def main(argv=None) -> int:
         "ai-edge-litert",
         "status",
         f"top-1 % ({args.images})",
-        "top-1 differs from x86 predict.py",
+        "top-1 differs from x86 kerascnn-predict",
         "wall s",
         "note",
     ]
@@ -481,13 +633,32 @@ def main(argv=None) -> int:
             r["note"],
         ]
         print("| " + " | ".join(map(str, cells)) + " |")
-    print(f"\nbuild/cache {timings['build']:.0f} s; total {time.perf_counter() - start:.0f} s")
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    print(f"\n{wheel.name} (sha256 {digest[:16]}...), pip-installed into fresh virtual environments:")
+    for (machine, version), edge in edges.items():
+        where = "installed copy" if installed(edge) else f"NOT the installed copy: {edge['package']}"
+        tensorflow = "importable" if edge["tensorflow"] else "absent"
+        print(f"  {machine}, ai-edge-litert {version}: {edge['seconds']} s; kerascnn_edge {where}; TF {tensorflow}")
+    print(
+        f"\nbuild/cache {timings['build']:.0f} s; environments {timings['install']:.0f} s; "
+        f"total {time.perf_counter() - start:.0f} s"
+    )
     if args.json_out:
         tmp = args.json_out.with_name(args.json_out.name + ".tmp")
-        tmp.write_text(json.dumps({"model": str(args.model), "images": args.images, "rows": results}, indent=1) + "\n")
+        found = {"model": str(args.model), "images": args.images, "wheel": {"name": wheel.name, "sha256": digest}}
+        tmp.write_text(json.dumps({**found, "rows": results}, indent=1) + "\n")
         tmp.rename(args.json_out)
-    pi_ok = all(r["status"] == "ok" and r["differ_from_x86"] is not None for r in results if r["row"] in PI_ROWS)
+    pi_ok = all(
+        r["status"] == "ok" and r["differ_from_x86"] is not None and installed(r["edge"])
+        for r in results
+        if r["row"] in PI_ROWS or r["row"].startswith("x86-")
+    )
     return 0 if pi_ok else 1
+
+
+def installed(edge: dict) -> bool:
+    """Whether an environment's probe found kerascnn_edge inside the environment and no TensorFlow."""
+    return Path(edge["package"]).is_relative_to(edge["venv"]) and not edge["tensorflow"]
 
 
 if __name__ == "__main__":

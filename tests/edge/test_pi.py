@@ -1,11 +1,11 @@
-"""export/pi/arm64_check.py: kerascnn-predict on arm64 (Raspberry Pi OS = Debian bookworm) under qemu-user agrees
-with x86, and the qemu 7.2 crash of ai-edge-litert 2.3.0 is the emulator's /proc/cpuinfo, not the wheel on a Pi.
+"""export/pi/arm64_check.py: kerascnn-predict, pip-installed from the kerascnn-edge wheel into a fresh virtual
+environment on arm64 (Raspberry Pi OS = Debian bookworm) under qemu-user, agrees with the same install on x86, and the
+qemu 7.2 crash of ai-edge-litert 2.3.0 is the emulator's /proc/cpuinfo, not the wheel on a Pi.
 
 The emulated runs download about 170 MB (Debian arm64 packages, trixie's qemu-user, arm64 and x86 wheels; 230 MB more
 for the slow test's other rows) into export/pi/.cache on first use; they skip only where qemu-aarch64,
 apt-get/dpkg-deb or the registries are missing."""
 
-import importlib.util
 import json
 import shutil
 import socket
@@ -17,16 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.edge.conftest import ARM64_CHECK as SCRIPT
+from tests.edge.conftest import load_arm64_check as load_script
+
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "export" / "pi" / "arm64_check.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("arm64_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+SOURCE_PACKAGE = ROOT / "export" / "kerascnn_edge"
 
 
 def test_png_writer_round_trips_through_pillow(tmp_path):
@@ -76,13 +71,27 @@ def check(tmp_path, rows: str, images: int) -> dict:
     return {row["row"]: row for row in json.loads(out.read_text())["rows"]}
 
 
+def assert_installed_from_the_wheel(row: dict) -> None:
+    """The row ran kerascnn_edge from its fresh environment's site-packages, not the source tree; no TensorFlow."""
+    edge = row["edge"]
+    package = Path(edge["package"])
+    assert package.is_relative_to(Path(edge["venv"]) / "lib"), edge
+    assert package.parent.parent.name == "site-packages" and not package.is_relative_to(SOURCE_PACKAGE), edge
+    assert edge["tensorflow"] is False, edge
+
+
 def test_raspberry_pi_4_and_5_cpus_agree_with_x86(tmp_path):
-    """Cortex-A72 (Pi 4) and Cortex-A76 (Pi 5) under trixie's qemu 10, ai-edge-litert 2.3.0: same top-1 as x86."""
+    """Cortex-A72 (Pi 4) and Cortex-A76 (Pi 5) under trixie's qemu 10, ai-edge-litert 2.3.0, kerascnn-predict
+    pip-installed from the wheel into a fresh arm64 virtual environment: same top-1 as the same install on x86."""
     require_emulation()
     rows = check(tmp_path, "pi4,pi5", 100)
     x86 = rows["x86-2.3.0"]
+    assert x86["status"] == "ok" and x86["client"] == "kerascnn-predict"
+    assert_installed_from_the_wheel(x86)
+    assert rows["pi4"]["edge"]["venv"] != x86["edge"]["venv"]
     for name in ("pi4", "pi5"):
         assert rows[name]["status"] == "ok"
+        assert_installed_from_the_wheel(rows[name])
         assert rows[name]["differ_from_x86"] <= 1  # int8 kernels may differ by CPU; measured 0 of 500
         assert abs(rows[name]["accuracy"] - x86["accuracy"]) <= 1.0
 
@@ -102,6 +111,7 @@ def test_full_table_and_the_qemu_7_2_root_cause(tmp_path):
         "bookworm-2.3-picpuinfo-nosme",
     ):
         assert rows[name]["status"] == "ok" and rows[name]["differ_from_x86"] <= 5, rows[name]
+        assert_installed_from_the_wheel(rows[name])
     # ai-edge-litert >= 2.2 dies in cpuinfo's ARM /proc/cpuinfo parser on the x86 text that qemu 7.2 passes through,
     # under any -cpu; the same wheel and qemu run once /proc/cpuinfo is a Pi's.
     assert rows["bookworm-2.3"]["status"] == rows["bookworm-2.3-a72"]["status"] == "crash: SIGSEGV"
