@@ -248,7 +248,8 @@ def build_trixie_qemu(cache: Path) -> Path:
 def build_site(cache: Path, litert: str, machine: str, mediapipe: bool = False) -> Path:
     """numpy, Pillow and ai-edge-litert==`litert` wheels (and mediapipe with its dependencies, OpenCV as its headless
     build, as on a Pi without a desktop) for CPython 3.11 (aarch64) or this interpreter (x86_64), installed into one
-    folder for PYTHONPATH."""
+    folder for PYTHONPATH. The MediaPipe rows run from it (mediapipe_top1.py needs no kerascnn_edge); the
+    kerascnn-predict rows run from the wheel's fresh environments instead (install_fresh)."""
     version = "3.11" if machine == "aarch64" else f"{sys.version_info.major}.{sys.version_info.minor}"
     platforms = [arg for platform in WHEEL_PLATFORMS[machine] for arg in ("--platform", platform)]
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
@@ -517,7 +518,8 @@ def check(args, rows: list[Row], manifest: dict, venvs: Path, scratch: Path) -> 
             build_mediapipe_sysroot(args.cache, sysroot) if any(r.client == "mediapipe" for r in rows) else None
         )
         wheel = build_wheel(scratch / "wheel")
-        litert_versions = sorted({row.litert for row in rows if row.client != "mediapipe"})
+        litert_versions = sorted({row.litert for row in rows})  # each gets an x86 reference
+        arm64_versions = {row.litert for row in rows if row.client != "mediapipe"}
         houses = {m: build_wheelhouse(args.cache, wheel, m, litert_versions) for m in ("aarch64", "x86_64")}
         mediapipe_versions = {r.litert for r in rows if r.client == "mediapipe"}
         sites = {v: build_site(args.cache, v, "aarch64", mediapipe=True) for v in mediapipe_versions}
@@ -532,6 +534,8 @@ def check(args, rows: list[Row], manifest: dict, venvs: Path, scratch: Path) -> 
         edges = {}
         for version in litert_versions:
             for machine, (emulator, python) in pythons.items():
+                if machine == "aarch64" and version not in arm64_versions:
+                    continue  # only MediaPipe rows, which run from their site folder
                 venv = venvs / f"{machine}-litert-{version}"
                 edges[machine, version] = install_fresh(
                     emulator, python, venv, pip_wheel, wheel, houses[machine], version
