@@ -104,6 +104,67 @@ def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng(epoch_seed(seed, epoch)).permutation(count)
 
 
+class OrderedBatches(EpochBatches):
+    """`EpochBatches` in the split's own order, every epoch: validation and test batches, normalized as they are
+    gathered from the uint8 pixels (the JAX and PyTorch backends' in-memory evaluation input)."""
+
+    def __init__(self, images, labels, num_classes: int, batch_size: int, normalization=None):
+        super().__init__(images, labels, num_classes, batch_size, seed=0, normalization=normalization)
+
+    def order(self) -> np.ndarray:
+        return np.arange(len(self.labels))
+
+
+def held_by_tensorflow(images: np.ndarray, name: str):
+    """(a CPU `tf.Variable` holding `images`, a read-only NumPy view of the variable's buffer).
+
+    Reading the variable gives its own buffer, which the view shares (nothing assigns to the variable afterwards).
+    Keep the view in place of `images`: the pixels are then held once, by TensorFlow, where the tf.data inputs
+    gather their batches (`TFEpochBatches`, `ordered_batches`), and NumPy readers see the same bytes. While the
+    variable is made, TensorFlow's conversion briefly holds one more copy.
+    """
+    import tensorflow as tf
+
+    with tf.device("/cpu:0"):
+        variable = tf.Variable(images, trainable=False, name=name)
+    return variable, np.asarray(variable.value())
+
+
+def _tf_gather(pixels, labels, num_classes: int, normalization):
+    """index -> (pixels[index], normalized as in `EpochBatches` with `normalization`; one-hot labels[index])."""
+    import tensorflow as tf
+
+    mean, std = _mean_std(normalization)
+    with tf.device("/cpu:0"):
+        targets = tf.constant(np.eye(num_classes, dtype=np.float32)[np.asarray(labels)])
+
+    def gather(index):
+        # a read, then a gather of the tensor read: a gather on the variable itself (ResourceGather) would switch it
+        # to copy-on-read and copy its buffer, which `held_by_tensorflow`'s view shares
+        batch = tf.gather(pixels.value(), index)
+        if mean is not None:
+            batch = (tf.cast(batch, tf.float32) - mean) / std
+        return batch, tf.gather(targets, index)
+
+    return gather
+
+
+def ordered_batches(images, labels, num_classes: int, batch_size: int, normalization=None):
+    """A split's (normalized images, one-hot labels) batches in order, for `fit(validation_data=...)` and
+    `evaluate`: each batch is gathered from the uint8 pixels and normalized then, so no float32 copy of the split
+    is made. From a `tf.Variable` (`held_by_tensorflow`), a tf.data pipeline of gathers; from a NumPy array,
+    `OrderedBatches` (a PyDataset).
+    """
+    if isinstance(images, np.ndarray):
+        return OrderedBatches(images, labels, num_classes, batch_size, normalization)
+    import tensorflow as tf
+
+    gather = _tf_gather(images, labels, num_classes, normalization)
+    batches = tf.data.Dataset.range(len(labels)).batch(batch_size).map(gather)
+    steps = -(-len(labels) // batch_size)
+    return batches.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(tf.data.AUTOTUNE)
+
+
 class TFEpochBatches(keras.callbacks.Callback):
     """The batches of `EpochBatches` as a tf.data pipeline, `self.dataset`, for the TensorFlow backend's in-memory
     input; this callback (passed to the same `fit`) gives each epoch its order.
@@ -114,7 +175,8 @@ class TFEpochBatches(keras.callbacks.Callback):
     limit), `on_epoch_begin` writes the epoch's order into another, and each batch is a gather of its indices: no
     Python runs per batch. Keras makes a new iterator every epoch (no `steps_per_epoch`), so an epoch ends with its
     own last batch, `steps_per_execution` included. With `normalization`, the variable holds the uint8 pixels and
-    each gathered batch is normalized, as in `EpochBatches`.
+    each gathered batch is normalized, as in `EpochBatches`. `images` may be that variable already
+    (`held_by_tensorflow`): the pixels are then not copied.
     """
 
     def __init__(self, images, labels, num_classes: int, batch_size: int, seed: int, normalization=None):
@@ -122,18 +184,12 @@ class TFEpochBatches(keras.callbacks.Callback):
         import tensorflow as tf
 
         self.seed, self.count = seed, len(labels)
-        mean, std = _mean_std(normalization)
         with tf.device("/cpu:0"):
-            pixels = tf.Variable(images, trainable=False, name="train_images")
-            targets = tf.constant(np.eye(num_classes, dtype=np.float32)[np.asarray(labels)])
+            if not isinstance(images, tf.Variable):
+                images = tf.Variable(images, trainable=False, name="train_images")
+            self.pixels = images
             self.order = tf.Variable(np.arange(self.count, dtype=np.int32), trainable=False, name="epoch_order")
-
-        def gather(index):
-            batch = tf.gather(pixels, index)
-            if mean is not None:
-                batch = (tf.cast(batch, tf.float32) - mean) / std
-            return batch, tf.gather(targets, index)
-
+        gather = _tf_gather(self.pixels, labels, num_classes, normalization)
         # the order is read when an epoch's iterator starts, after on_epoch_begin has written it
         indices = tf.data.Dataset.range(1).flat_map(lambda _: tf.data.Dataset.from_tensor_slices(self.order.value()))
         batches = indices.batch(batch_size).map(gather)

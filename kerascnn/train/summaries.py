@@ -53,7 +53,9 @@ def _show(axis, image, title):
 
 class ImageSummaries(keras.callbacks.Callback):
     """Writes the three image summaries into `log_dir` after every epoch (TensorFlow needed). Class
-    activation maps need a GAP head; models without one (lenet5) get the other two."""
+    activation maps need a GAP head; models without one (lenet5) get the other two. `x_val`: the normalized
+    validation images, read 512 at a time (an array or `kerascnn.data.pipeline.NormalizedImages`); `raw_val`: their
+    pixels, shown."""
 
     def __init__(self, log_dir, network, x_val, y_val, raw_val, labels, num_fixed=8, max_misclassified=16):
         super().__init__()
@@ -70,8 +72,12 @@ class ImageSummaries(keras.callbacks.Callback):
             self.has_gap_head = False
 
     def on_epoch_end(self, epoch, logs=None):
-        probabilities = self.network.predict(self.x_val, batch_size=512, verbose=0)
-        predicted = probabilities.argmax(axis=1)
+        predicted = np.concatenate(
+            [
+                keras.ops.convert_to_numpy(self.network.predict_on_batch(self.x_val[start : start + 512])).argmax(-1)
+                for start in range(0, len(self.x_val), 512)
+            ]
+        )
         images = {
             "confusion_matrix": self._confusion_png(predicted, epoch),
             "misclassified": self._misclassified_png(predicted),

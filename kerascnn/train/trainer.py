@@ -23,7 +23,15 @@ from kerascnn import models, rundir
 from kerascnn.data import RandomCropFlip, RandomErasing, stream
 from kerascnn.data.spec import DataSpec
 from kerascnn.train import distribute, finetune, schedules, small_data
-from kerascnn.train.batches import DeviceEpochBatches, EpochBatches, EpochSeeds, TFEpochBatches, epoch_seed
+from kerascnn.train.batches import (
+    DeviceEpochBatches,
+    EpochBatches,
+    EpochSeeds,
+    TFEpochBatches,
+    epoch_seed,
+    held_by_tensorflow,
+    ordered_batches,
+)
 from kerascnn.train.checkpoint import (
     CheckpointError,
     EpochClock,
@@ -98,8 +106,9 @@ def tensorflow_available() -> bool:
 
 @dataclasses.dataclass(kw_only=True)
 class Data:
-    """The dataset's splits, limited to `--limit`; `x_train` holds the uint8 training pixels (normalized per batch:
-    `kerascnn.train.batches`), `x_val` and `x_test` normalized images, `raw_val` the uint8 validation images.
+    """The dataset's splits, limited to `--limit`; `x_train`, `x_val` and `x_test` hold their uint8 pixels, each
+    held once and normalized per batch (`kerascnn.train.batches`); on the TensorFlow backend they are read-only
+    views of the tf.Variables in `held` ({split: variable}), which the tf.data inputs gather from.
 
     `input_path` is "memory" (the arrays hold every split) or "stream" (`dataset` is then a `StreamingDataset`
     that reads the splits from disk every epoch, this process's shard `shard_index` of `num_shards`; the arrays
@@ -112,13 +121,13 @@ class Data:
     y_train: np.ndarray | None = None
     x_val: np.ndarray
     y_val: np.ndarray
-    raw_val: np.ndarray
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
     input_path: str = "memory"
     test_source: str
     num_shards: int = 1
     shard_index: int = 0
+    held: dict = dataclasses.field(default_factory=dict)
 
     @property
     def stream(self) -> stream.StreamingDataset | None:
@@ -337,27 +346,31 @@ def load_data(
         )
     data = _use_normalization(data, normalization)
     if data.input_path == "memory" and not cluster.multi_process:
-        (x_train, y_train), (raw_val, y_val), (raw_test, y_test) = (
-            data.arrays(split) for split in ("train", "validation", "test")
-        )
+        # uint8, held once: the batches normalize them (float32 would take 4x the bytes)
+        splits = {split: data.arrays(split) for split in ("train", "validation", "test")}
+        held = {}
+        if keras.backend.backend() == "tensorflow":  # held by TensorFlow, where tf.data gathers the batches
+            for split, (images, labels) in splits.items():
+                held[split], images = held_by_tensorflow(images, f"{split}_images")
+                splits[split] = images, labels
+        (x_train, y_train), (x_val, y_val), (x_test, y_test) = splits.values()
         return Data(
             dataset=data,
-            x_train=x_train,  # uint8, held once: the batches normalize it (4x fewer bytes than float32)
+            x_train=x_train,
             y_train=y_train,
-            x_val=data.normalize(raw_val),
+            x_val=x_val,
             y_val=y_val,
-            raw_val=raw_val,
-            x_test=data.normalize(raw_test),
+            x_test=x_test,
             y_test=y_test,
             input_path="memory",
             test_source=data.test_source,
+            held=held,
         )
-    raw_val, y_val = data.arrays("validation", limit=SUMMARY_IMAGES)
+    x_val, y_val = data.arrays("validation", limit=SUMMARY_IMAGES)
     return Data(
         dataset=data,
-        x_val=data.normalize(raw_val),
+        x_val=x_val,
         y_val=y_val,
-        raw_val=raw_val,
         input_path="stream",
         test_source=data.test_source,
         num_shards=cluster.num_processes,
@@ -455,7 +468,7 @@ def batch_norm_images(
 ):
     """With --ema or `recompute` (`small_data.unconverged`), on one process: `BATCH_NORM_IMAGES` training images in
     a seeded shuffled order (folders list their files class by class: batches of one class would miss the variance
-    between classes), as the training model takes them (normalized arrays in memory, uint8 when streamed; a
+    between classes), as the training model takes them (normalized per slice in memory, uint8 when streamed; a
     streamed tfds split gives its first images), whose batch statistics become the evaluated weights' batch-norm
     statistics (`kerascnn.train.ema.update_batch_norms`). None without either, or across several processes (each
     would need the whole batch: their weights keep the moving statistics)."""
@@ -463,7 +476,7 @@ def batch_norm_images(
         return None
     rng = np.random.default_rng(config.seed)
     if data.x_train is not None:
-        return data.dataset.normalize(data.x_train[rng.permutation(len(data.x_train))[:BATCH_NORM_IMAGES]])
+        return data.dataset.normalized(data.x_train[rng.permutation(len(data.x_train))[:BATCH_NORM_IMAGES]])
     images = data.dataset.limited(BATCH_NORM_IMAGES, config.seed).arrays("train")[0]
     return images[rng.permutation(len(images))]
 
@@ -511,7 +524,14 @@ def make_callbacks(
         callbacks.append(keras.callbacks.TensorBoard(tb, histogram_freq=1))
         if has_validation:
             callbacks.append(
-                ImageSummaries(tb / "images", network, data.x_val, data.y_val, data.raw_val, data.dataset.labels)
+                ImageSummaries(
+                    tb / "images",
+                    network,
+                    data.dataset.normalized(data.x_val),
+                    data.y_val,
+                    data.x_val,
+                    data.dataset.labels,
+                )
             )
     elif config.tensorboard:
         print("TensorFlow is not installed here: no TensorBoard logs (the metrics still go to metrics.json).")
@@ -552,7 +572,7 @@ def _test_batches(data: Data, batch_size: int = 512):
         return
     for start in range(0, len(data.y_test), batch_size):
         chosen = slice(start, start + batch_size)
-        yield data.x_test[chosen], _one_hot(data.y_test[chosen], data.num_classes)
+        yield data.dataset.normalize(data.x_test[chosen]), _one_hot(data.y_test[chosen], data.num_classes)
 
 
 def evaluate(
@@ -612,9 +632,7 @@ def evaluate(
                         verbose=0,
                     )
                 else:
-                    loss, accuracy = model.evaluate(
-                        data.x_test, _one_hot(data.y_test, data.num_classes), batch_size=512, verbose=0
-                    )
+                    loss, accuracy = model.evaluate(_in_order(data, "test", 512), verbose=0)
                 metrics[f"test_accuracy_{name}"] = round(float(accuracy), 5)
                 metrics[f"test_loss_{name}"] = round(float(loss), 5)
                 if config.tta_flip and not cluster.multi_process:
@@ -646,8 +664,8 @@ def _fit_inputs(config: TrainConfig, data: Data, batch_size: int, steps_per_epoc
         batches = data.stream.train_batches(batch_size, seeds, **shards).repeat()
         validation = data.stream.batches("validation", batch_size, **shards) if data.count("validation") else None
         return batches, validation, steps_per_epoch, []
-    validation = (data.x_val, _one_hot(data.y_val, data.num_classes)) if len(data.x_val) else None
-    arrays = data.x_train, data.y_train, data.num_classes, batch_size, config.seed
+    validation = _in_order(data, "validation", batch_size) if len(data.y_val) else None
+    arrays = data.held.get("train", data.x_train), data.y_train, data.num_classes, batch_size, config.seed
     normalization = (data.dataset.mean, data.dataset.std)
     if keras.backend.backend() == "tensorflow":
         batches = TFEpochBatches(*arrays, normalization=normalization)
@@ -655,6 +673,14 @@ def _fit_inputs(config: TrainConfig, data: Data, batch_size: int, steps_per_epoc
     if keras.backend.backend() == "jax":
         return DeviceEpochBatches(*arrays, initial_epoch, normalization), validation, None, []
     return EpochBatches(*arrays, initial_epoch, normalization), validation, None, []
+
+
+def _in_order(data: Data, split: str, batch_size: int):
+    """An in-memory split's (normalized images, one-hot labels) batches in order (`ordered_batches`), gathered from
+    its TensorFlow variable where it has one."""
+    images, labels = {"validation": (data.x_val, data.y_val), "test": (data.x_test, data.y_test)}[split]
+    normalization = (data.dataset.mean, data.dataset.std)
+    return ordered_batches(data.held.get(split, images), labels, data.num_classes, batch_size, normalization)
 
 
 @contextlib.contextmanager

@@ -79,7 +79,7 @@ def test_ema_is_validated_saved_and_tested_while_training_goes_on_from_the_raw_w
     data = load_data(config)
     model = kerascnn.load_model(out / rundir.LAST_MODEL)
     model.compile(loss="categorical_crossentropy", metrics=["accuracy"])
-    loss, _ = model.evaluate(data.x_val, np.eye(10)[data.y_val], verbose=0)
+    loss, _ = model.evaluate(data.dataset.normalize(data.x_val), np.eye(10)[data.y_val], verbose=0)
     assert metrics["history"][-1]["val_loss"] == pytest.approx(loss, abs=1e-4)
     if metrics["best_epoch"] == 2:
         assert_same_weights(out / rundir.BEST_MODEL, out / rundir.LAST_MODEL)
@@ -88,7 +88,7 @@ def test_ema_is_validated_saved_and_tested_while_training_goes_on_from_the_raw_w
 def test_flip_tta_is_reported_beside_the_single_view_figure(ema_run):
     config, out, metrics = ema_run
     data = load_data(config)
-    batches = [(data.x_test, np.eye(10)[data.y_test])]
+    batches = [(data.dataset.normalize(data.x_test), np.eye(10)[data.y_test])]
     expected = flip_tta_accuracy(kerascnn.load_model(out / rundir.LAST_MODEL), batches)
     assert metrics["test_accuracy_tta_last"] == pytest.approx(expected, abs=1e-5)
     assert {"test_accuracy_tta", "test_accuracy_tta_best", "test_accuracy"} <= set(metrics)
@@ -273,6 +273,7 @@ def test_batch_norm_images_are_a_seeded_sample_as_the_training_model_takes_them(
     data = load_data(config)
     images = batch_norm_images(config, data)
     assert images.shape == (192, 28, 28, 1)  # all 192 (fewer than BATCH_NORM_IMAGES)
+    images = images[:]  # in memory normalized as it is read (NormalizedImages)
     # in memory the uint8 training pixels, which the batches normalize
     in_order = data.dataset.normalize(data.x_train) if pipeline == "memory" else data.dataset.arrays("train")[0]
     assert not np.array_equal(images, in_order)  # shuffled: a folder's files come class by class

@@ -125,7 +125,7 @@ def test_in_memory_batches_per_backend_are_the_epoch_batches(backend, kind, monk
     import jax
 
     images, labels = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1), np.arange(10) % 3
-    data = types.SimpleNamespace(stream=None, x_train=images, y_train=labels, num_classes=3,
+    data = types.SimpleNamespace(stream=None, x_train=images, y_train=labels, num_classes=3, held={},
                                  x_val=images[:0], y_val=labels[:0],
                                  dataset=types.SimpleNamespace(mean=[0.0], std=[1.0]))  # fmt: skip
     monkeypatch.setattr(trainer.keras.backend, "backend", lambda: backend)

@@ -13,7 +13,7 @@ from kerascnn.train.__main__ import parser
 from kerascnn.train.config import TrainConfig, flag
 
 DATASET = types.SimpleNamespace(input_shape=(28, 28, 1), labels=[str(i) for i in range(10)])
-VAL = dict(x_val=np.zeros((0, 28, 28, 1), np.float32), y_val=np.zeros(0, int), raw_val=np.zeros((0, 28, 28, 1)))
+VAL = dict(x_val=np.zeros((0, 28, 28, 1), np.uint8), y_val=np.zeros(0, int))
 
 
 def test_data_is_built_by_keyword_and_holds_the_streamed_dataset_once():
