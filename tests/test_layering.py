@@ -99,6 +99,62 @@ def test_saving_may_register_what_train_defines_but_train_may_not_load_through_s
     assert len(found) == 1 and "train (rank 4) imports kerascnn.saving (rank 5)" in found[0], found
 
 
+def module_graph(package: Path) -> dict[str, set[str]]:
+    """Every module of `package` (dotted name) -> the modules of `package` it imports, at any depth. `from a.b import
+    c` imports the module a.b.c when there is one; imports of a package's __init__ (a facade that loads its
+    modules) are left out: Python runs it before any of its modules anyway."""
+    modules = {".".join(p.relative_to(package.parent).with_suffix("").parts): p for p in package.rglob("*.py")}
+    modules = {name.removesuffix(".__init__"): path for name, path in modules.items()}
+    packages = {name for name, path in modules.items() if path.name == "__init__.py"}
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                          for a in node.names}  # fmt: skip
+        graph[name] = {m for m in found if m in modules and m not in packages and m != name}
+    return graph
+
+
+def import_circles(package: Path) -> list[list[str]]:
+    """The circles of `module_graph(package)`, each as the modules around it, first to first."""
+    graph, circles, done = module_graph(package), [], set()
+
+    def visit(module: str, path: list[str]) -> None:
+        for other in sorted(graph[module]):
+            if other in path:
+                circle = path[path.index(other) :] + [other]
+                if not any(set(circle) == set(seen) for seen in circles):
+                    circles.append(circle)
+            elif other not in done:
+                visit(other, [*path, other])
+        done.add(module)
+
+    for module in sorted(graph):
+        if module not in done:
+            visit(module, [module])
+    return circles
+
+
+def test_no_import_circles_between_modules():
+    """Inside a unit too: report <-> tflm imported each other (one lazily), which the ranks cannot see."""
+    assert import_circles(ROOT / "kerascnn") == []
+
+
+def test_the_circle_check_finds_a_lazy_circle_inside_a_unit(tmp_path):
+    package = tmp_path / "kerascnn"
+    (package / "export").mkdir(parents=True)
+    (package / "export" / "__init__.py").write_text("from kerascnn.export.report import markdown\n")
+    (package / "export" / "report.py").write_text("def markdown():\n    from kerascnn.export.tflm import section\n")
+    (package / "export" / "tflm.py").write_text("from kerascnn.export import report as reports\n")
+    (package / "export" / "edge.py").write_text("from kerascnn.export import tflm\n")
+    assert import_circles(package) == [["kerascnn.export.report", "kerascnn.export.tflm", "kerascnn.export.report"]]
+    assert layering_violations(package) == []  # the ranks alone let it pass
+
+
 def edge_files() -> list[Path]:
     """The edge side's own Python files: not installed packages (node_modules, .venv-edge) nor caches (export/pi's
     .cache holds downloaded arm64 wheels)."""
