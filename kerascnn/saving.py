@@ -10,6 +10,10 @@ loads models through it.
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+from kerascnn import rundir
+from kerascnn.rundir import Run
 
 
 def register_serializables() -> None:
@@ -20,12 +24,24 @@ def register_serializables() -> None:
 
 
 def load_model(path: str | os.PathLike, **kwargs):
-    """`keras.saving.load_model(path, **kwargs)` with kerascnn's classes registered.
+    """`keras.saving.load_model(path, **kwargs)` with kerascnn's classes registered. `path` is a .keras file, or a
+    run directory: its model (`kerascnn.rundir.Run.model_file`, the file fine-tuning and export take too).
+
+    Raises:
+        FileNotFoundError: `path` is a folder that holds no run's model.
 
     Example:
-        >>> network = kerascnn.load_model("runs/quick/best.keras")
+        >>> network = kerascnn.load_model("runs/quick")  # runs/quick/best.keras
     """
     import keras
 
+    if Path(path).is_dir():
+        model_file = Run(path).model_file()
+        if model_file is None:
+            raise FileNotFoundError(
+                f"{path} holds no {rundir.BEST_MODEL} or {rundir.LAST_MODEL}: give a finished kerascnn run or a "
+                ".keras file."
+            )
+        path = model_file
     register_serializables()
     return keras.saving.load_model(path, **kwargs)
