@@ -71,10 +71,11 @@ def read_run_files(run: Run) -> tuple[dict, TrainConfig]:
 TRAIN_IMAGES = 10_000  # training images a run's export decodes for calibration and fine-tuning (at most)
 
 
-def run_dataset(dataset_meta: dict, config: TrainConfig, test_limit: int | None, train_limit: int, run_dir: Path):
+def run_dataset(dataset_meta: dict, settings: dict, test_limit: int | None, train_limit: int, run_dir: Path):
     """The run's own test split and a seeded class-balanced subset of `train_limit` of its training split, as
     arrays, opened from the data spec the run recorded (`kerascnn.data.stream.open_run`): the same split, the
-    decoding, orientation and resize of training, and the statistics of its dataset.json (not recomputed).
+    decoding, orientation and resize of training, and the statistics of its dataset.json (not recomputed). `settings`:
+    the run's TrainConfig as a mapping (`dataclasses.asdict`).
 
     Raises:
         ValueError: the data changed since training (`check_same_data`), before anything is decoded.
@@ -82,19 +83,19 @@ def run_dataset(dataset_meta: dict, config: TrainConfig, test_limit: int | None,
     from kerascnn.data import stream
     from kerascnn.data.datasets import ImageDataset
 
-    data = stream.open_run(dataset_meta, dataclasses.asdict(config))
+    data = stream.open_run(dataset_meta, settings)
     check_same_data(data, dataset_meta, run_dir)
-    train = data.limited(train_limit, config.seed)
+    train = data.limited(train_limit, settings["seed"])
     splits = {"train": train.arrays("train"), "test": data.arrays("test", limit=test_limit)}
     return ImageDataset(data.name, data.labels, splits, data.mean, data.std)
 
 
-def run_test_files(dataset_meta: dict, config: TrainConfig, test_limit: int | None) -> list[tuple[str, int]] | None:
+def run_test_files(dataset_meta: dict, settings: dict, test_limit: int | None) -> list[tuple[str, int]] | None:
     """The files of the run's test split as (path, class index), in the order of `run_dataset`'s test arrays (their
     first `test_limit`); None for record datasets (IDX, tfds), which have no files."""
     from kerascnn.data import stream
 
-    part = stream.open_run(dataset_meta, dataclasses.asdict(config)).splits["test"]
+    part = stream.open_run(dataset_meta, settings).splits["test"]
     if not part.files:
         return None
     return [(path, int(label)) for path, label in zip(part.files[:test_limit], part.labels[:test_limit])]
@@ -251,7 +252,8 @@ def export_run(
     folder = output.target(out)  # where a symbolic link --out points: that folder is replaced, the link kept
     fingerprint = run.fingerprint()
     output.check_out(folder, model_path, fingerprint, overwrite)
-    dataset = run_dataset(dataset_meta, config, limit, max(calibration, finetune_images or 0, TRAIN_IMAGES), run_dir)
+    settings = dataclasses.asdict(config)  # what the data spec of a run from before dataset.json's "spec" reads
+    dataset = run_dataset(dataset_meta, settings, limit, max(calibration, finetune_images or 0, TRAIN_IMAGES), run_dir)
     test_pixels, y_test = (a[:limit] for a in dataset.splits["test"])
     x_test = dataset.normalize(test_pixels)
     train_images, train_labels = dataset.splits["train"]
@@ -309,7 +311,7 @@ def export_run(
             row["latency_ms"] = latencies[row_name]
         if mediapipe:
             python, script = reports.edge_tools(edge_python, mediapipe_check)
-            files = run_test_files(dataset_meta, config, limit)
+            files = run_test_files(dataset_meta, settings, limit)
             reports.add_mediapipe(
                 report, staging, test_pixels, y_test, log=_log, python=python, script=script, test_files=files
             )
