@@ -9,6 +9,9 @@ import statistics
 import sys
 from pathlib import Path
 
+from kerascnn import rundir
+from kerascnn.rundir import Run
+
 
 def walls(out: Path) -> dict:
     """{run name: seconds from the command's start to its end} from gpu.sh's summary.txt."""
@@ -56,9 +59,9 @@ def table(out: Path, target: float = 0.94) -> str:
         summary = json.loads((out / "kerasref.json").read_text().splitlines()[-1])
         rows.append(kerasref_row(summary, times.get("kerasref", (float("nan"), None))[0]))
     for name, (wall, rc) in times.items():
-        metrics_file = out / name / "metrics.json"
-        if name != "kerasref" and metrics_file.exists():
-            rows.append(kerascnn_row(name, json.loads(metrics_file.read_text()), wall, target))
+        run = Run(out / name)
+        if name != "kerasref" and run.path(rundir.METRICS).exists():
+            rows.append(kerascnn_row(name, run.metrics(), wall, target))
         elif name != "kerasref":
             rows.append([name, "-", "-", f"failed (rc={rc})", "-", "-", "-"])
     head = [

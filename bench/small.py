@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kerascnn.rundir import Run
+
 ROOT = Path(__file__).resolve().parents[1]
 FASHION = Path(os.environ.get("KERASCNN_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 LABELS = ("tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
@@ -85,7 +87,7 @@ def run(code: Path, train: Path, test: Path, out: Path, model: str, size: int, a
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=code)
     if done.returncode:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = Run(out).metrics()
     said = [line for line in done.stdout.splitlines() if line and not line.startswith(("Epoch ", " "))][-6:]
     return {**metrics, "said": said, "wall_s": round(time.perf_counter() - started, 1)}
 

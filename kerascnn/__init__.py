@@ -4,7 +4,7 @@ Importing `kerascnn` is cheap: the subpackages (`layers`, `models`, `data`, `tra
 load on first use, so `python -m kerascnn.train --help` answers before TensorFlow is imported.
 `from kerascnn import layers, models` works as usual. To read a kerascnn `.keras` file, use
 `kerascnn.load_model(path)`, or import `kerascnn.layers` first (training checkpoints also need
-`kerascnn.data` and `kerascnn.train.schedules`): `keras.saving.load_model` finds a custom class only once its
+`kerascnn.data` and `kerascnn.lr_schedule`): `keras.saving.load_model` finds a custom class only once its
 module has been imported.
 When Keras is already imported, `import kerascnn` registers every class at once.
 """

@@ -34,6 +34,7 @@ NOT_DOCTESTS = {
     "kerascnn.train.rendezvous.Watchdog": "needs a second process to check in",
     "kerascnn.train.distribute.session": "a fragment: the training goes where `...` stands",
     "kerascnn.rundir.locked": "needs a trained run in runs/quick",
+    "kerascnn.rundir.Run": "needs a trained run in runs/quick (tests/train/test_rundir.py opens one)",
 }
 
 

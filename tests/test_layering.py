@@ -1,11 +1,12 @@
-"""The import layering, read from the source with `ast`: kerascnn_edge <- layers <- models <- data <- train <- saving
+"""The import layering, read from the source with `ast`: kerascnn_edge <- layers <- models <- data <- saving <- train
 <- export, nothing lower imports anything higher. The edge side (the top-level export/ folder, its package
 export/kerascnn_edge: the distribution kerascnn-edge) imports no TensorFlow, Keras or kerascnn, only NumPy, Pillow,
 ai-edge-litert (and its flatbuffers), MediaPipe and tflite-micro, and finds its own modules as a package (no
 sys.path edits); kerascnn may import it (it writes the manifest with its Manifest), being above it.
 
 A module's unit is its subpackage (kerascnn/train/*.py is "train") or, for a module directly in kerascnn/, its name.
-A unit may import itself and units of a lower rank only; rundir and cli (file names, exit codes) are below all.
+A unit may import itself and units of a lower rank only; rundir and cli (the run directory, exit codes) are below all.
+Inside a unit, no two modules import each other, directly or around a circle (`import_circles`).
 """
 
 import ast
@@ -16,14 +17,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RANKS = {
-    "rundir": 0,  # run-directory file names, atomic writes
+    "rundir": 0,  # the run directory: its file names, `Run` (which opens and writes it), atomic writes, the lock
     "cli": 0,  # the command lines' exit codes
     "layers": 1,
+    "lr_schedule": 1,  # WarmupLinearDecay, which training checkpoints hold
     "models": 2,
     "data": 3,
-    "optimize": 4,  # the tf_keras twin, QAT and pruning: used by export
-    "train": 4,
-    "saving": 5,  # registers for load_model what layers, data and train define; export loads with it
+    "saving": 4,  # registers for load_model what layers, data and lr_schedule define; train and export load with it
+    "optimize": 5,  # the tf_keras twin, QAT and pruning: used by export
+    "train": 5,
     "export": 6,
 }
 EDGE_FORBIDDEN = {"tensorflow", "keras", "tf_keras", "tensorflow_model_optimization", "kerascnn"}
@@ -88,15 +90,73 @@ def test_the_check_finds_an_upward_import(tmp_path):
     assert "models (rank 2) imports kerascnn.export (rank 6)" in found[1], found
 
 
-def test_saving_may_register_what_train_defines_but_train_may_not_load_through_saving(tmp_path):
-    """saving.register_serializables imports train's learning-rate schedule (CI of stop 29 failed on it)."""
+def test_train_may_load_through_saving_but_saving_may_not_import_train(tmp_path):
+    """saving sits below train: a run's model loads (`kerascnn.saving.load_model`) without anything of train, and
+    train loads through it. It once registered train's learning-rate schedule (now kerascnn.lr_schedule)."""
     package = tmp_path / "kerascnn"
     (package / "train").mkdir(parents=True)
-    (package / "saving.py").write_text("def register():\n    import kerascnn.train.schedules\n")
-    assert layering_violations(package) == []
     (package / "train" / "trainer.py").write_text("from kerascnn.saving import load_model\n")
+    (package / "saving.py").write_text("def register():\n    import kerascnn.lr_schedule\n")
+    assert layering_violations(package) == []
+    (package / "saving.py").write_text("def register():\n    import kerascnn.train.schedules\n")
     found = layering_violations(package)
-    assert len(found) == 1 and "train (rank 4) imports kerascnn.saving (rank 5)" in found[0], found
+    assert len(found) == 1 and "saving (rank 4) imports kerascnn.train.schedules (rank 5)" in found[0], found
+
+
+def module_graph(package: Path) -> dict[str, set[str]]:
+    """Every module of `package` (dotted name) -> the modules of `package` it imports, at any depth. `from a.b import
+    c` imports the module a.b.c when there is one; imports of a package's __init__ (a facade that loads its
+    modules) are left out: Python runs it before any of its modules anyway."""
+    modules = {".".join(p.relative_to(package.parent).with_suffix("").parts): p for p in package.rglob("*.py")}
+    modules = {name.removesuffix(".__init__"): path for name, path in modules.items()}
+    packages = {name for name, path in modules.items() if path.name == "__init__.py"}
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                          for a in node.names}  # fmt: skip
+        graph[name] = {m for m in found if m in modules and m not in packages and m != name}
+    return graph
+
+
+def import_circles(package: Path) -> list[list[str]]:
+    """The circles of `module_graph(package)`, each as the modules around it, first to first."""
+    graph, circles, done = module_graph(package), [], set()
+
+    def visit(module: str, path: list[str]) -> None:
+        for other in sorted(graph[module]):
+            if other in path:
+                circle = path[path.index(other) :] + [other]
+                if not any(set(circle) == set(seen) for seen in circles):
+                    circles.append(circle)
+            elif other not in done:
+                visit(other, [*path, other])
+        done.add(module)
+
+    for module in sorted(graph):
+        if module not in done:
+            visit(module, [module])
+    return circles
+
+
+def test_no_import_circles_between_modules():
+    """Inside a unit too: report <-> tflm imported each other (one lazily), which the ranks cannot see."""
+    assert import_circles(ROOT / "kerascnn") == []
+
+
+def test_the_circle_check_finds_a_lazy_circle_inside_a_unit(tmp_path):
+    package = tmp_path / "kerascnn"
+    (package / "export").mkdir(parents=True)
+    (package / "export" / "__init__.py").write_text("from kerascnn.export.report import markdown\n")
+    (package / "export" / "report.py").write_text("def markdown():\n    from kerascnn.export.tflm import section\n")
+    (package / "export" / "tflm.py").write_text("from kerascnn.export import report as reports\n")
+    (package / "export" / "edge.py").write_text("from kerascnn.export import tflm\n")
+    assert import_circles(package) == [["kerascnn.export.report", "kerascnn.export.tflm", "kerascnn.export.report"]]
+    assert layering_violations(package) == []  # the ranks alone let it pass
 
 
 def edge_files() -> list[Path]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -27,38 +28,41 @@ from kerascnn.export.writer import (
     model_space,
     normalization_description,
 )
-from kerascnn.rundir import atomic_write
+from kerascnn.rundir import Run, atomic_write
+from kerascnn.train.config import TrainConfig, resolve
 
 
-def locate_run(source: str | os.PathLike) -> tuple[Path, Path]:
-    """(model file, run directory) for a run directory (its best.keras) or a .keras file inside one."""
+def locate_run(source: str | os.PathLike) -> tuple[Path, Run]:
+    """(model file, run) for a run directory (its model: `Run.model_file`) or a .keras file inside one.
+
+    Raises:
+        FileNotFoundError: no model there, or the run's dataset.json or config.yaml is missing.
+        ValueError: the file is not a .keras file.
+    """
     source = Path(source)
-    model_path = source / rundir.BEST_MODEL if source.is_dir() else source
-    run_dir = model_path.parent
+    run = Run(source if source.is_dir() else source.parent, resolve)
+    model_path = (run.model_file() or run.path(rundir.BEST_MODEL)) if source.is_dir() else source
     if not model_path.exists():
         raise FileNotFoundError(f"No model at {model_path}. Give a run directory of kerascnn.train or a .keras file.")
     if model_path.suffix != ".keras":
         raise ValueError(f"{model_path} is not a .keras file.")
     for needed in (rundir.DATASET, rundir.CONFIG):
-        if not (run_dir / needed).exists():
+        if not run.path(needed).exists():
             raise FileNotFoundError(
-                f"{run_dir / needed} is missing: the export needs the labels, normalization and "
+                f"{run.path(needed)} is missing: the export needs the labels, normalization and "
                 "dataset of the run that trained the model (written by kerascnn.train)."
             )
-    return model_path, run_dir
+    return model_path, run
 
 
-def read_run_files(run_dir: Path) -> tuple[dict, dict]:
-    """(dataset.json, config.yaml) of a run: labels and normalization, and how its data was loaded."""
-    import yaml
-
+def read_run_files(run: Run) -> tuple[dict, TrainConfig]:
+    """(dataset.json, the run's TrainConfig): labels and normalization, and how its data was loaded."""
     try:
-        dataset_meta = json.loads((run_dir / rundir.DATASET).read_text())
-        config = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
-        dataset_meta["labels"], dataset_meta["normalization"], config["dataset"], config["seed"]
-    except (ValueError, KeyError, TypeError, yaml.YAMLError) as error:
+        dataset_meta, config = run.dataset(), run.config()
+        dataset_meta["labels"], dataset_meta["normalization"]
+    except (ValueError, KeyError, TypeError) as error:
         raise ValueError(
-            f"{run_dir} has a damaged dataset.json or config.yaml ({type(error).__name__}: {error}); "
+            f"{run.folder} has a damaged dataset.json or config.yaml ({type(error).__name__}: {error}); "
             "they are written by kerascnn.train."
         ) from error
     return dataset_meta, config
@@ -67,10 +71,11 @@ def read_run_files(run_dir: Path) -> tuple[dict, dict]:
 TRAIN_IMAGES = 10_000  # training images a run's export decodes for calibration and fine-tuning (at most)
 
 
-def run_dataset(dataset_meta: dict, config: dict, test_limit: int | None, train_limit: int, run_dir: Path):
+def run_dataset(dataset_meta: dict, settings: dict, test_limit: int | None, train_limit: int, run_dir: Path):
     """The run's own test split and a seeded class-balanced subset of `train_limit` of its training split, as
     arrays, opened from the data spec the run recorded (`kerascnn.data.stream.open_run`): the same split, the
-    decoding, orientation and resize of training, and the statistics of its dataset.json (not recomputed).
+    decoding, orientation and resize of training, and the statistics of its dataset.json (not recomputed). `settings`:
+    the run's TrainConfig as a mapping (`dataclasses.asdict`).
 
     Raises:
         ValueError: the data changed since training (`check_same_data`), before anything is decoded.
@@ -78,19 +83,19 @@ def run_dataset(dataset_meta: dict, config: dict, test_limit: int | None, train_
     from kerascnn.data import stream
     from kerascnn.data.datasets import ImageDataset
 
-    data = stream.open_run(dataset_meta, config)
+    data = stream.open_run(dataset_meta, settings)
     check_same_data(data, dataset_meta, run_dir)
-    train = data.limited(train_limit, config.get("seed", 0))
+    train = data.limited(train_limit, settings["seed"])
     splits = {"train": train.arrays("train"), "test": data.arrays("test", limit=test_limit)}
     return ImageDataset(data.name, data.labels, splits, data.mean, data.std)
 
 
-def run_test_files(dataset_meta: dict, config: dict, test_limit: int | None) -> list[tuple[str, int]] | None:
+def run_test_files(dataset_meta: dict, settings: dict, test_limit: int | None) -> list[tuple[str, int]] | None:
     """The files of the run's test split as (path, class index), in the order of `run_dataset`'s test arrays (their
     first `test_limit`); None for record datasets (IDX, tfds), which have no files."""
     from kerascnn.data import stream
 
-    part = stream.open_run(dataset_meta, config).splits["test"]
+    part = stream.open_run(dataset_meta, settings).splits["test"]
     if not part.files:
         return None
     return [(path, int(label)) for path, label in zip(part.files[:test_limit], part.labels[:test_limit])]
@@ -234,8 +239,9 @@ def export_run(
 
     _check_arguments(quants, calibration, limit, prune_sparsity, finetune_images, input_color)
     _check_backend()
-    model_path, run_dir = locate_run(source)
-    dataset_meta, config = read_run_files(run_dir)
+    model_path, run = locate_run(source)
+    run_dir = run.folder
+    dataset_meta, config = read_run_files(run)
     model = load_keras_model(model_path)
     channels = int(model.inputs[0].shape[-1])
     metadata_writer.check_labels(dataset_meta["labels"], int(model.outputs[0].shape[-1]))
@@ -244,13 +250,14 @@ def export_run(
     )
     out = Path(out) if out else default_out(run_dir)
     folder = output.target(out)  # where a symbolic link --out points: that folder is replaced, the link kept
-    fingerprint = output.run_fingerprint(run_dir / rundir.CONFIG)
+    fingerprint = run.fingerprint()
     output.check_out(folder, model_path, fingerprint, overwrite)
-    dataset = run_dataset(dataset_meta, config, limit, max(calibration, finetune_images or 0, TRAIN_IMAGES), run_dir)
+    settings = dataclasses.asdict(config)  # what the data spec of a run from before dataset.json's "spec" reads
+    dataset = run_dataset(dataset_meta, settings, limit, max(calibration, finetune_images or 0, TRAIN_IMAGES), run_dir)
     test_pixels, y_test = (a[:limit] for a in dataset.splits["test"])
     x_test = dataset.normalize(test_pixels)
     train_images, train_labels = dataset.splits["train"]
-    rng = np.random.default_rng(config["seed"])
+    rng = np.random.default_rng(config.seed)
     picked = rng.choice(len(train_images), min(calibration, len(train_images)), replace=False)
     calibration_pixels = np.concatenate([train_images[np.sort(picked)], black_and_white(train_images.shape[1:])])
     calibration_images = dataset.normalize(calibration_pixels)
@@ -260,7 +267,7 @@ def export_run(
     mean, std = dataset_meta["normalization"]["mean"], dataset_meta["normalization"]["std"]
     # one mean/std for all channels (MediaPipe, q = pixel): per-channel statistics fold into the first layer
     shared = share_normalization(grey_to_rgb(model) if fold else model, mean, std)
-    trained = TrainedModel(model.name, int(model.count_params()), dataset_meta, dataset.name, config["seed"], channels)
+    trained = TrainedModel(model.name, int(model.count_params()), dataset_meta, dataset.name, config.seed, channels)
     keras_predicted = model.predict(x_test, batch_size=512, verbose=0).argmax(axis=1)
     report = {
         "model": model.name,
@@ -304,7 +311,7 @@ def export_run(
             row["latency_ms"] = latencies[row_name]
         if mediapipe:
             python, script = reports.edge_tools(edge_python, mediapipe_check)
-            files = run_test_files(dataset_meta, config, limit)
+            files = run_test_files(dataset_meta, settings, limit)
             reports.add_mediapipe(
                 report, staging, test_pixels, y_test, log=_log, python=python, script=script, test_files=files
             )

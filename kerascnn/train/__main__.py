@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from kerascnn import cli, rundir
+from kerascnn.rundir import Run
 from kerascnn.train.config import (
     KEEPS,
     LR_DECAYS,
@@ -31,6 +32,7 @@ from kerascnn.train.config import (
     PRESETS,
     RESUME_MAY_CHANGE,
     TrainConfig,
+    check_types,
     flag,
     read_config_file,
     resolve,
@@ -369,7 +371,7 @@ def interrupted(run_dir: Path | None) -> int:
     """Ctrl-C: one line on stderr saying what the run kept and how to continue it, instead of a traceback; returns
     `INTERRUPTED`."""
     try:
-        state = json.loads((run_dir / rundir.CHECKPOINT_DIR / rundir.STATE).read_text())
+        state = Run(run_dir).state()
         kept = f"its checkpoint of epoch {state['epoch'] + 1} is kept in {run_dir / rundir.CHECKPOINT_DIR}"
     except (TypeError, OSError, ValueError, KeyError):  # no run directory yet, or no epoch saved
         state = None
@@ -389,32 +391,18 @@ def resume_values(values: dict) -> dict:
     chief's): each process of a resumed multi-process run gives its own, by flag or environment.
 
     Raises:
-        ValueError: the run directory does not exist, holds no config.yaml, or is not a kerascnn run (a user's
-            own config.yaml: `rundir.is_run`; runs from before that marker are known by their checkpoint state).
+        RunDirError: the run directory holds no run to resume (`Run.check_resumable`).
+        ValueError: its config.yaml cannot be read or holds a value of the wrong type.
     """
-    run_dir = resolve(values).run_dir
-    config_file = run_dir / rundir.CONFIG
-    if not run_dir.is_dir():
-        raise ValueError(
-            f"--resume: {run_dir} does not exist. Give the --out of the run to continue, or drop "
-            "--resume to start a new run."
-        )
-    if not config_file.exists():
-        raise ValueError(
-            f"--resume: {run_dir} holds no run ({rundir.CONFIG} is missing). Give the --out of the run "
-            "to continue, or drop --resume to start a new run."
-        )
-    if not rundir.is_run(run_dir) and not (run_dir / rundir.CHECKPOINT_DIR / rundir.STATE).exists():
-        raise ValueError(
-            f"--resume: {run_dir} holds no kerascnn run (its {rundir.CONFIG} is not a run's, and there is no "
-            f"{rundir.CHECKPOINT_DIR}/{rundir.STATE}). Give the --out of the run to continue, or drop --resume."
-        )
-    saved = read_config_file(config_file)
+    run = Run(resolve(values).run_dir)
+    run.check_resumable()
+    saved = run.settings()
+    check_types(saved, f"Config file {run.path(rundir.CONFIG)}")
     # where to meet and which process this is belong to this launch, not to the run: process 1 resuming with
     # its id in KERAS_DISTRIBUTION_PROCESS_ID must not become the chief that config.yaml recorded
     for key in ("resume", *PER_LAUNCH):
         saved.pop(key, None)
-    return {**saved, "out": str(run_dir), **values}
+    return {**saved, "out": str(run.folder), **values}
 
 
 def main(argv=None) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -12,12 +11,8 @@ import keras
 import numpy as np
 
 from kerascnn import rundir
-from kerascnn.rundir import atomic_write
+from kerascnn.rundir import CheckpointError, Run, atomic_write, checkpoint_path  # noqa: F401  (named here as before)
 from kerascnn.train.ema import averaged_weights
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message names the file and what to do."""
 
 
 def atomic_save_model(model: keras.Model, path: Path) -> None:
@@ -33,25 +28,6 @@ def atomic_save_model(model: keras.Model, path: Path) -> None:
 def all_finite(model: keras.Model) -> bool:
     """True when every variable of `model` (weights, batch-norm statistics; optimizer state excluded) is finite."""
     return all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.weights if "float" in str(v.dtype))
-
-
-def checkpoint_path(run_dir: Path, name: object, state_file: Path) -> Path:
-    """`run_dir/checkpoint/name`, refusing any `name` that is not a plain file name inside that folder
-    (a state.json edited to `"../../other/checkpoint/epoch-0003.keras"` must not load or delete another run's files).
-
-    Raises:
-        CheckpointError: `name` is not a string naming a file directly inside the checkpoint folder.
-    """
-    directory = Path(run_dir) / rundir.CHECKPOINT_DIR
-    if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name or "\\" in name:
-        raise CheckpointError(
-            f"{state_file} names {name!r} as its checkpoint, which is not a file name inside "
-            f"{directory}. Restore the file or start a new run (a new --out)."
-        )
-    path = directory / name
-    if path.resolve().parent != directory.resolve():
-        raise CheckpointError(f"{state_file} names {name!r}, which resolves outside {directory}.")
-    return path
 
 
 class ResumableCheckpoint(keras.callbacks.Callback):
@@ -79,8 +55,9 @@ class ResumableCheckpoint(keras.callbacks.Callback):
     ):
         super().__init__()
         self.every, self.averaged, self.keep_last = every, averaged, keep_last
-        self.run_dir = Path(run_dir)
-        self.directory = self.run_dir / rundir.CHECKPOINT_DIR
+        self.run = Run(run_dir)
+        self.run_dir = self.run.folder
+        self.directory = self.run.path(rundir.CHECKPOINT_DIR)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.network = network
         self.nan_guard = nan_guard
@@ -89,31 +66,8 @@ class ResumableCheckpoint(keras.callbacks.Callback):
 
     @staticmethod
     def load_state(run_dir: Path) -> dict | None:
-        """The run's state.json, checked; None when the run has none.
-
-        Raises:
-            CheckpointError: state.json is not a JSON object naming an existing checkpoint inside the run.
-        """
-        path = Path(run_dir) / rundir.CHECKPOINT_DIR / rundir.STATE
-        if not path.exists():
-            return None
-        try:
-            state = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise CheckpointError(
-                f"{path} is not readable JSON ({error}): the run cannot be resumed. Start a new run (a new --out)."
-            ) from error
-        if not isinstance(state, dict) or not isinstance(state.get("epoch"), int) or "file" not in state:
-            raise CheckpointError(
-                f'{path} must be a JSON object with "epoch" (an int) and "file" (the '
-                "checkpoint's name): the run cannot be resumed. Start a new run (a new --out)."
-            )
-        file = checkpoint_path(run_dir, state["file"], path)
-        if not file.exists():
-            raise CheckpointError(f"{path} names {state['file']}, which is missing: the checkpoint is incomplete.")
-        state.setdefault("history", [])
-        state.setdefault("best_val_accuracy", None)
-        return state
+        """The run's state.json, checked (`Run.state`); None when the run has none."""
+        return Run(run_dir).state()
 
     def on_epoch_end(self, epoch, logs=None):
         if self.nan_guard.triggered:
@@ -142,7 +96,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         name = f"epoch-{epoch:04d}.keras"
         atomic_save_model(self.model, self.directory / name)
         self.state.update(epoch=epoch, file=name)
-        atomic_write(self.directory / rundir.STATE, json.dumps(self.state, indent=1))
+        self.run.write_state(self.state)
         for stale in self.directory.glob("epoch-*.keras"):  # also one left by a kill before this point last time
             if stale.name != name:
                 stale.unlink(missing_ok=True)

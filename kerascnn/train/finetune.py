@@ -7,7 +7,7 @@ statistics and scale/shift stay the backbone's), as the guide advises for small 
 images give batch statistics too noisy to replace ImageNet's. In kerascnn a frozen `ConvBNAct` computes
 its folded form, X * (V * scale) + shift, so BN costs nothing in either phase.
 
-Where the weights come from (`WeightSource`): a kerascnn run directory (its `best.keras`, with the run's
+Where the weights come from (`WeightSource`): a kerascnn run directory (its model, `Run.model_file`, with the run's
 normalization from `dataset.json`), a kerascnn `.keras` model (the `dataset.json` beside it, if any), or
 `--weights imagenet|PATH` for `mobilenetv2` (Keras's MobileNetV2 weights; ImageNet's preprocessing,
 x / 127.5 - 1 = (x - 127.5) / 127.5, as (x - 128) / 127.5: half a pixel level off, so integer inputs take whole
@@ -17,10 +17,13 @@ pixels).
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
-from kerascnn import rundir  # Keras is imported by the functions that need it: the CLI checks flags without it
+# Keras is imported by the functions that need it: the CLI checks flags without it
+from kerascnn import rundir
+from kerascnn.rundir import Run
+from kerascnn.saving import load_model
+from kerascnn.train.config import resolve
 
 # keras.applications.mobilenet_v2.preprocess_input is x / 127.5 - 1 == (x - 127.5) / 127.5; the mean is 128 here,
 # half a pixel level away, so that an integer input maps every pixel to a whole step (int8: q = pixel - 128), which
@@ -54,14 +57,11 @@ class WeightSource:
     labels: list[str] | None = None
 
 
-def _dataset_json(folder: Path) -> dict | None:
-    path = folder / rundir.DATASET
-    if not path.exists():
-        return None
+def _dataset_json(run: Run) -> dict | None:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise FineTuneError(f"--init-from: {path} cannot be read ({error}). Fix or remove it.") from error
+        return run.dataset()
+    except ValueError as error:
+        raise FineTuneError(f"--init-from: {error}") from error
 
 
 def weight_source(init_from: str | None, weights: str | None, model: str) -> WeightSource | None:
@@ -88,10 +88,8 @@ def weight_source(init_from: str | None, weights: str | None, model: str) -> Wei
         return None
     path = Path(init_from)
     if path.is_dir():
-        network_path = path / rundir.BEST_MODEL
-        if not network_path.exists():
-            network_path = path / rundir.LAST_MODEL
-        if not network_path.exists():
+        network_path = Run(path).model_file()
+        if network_path is None:
             raise FineTuneError(
                 f"--init-from {path}: no {rundir.BEST_MODEL} or {rundir.LAST_MODEL} in it (not a finished "
                 "kerascnn run). Give a run directory or a .keras model."
@@ -100,18 +98,15 @@ def weight_source(init_from: str | None, weights: str | None, model: str) -> Wei
         network_path = path
     else:
         raise FineTuneError(f"--init-from {path}: not a run directory or a .keras file. Give one of those.")
-    meta = _dataset_json(network_path.parent)
-    saved = {}
-    if (network_path.parent / rundir.CONFIG).exists():
-        import yaml
-
-        saved = yaml.safe_load((network_path.parent / rundir.CONFIG).read_text()) or {}
+    run = Run(network_path.parent, resolve)
+    meta = _dataset_json(run)
+    saved = run.config() if run.is_run() else None  # a .keras file beside a run's files: that run's architecture
     normalization = meta.get("normalization") if meta else None
     return WeightSource(
         f"kerascnn model: {network_path}",
         network_path=network_path,
-        model=saved.get("model"),
-        model_options=saved.get("model_options"),
+        model=saved.model if saved else None,
+        model_options=saved.model_options if saved else None,
         normalization={"mean": normalization["mean"], "std": normalization["std"]} if normalization else None,
         labels=meta.get("labels") if meta else None,
     )
@@ -196,7 +191,7 @@ def resumed_source(run_dir: Path) -> WeightSource:
     """The `WeightSource` of a fine-tuned run that --resume continues: its weights come from its own checkpoint, its
     normalization and the source's description from its own dataset.json, so the --init-from run or --weights file
     it started from may have moved or been deleted since."""
-    meta = _dataset_json(Path(run_dir)) or {}
+    meta = _dataset_json(Run(run_dir)) or {}
     recorded = meta.get("normalization") or {}
     if "from" not in recorded:  # the run normalized with its data's own statistics, recomputed the same way
         return WeightSource(f"the checkpoint of {run_dir}")
@@ -223,7 +218,6 @@ def build_network(config, source: WeightSource, input_shape, labels: list[str]):
         FineTuneError: the source model cannot be read or does not fit `config.model`.
         ValueError: the builder refuses the options or the weights (kerascnn.models.OptionError).
     """
-    import keras
 
     from kerascnn import models
 
@@ -232,7 +226,7 @@ def build_network(config, source: WeightSource, input_shape, labels: list[str]):
         return models.create(config.model, input_shape, len(labels), **options, weights=config.weights)
     network = models.create(config.model, input_shape, len(labels), **options)
     try:
-        other = keras.saving.load_model(source.network_path, compile=False)
+        other = load_model(source.network_path, compile=False)
     except Exception as error:  # zipfile, h5py and Keras raise many kinds for a file that is not a model
         raise FineTuneError(
             f"--init-from: {source.network_path} is not a readable .keras model ({type(error).__name__}: "

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import logging
 import math
 import os
@@ -22,6 +21,8 @@ import numpy as np
 from kerascnn import models, rundir
 from kerascnn.data import RandomCropFlip, RandomErasing, stream
 from kerascnn.data.spec import DataSpec
+from kerascnn.rundir import Run
+from kerascnn.saving import load_model
 from kerascnn.train import distribute, finetune, schedules, small_data
 from kerascnn.train.batches import (
     DeviceEpochBatches,
@@ -39,9 +40,8 @@ from kerascnn.train.checkpoint import (
     NaNGuard,
     ResumableCheckpoint,
     atomic_save_model,
-    atomic_write,
 )
-from kerascnn.train.config import DATA_FOLDERS, RESUME_MAY_CHANGE, TrainConfig, absolute_folder, flag, to_yaml
+from kerascnn.train.config import RESUME_MAY_CHANGE, TrainConfig, flag, resolve, to_yaml
 from kerascnn.train.ema import BATCH_NORM_IMAGES, AveragedValidation, averaged_weights, update_batch_norms
 
 # horizontal flips change what digits and letters mean
@@ -58,10 +58,6 @@ PER_PROCESS = {"coordinator", "process_id", "startup_timeout", "out", "overwrite
 
 class TrainingError(RuntimeError):
     """A run that cannot go on; the message says why and what to do."""
-
-
-class RunDirError(TrainingError):
-    """--out cannot hold this run (not a writable folder, already a run, or not the run to resume)."""
 
 
 # --jit-compile as Model.compile's jit_compile. "auto" is Keras's own rule: XLA where the model supports it, except on
@@ -208,107 +204,15 @@ def _one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return np.eye(num_classes, dtype=np.float32)[labels]
 
 
-def _check_resume(run_dir: Path, config: TrainConfig) -> None:
-    import yaml
-
-    saved = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
-    # a run from before the folders were stored absolute: resumed from where it was started, they are the same
-    saved.update({name: absolute_folder(saved.get(name)) for name in DATA_FOLDERS})
-    current = yaml.safe_load(to_yaml(config))
-    changed = sorted(k for k in current if k not in RESUME_MAY_CHANGE and saved.get(k) != current[k])
-    if changed:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
-        raise RunDirError(
-            f"--resume must use the run's own settings; these differ from {run_dir / rundir.CONFIG}: "
-            f"{details}. Resume with the original command, or use a new --out."
-        )
-
-
-def _check_writable(run_dir: Path) -> None:
-    existing = next(p for p in (run_dir, *run_dir.parents) if p.exists() or p == Path(p.anchor) or p == Path("."))
-    if not existing.is_dir():
-        raise RunDirError(f"--out {run_dir}: {existing} is a file, not a folder. Choose another --out.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise RunDirError(f"--out {run_dir}: {existing} is not writable. Choose another --out.")
-
-
-def _check_new_run_dir(run_dir: Path) -> None:
-    """A new run (no --resume, no --overwrite) goes only into a folder that is missing or empty."""
-    if not run_dir.is_dir() or all(p.name == rundir.LOCK for p in run_dir.iterdir()):
-        return
-    if rundir.is_run(run_dir):
-        raise RunDirError(
-            f"--out {run_dir} already holds a kerascnn run. Continue it with --resume, replace it with "
-            "--overwrite (its models, checkpoints and logs are deleted), or choose a new --out."
-        )
-    raise RunDirError(
-        f"--out {run_dir} is not empty and not a kerascnn run: it holds {rundir.describe_entries(run_dir)}. "
-        f"Choose a new or empty --out, or add --overwrite to write the run there (replacing only "
-        f"{', '.join(rundir.RUN_ENTRIES)})."
-    )
-
-
-def _check_overwrite(run_dir: Path) -> None:
-    """--overwrite replaces a kerascnn run; in any other folder it must not delete or replace the user's own files."""
-    if rundir.is_run(run_dir) or not run_dir.is_dir():
-        return
-    taken = rundir.run_entries_in(run_dir)
-    if taken:
-        raise RunDirError(
-            f"--overwrite: {run_dir} is not a kerascnn run, and a run would replace its {', '.join(taken)}. "
-            "Move them out of it, or choose a new --out."
-        )
-
-
 def check_run_dir(config: TrainConfig, cluster: distribute.Cluster = SINGLE_PROCESS) -> tuple[Path, dict | None]:
-    """(the run directory, its checkpoint state when resuming), checked before anything is written.
-
-    A new run goes into a missing or empty folder; with `config.overwrite` into an earlier run, where it replaces
-    only the files a run writes (`rundir.RUN_ENTRIES`, deleted in `write_run_files`), or into a folder that holds none
-    of those (a user's folder keeps all its files). Processes other than the
-    chief do not check a new run's folder: they never write it, and on shared storage the chief may already be
-    filling it.
+    """(the run directory, its checkpoint state when resuming), checked before anything is written: `Run.check_start`
+    (new, resumed and overwritten runs; only the chief checks a new run's folder).
 
     Raises:
-        RunDirError: --out is not a writable folder; --resume of a directory that does not exist or with
-            other settings; --resume with --overwrite; a new run into a folder that is not empty (a kerascnn
-            run or anything else) without --overwrite; --overwrite into a folder that is not a run but holds files
-            a run would replace.
-        CheckpointError: --resume of a run whose state.json is damaged.
+        RunDirError, CheckpointError: see `Run.check_start`.
     """
-    run_dir = config.run_dir
-    _check_writable(run_dir)
-    if config.resume and config.overwrite:
-        raise RunDirError(
-            "--resume continues the run in --out and --overwrite replaces it: give one of them, not both."
-        )
-    if not config.resume:
-        if cluster.is_chief and config.overwrite:
-            _check_overwrite(run_dir)
-        elif cluster.is_chief:
-            _check_new_run_dir(run_dir)
-        return run_dir, None
-    if not run_dir.is_dir():
-        raise RunDirError(
-            f"--resume: {run_dir} does not exist. Give the --out of the run to continue, or drop "
-            "--resume to start a new run."
-        )
-    state = ResumableCheckpoint.load_state(run_dir)
-    if state is not None:
-        _check_resume(run_dir, config)
-        _check_resume_epochs(run_dir, config, state)
-    return run_dir, state
-
-
-def _check_resume_epochs(run_dir: Path, config: TrainConfig, state: dict) -> None:
-    """A resumed run trains on to `--epochs`; fewer than it has done would leave config.yaml contradicting
-    metrics.json."""
-    done = state["epoch"] + 1
-    if config.epochs < done:
-        raise RunDirError(
-            f"--resume --epochs {config.epochs}: {run_dir} has trained {done} epochs already. Give --epochs {done} "
-            "or more to train it on, or train a new run (a new --out) for fewer epochs."
-        )
+    run = Run(config.run_dir, resolve)
+    return run.folder, run.check_start(config, RESUME_MAY_CHANGE, chief=cluster.is_chief)
 
 
 def _use_normalization(dataset, normalization: dict | None):
@@ -379,14 +283,9 @@ def load_data(
 
 
 def write_run_files(run_dir: Path, config: TrainConfig, data: Data, normalization_from: str | None = None) -> None:
-    """Creates the run directory with config.yaml (marked as a run's: `rundir.RUN_MARKER`), dataset.json and
-    labels.txt. With `config.overwrite`, an earlier run's files (`rundir.RUN_ENTRIES`) are deleted first.
-    `normalization_from` names the backbone whose normalization a fine-tuned run uses (dataset.json's
-    normalization "from")."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if config.overwrite:
-        rundir.clear_run(run_dir)
-    atomic_write(run_dir / rundir.CONFIG, f"{rundir.RUN_MARKER}\n{to_yaml(config)}")
+    """Creates the run directory (`Run.create`): config.yaml, dataset.json and labels.txt. With `config.overwrite`, an
+    earlier run's files are deleted first. `normalization_from` names the backbone whose normalization a fine-tuned
+    run uses (dataset.json's normalization "from")."""
     # "spec", "skipped" and the file counts let export open the same splits with these statistics again
     # (kerascnn.data.stream.open_run), without re-checking the data or recomputing the statistics
     meta = data.dataset.metadata()
@@ -399,8 +298,7 @@ def write_run_files(run_dir: Path, config: TrainConfig, data: Data, normalizatio
         "skipped": data.dataset.skipped,
         **data.dataset.facts,
     }
-    atomic_write(run_dir / rundir.DATASET, json.dumps(recorded, indent=1))
-    atomic_write(run_dir / rundir.LABELS, "\n".join(data.dataset.labels) + "\n")
+    Run(run_dir).create(to_yaml(config), recorded, data.dataset.labels, overwrite=config.overwrite)
 
 
 def build_model(
@@ -451,7 +349,7 @@ def resume_model(config: TrainConfig, data: Data, run_dir: Path, state: dict, st
     `phase` is the fine-tuning phase the checkpoint's epoch ran in (its optimizer holds that phase's variables)."""
     train_model, network = build_model(config, data, steps_per_epoch, phase=phase)
     train_model.optimizer.build(train_model.trainable_variables)
-    path = run_dir / rundir.CHECKPOINT_DIR / state["file"]
+    path = Run(run_dir).checkpoint_file(state)
     try:
         train_model.load_weights(path)
     except Exception as error:  # zipfile, h5py and Keras raise many kinds for a damaged file
@@ -594,7 +492,8 @@ def evaluate(
     network only (best.keras is on the chief's disk). `keep_why`: why the last epoch was kept without --keep
     (`small_data.keep_rule`), recorded in the metrics.
     """
-    final_state = ResumableCheckpoint.load_state(run_dir) if cluster.is_chief else None
+    run = Run(run_dir)
+    final_state = run.state() if cluster.is_chief else None
     metrics = {
         "model": config.model,
         "parameters": int(network.count_params()),
@@ -617,10 +516,10 @@ def evaluate(
     }
     if data.count("test"):
         with scope():
-            best_path = run_dir / rundir.BEST_MODEL
+            best_path = run.path(rundir.BEST_MODEL)  # the epoch --keep chose (`Run.model_file`), else the last one
             candidates = [("last", network)]
             if not cluster.multi_process:
-                candidates.insert(0, ("best", keras.saving.load_model(best_path) if best_path.exists() else network))
+                candidates.insert(0, ("best", load_model(best_path) if best_path.exists() else network))
             for name, model in candidates:
                 model.compile(
                     loss=keras.losses.CategoricalCrossentropy(),
@@ -643,7 +542,7 @@ def evaluate(
     if config.tta_flip and cluster.multi_process:
         print("--tta-flip: not evaluated across several processes (each holds a shard of the test split).")
     if cluster.is_chief:
-        atomic_write(run_dir / rundir.METRICS, json.dumps(metrics, indent=1))
+        run.write_metrics(metrics)
     return metrics
 
 
@@ -735,8 +634,9 @@ def run_lock(config: TrainConfig):
     cluster = distribute.cluster_from(config.coordinator, config.num_processes, config.process_id)
     if not cluster.is_chief or (config.resume and not config.run_dir.is_dir()):
         return contextlib.nullcontext()
-    _check_writable(config.run_dir)
-    return rundir.locked(config.run_dir)
+    run = Run(config.run_dir)
+    run.check_writable()
+    return run.lock()
 
 
 def _train(config: TrainConfig) -> dict:
@@ -849,7 +749,7 @@ def _train(config: TrainConfig) -> dict:
         seconds = time.perf_counter() - started
 
         if nan_guard.triggered:
-            raise TrainingError(nan_message(nan_guard, ResumableCheckpoint.load_state(run_dir), run_dir))
+            raise TrainingError(nan_message(nan_guard, Run(run_dir).state(), run_dir))
         if bn_images is not None:  # fit left the averages (--ema) or the moving statistics: give them their own
             update_batch_norms(train_model, bn_images, config.batch_size)
         atomic_save_model(network, write_dir / rundir.LAST_MODEL)  # every process: saving is collective

@@ -287,7 +287,7 @@ def test_atomic_save_model_never_leaves_a_half_written_file(tmp_path):
 
 
 def test_previous_checkpoint_is_kept_until_state_names_the_new_one(tmp_path, monkeypatch):
-    from kerascnn.train import checkpoint as module
+    from kerascnn import rundir as module  # Run.write_state writes state.json
 
     _, _, checkpoint = _tiny_checkpoint(tmp_path)
     checkpoint.on_epoch_end(0, {"loss": 1.0})
