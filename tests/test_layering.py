@@ -5,7 +5,8 @@ ai-edge-litert (and its flatbuffers), MediaPipe and tflite-micro, and finds its 
 sys.path edits); kerascnn may import it (it writes the manifest with its Manifest), being above it.
 
 A module's unit is its subpackage (kerascnn/train/*.py is "train") or, for a module directly in kerascnn/, its name.
-A unit may import itself and units of a lower rank only; rundir and cli (file names, exit codes) are below all.
+A unit may import itself and units of a lower rank only; rundir, cli and settings
+(file names, exit codes, the settings' declarations) are below all.
 """
 
 import ast
@@ -18,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RANKS = {
     "rundir": 0,  # run-directory file names, atomic writes
     "cli": 0,  # the command lines' exit codes
+    "settings": 0,  # the settings' declarations (flags, help, roles) and their errors
     "layers": 1,
     "models": 2,
     "data": 3,
