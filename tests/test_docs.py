@@ -24,6 +24,7 @@ DOCTESTS = [
     "kerascnn.train.small_data.keep_rule",
     "kerascnn.settings.setting",
     "kerascnn.settings.SettingError",
+    "kerascnn.export.config.ExportConfig",
 ]
 NOT_DOCTESTS = {
     "kerascnn.cli.user_error": "a code fragment (`return` outside a function), not a session",
