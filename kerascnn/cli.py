@@ -20,9 +20,12 @@ USER_ERRORS = (ValueError, OSError, RuntimeError, ImportError)
 
 
 def one_line(error: BaseException) -> str:
-    """The error's message on one line; an OSError from the system also names its file."""
+    """The error's message on one line; an OSError from the system also names its file, and a setting's error
+    (`kerascnn.settings.SettingError`) names each setting by its flag, where the library names its argument."""
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
         text = f"{error.filename}: {error.strerror}"
+    elif hasattr(error, "in_flags"):
+        text = error.in_flags()
     else:
         text = str(error) or type(error).__name__
     return " ".join(text.split())

@@ -3,8 +3,12 @@
 import contextlib
 import fcntl
 import pickle
+import re
 
 import numpy as np
+import pytest
+
+from kerascnn import cli
 
 
 def random_images(shape, seed=0):
@@ -198,3 +202,13 @@ def write_image_folder(root, images, labels, names=COLOUR_CLASSES):
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(folder / f"{index}.png")
     return Path(root)
+
+
+@contextlib.contextmanager
+def raises_on_command_line(match: str):
+    """`pytest.raises(ValueError, match=match)` on the message as the command lines print it (`kerascnn.cli.one_line`):
+    the library names a setting by its argument (`freeze_epochs=2`), the command line by its flag (`--freeze-epochs
+    2`)."""
+    with pytest.raises(ValueError) as caught:
+        yield caught
+    assert re.search(match, cli.one_line(caught.value)), cli.one_line(caught.value)

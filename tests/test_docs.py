@@ -22,6 +22,9 @@ DOCTESTS = [
     "kerascnn.models.input_size.smallest_input_size",
     "kerascnn.train.small_data.unconverged",
     "kerascnn.train.small_data.keep_rule",
+    "kerascnn.settings.setting",
+    "kerascnn.settings.SettingError",
+    "kerascnn.export.config.ExportConfig",
 ]
 NOT_DOCTESTS = {
     "kerascnn.cli.user_error": "a code fragment (`return` outside a function), not a session",

@@ -5,7 +5,8 @@ ai-edge-litert (and its flatbuffers), MediaPipe and tflite-micro, and finds its 
 sys.path edits); kerascnn may import it (it writes the manifest with its Manifest), being above it.
 
 A module's unit is its subpackage (kerascnn/train/*.py is "train") or, for a module directly in kerascnn/, its name.
-A unit may import itself and units of a lower rank only; rundir and cli (the run directory, exit codes) are below all.
+A unit may import itself and units of a lower rank only; rundir, cli and settings
+(the run directory, exit codes, the settings' declarations) are below all.
 Inside a unit, no two modules import each other, directly or around a circle (`import_circles`).
 """
 
@@ -19,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RANKS = {
     "rundir": 0,  # the run directory: its file names, `Run` (which opens and writes it), atomic writes, the lock
     "cli": 0,  # the command lines' exit codes
+    "settings": 0,  # the settings' declarations (flags, help, roles) and their errors
     "layers": 1,
     "lr_schedule": 1,  # WarmupLinearDecay, which training checkpoints hold
     "models": 2,

@@ -1,17 +1,7 @@
-"""The two command-line parsers, as sphinx-argparse's `:func:` wants them: functions that return the parser.
-
-`kerascnn.train` builds its parser in `parser()`. `kerascnn.export` builds its parser inside `main()`, so the parser
-is caught at the moment `main` parses its arguments, before any work is done: the page shows the parser the command
-really uses, with nothing copied.
-"""
+"""The two command-line parsers, as sphinx-argparse's `:func:` wants them: functions that return the parser the
+command really uses (each generated from its settings' declarations: kerascnn.settings), with nothing copied."""
 
 import argparse
-
-
-class _Caught(Exception):
-    def __init__(self, parser):
-        super().__init__("parser caught")
-        self.parser = parser
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -21,17 +11,6 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def export_parser() -> argparse.ArgumentParser:
-    from kerascnn.export.__main__ import main
+    from kerascnn.export.__main__ import parser
 
-    def catch(self, args=None, namespace=None):
-        raise _Caught(self)
-
-    original = argparse.ArgumentParser.parse_args
-    argparse.ArgumentParser.parse_args = catch
-    try:
-        main(["--help"])
-    except _Caught as caught:
-        return caught.parser
-    finally:
-        argparse.ArgumentParser.parse_args = original
-    raise RuntimeError("kerascnn.export.__main__.main() returned without parsing its arguments")
+    return parser()

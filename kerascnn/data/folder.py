@@ -38,6 +38,7 @@ from kerascnn.data.pipeline import (
     choose_path,
     split_indices,
 )
+from kerascnn.data.spec import check_fractions
 
 GREYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N"}
 COLOR_MODES = {"grayscale": 1, "rgb": 3}
@@ -310,9 +311,7 @@ def open_image_folder(
         >>> data = open_image_folder("photos", image_size=(96, 96))
         >>> model.fit(data.batches("train", 64, shuffle=True), validation_data=data.batches("validation", 64))
     """
-    for name, value in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 <= value <= 0.5:
-            raise ValueError(f"`{name}` must be in [0, 0.5]. Received: {name}={value!r}")
+    check_fractions(validation_fraction, test_fraction)
     if color_mode is not None and color_mode not in COLOR_MODES:
         raise ValueError(f"`color_mode` must be 'grayscale' or 'rgb'. Received: color_mode={color_mode!r}")
     paths, labels, classes = list_image_folder(root)

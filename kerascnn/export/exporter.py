@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from kerascnn.export import manifest as manifests
 from kerascnn.export import output
 from kerascnn.export import report as reports
 from kerascnn.export import tflm as microcontrollers
+from kerascnn.export.config import ExportConfig
 from kerascnn.export.converter import convert
 from kerascnn.export.presets import PRESETS
 from kerascnn.export.writer import (
@@ -155,48 +157,16 @@ def _epochs(count: int) -> str:
     return f"{count} epoch{'s' if count != 1 else ''}"
 
 
-def _check_arguments(quants, calibration, limit, prune_sparsity, finetune_images, input_color) -> None:
-    unknown = [q for q in quants if q not in PRESETS]
-    if unknown:
-        raise ValueError(f"Unknown quantization {', '.join(unknown)}. Valid: {', '.join(PRESETS)}, all.")
-    if not 0.0 <= prune_sparsity < 1.0:
-        raise ValueError(f"prune_sparsity must be in [0, 1), e.g. 0.5. Received: prune_sparsity={prune_sparsity}.")
-    if limit is not None and limit < 1:
-        raise ValueError(f"--limit must be at least 1 test image (or left out for all). Received: {limit}.")
-    if calibration < 1:
-        raise ValueError(f"--calibration must be at least 1 image (500 is a good default). Received: {calibration}.")
-    if finetune_images is not None and finetune_images < 1:
-        raise ValueError(f"--finetune-images must be at least 1 (or left out for all). Received: {finetune_images}.")
-    if input_color not in ("rgb", "native"):
-        raise ValueError(f"input_color must be 'rgb' or 'native'. Received: {input_color!r}.")
-
-
 def default_out(run_dir: Path) -> Path:
     """Where an export goes without --out: the run's own folder, RUN/export."""
     return Path(run_dir) / rundir.EXPORT_DIR
 
 
-def export_run(
-    source,
-    quants=("float32", "int8"),
-    calibration: int = 500,
-    out: str | os.PathLike | None = None,
-    limit: int | None = None,
-    latency_rounds: int = 7,
-    qat_epochs: int = 0,
-    prune_sparsity: float = 0.0,
-    prune_epochs: int = 2,
-    finetune_images: int | None = None,
-    input_color: str = "rgb",
-    mediapipe: bool = True,
-    tflm_images: int = microcontrollers.TFLM_IMAGES,
-    mcu_ram: int | None = None,
-    overwrite: bool = False,
-    edge_python: str | os.PathLike | None = None,
-    mediapipe_check: str | os.PathLike | None = None,
-) -> dict:
-    """Exports `source` under each preset in `quants` into `out` (default RUN/export) and returns the report (also
-    written as report.json and report.md).
+def export_run(source, export: ExportConfig | Sequence[str] | None = None, /, **settings) -> dict:
+    """Exports `source` under each preset in `export.quants` into `export.out` (default RUN/export) and returns the
+    report (also written as report.json and report.md). `export` is an ExportConfig (kerascnn.export.config, which
+    documents each setting); or, as before it existed, the list of presets, the other settings given as keywords:
+    `export_run(run, ["int8"], calibration=100)` is `export_run(run, ExportConfig(quants=("int8",), calibration=100))`.
 
     Every .tflite carries TFLite metadata (kerascnn.export.metadata: labels, normalization, input colour), so
     MediaPipe Tasks and the TFLite Task Library run it with no extra code. With `input_color="rgb"` a model trained
@@ -237,7 +207,9 @@ def export_run(
     from kerascnn.export.normalization import share_normalization
     from kerascnn.export.rgb import grey_to_rgb
 
-    _check_arguments(quants, calibration, limit, prune_sparsity, finetune_images, input_color)
+    if not isinstance(export, ExportConfig):
+        export = ExportConfig(**({} if export is None else {"quants": tuple(export)}), **settings)
+    export.check()
     _check_backend()
     model_path, run = locate_run(source)
     run_dir = run.folder
@@ -248,22 +220,25 @@ def export_run(
     metadata_writer.input_normalization(
         dataset_meta["normalization"]["mean"], dataset_meta["normalization"]["std"], channels, "float32"
     )
-    out = Path(out) if out else default_out(run_dir)
+    out = Path(export.out) if export.out else default_out(run_dir)
     folder = output.target(out)  # where a symbolic link --out points: that folder is replaced, the link kept
     fingerprint = run.fingerprint()
-    output.check_out(folder, model_path, fingerprint, overwrite)
-    settings = dataclasses.asdict(config)  # what the data spec of a run from before dataset.json's "spec" reads
-    dataset = run_dataset(dataset_meta, settings, limit, max(calibration, finetune_images or 0, TRAIN_IMAGES), run_dir)
-    test_pixels, y_test = (a[:limit] for a in dataset.splits["test"])
+    output.check_out(folder, model_path, fingerprint, export.overwrite)
+    run_settings = dataclasses.asdict(config)  # what the data spec of a run from before dataset.json's "spec" reads
+    images_needed = max(export.calibration, export.finetune_images or 0, TRAIN_IMAGES)
+    dataset = run_dataset(dataset_meta, run_settings, export.limit, images_needed, run_dir)
+    test_pixels, y_test = (a[: export.limit] for a in dataset.splits["test"])
     x_test = dataset.normalize(test_pixels)
     train_images, train_labels = dataset.splits["train"]
     rng = np.random.default_rng(config.seed)
-    picked = rng.choice(len(train_images), min(calibration, len(train_images)), replace=False)
+    picked = rng.choice(len(train_images), min(export.calibration, len(train_images)), replace=False)
     calibration_pixels = np.concatenate([train_images[np.sort(picked)], black_and_white(train_images.shape[1:])])
     calibration_images = dataset.normalize(calibration_pixels)
-    tuning = np.sort(rng.permutation(len(train_images))[:finetune_images])  # all classes, even for sorted folders
+    tuning = np.sort(
+        rng.permutation(len(train_images))[: export.finetune_images]
+    )  # all classes, even for sorted folders
 
-    fold = input_color == "rgb" and channels == 1
+    fold = export.input_color == "rgb" and channels == 1
     mean, std = dataset_meta["normalization"]["mean"], dataset_meta["normalization"]["std"]
     # one mean/std for all channels (MediaPipe, q = pixel): per-channel statistics fold into the first layer
     shared = share_normalization(grey_to_rgb(model) if fold else model, mean, std)
@@ -293,7 +268,7 @@ def export_run(
             kerascnn_version(),
             _log,
         )
-        for quant in quants:
+        for quant in export.quants:
             preset = PRESETS[quant]
             _log(f"{quant}: converting ({preset.description})")
             images = model_space(calibration_pixels, fold, shared.mean, shared.std) if preset.calibrated else None
@@ -301,25 +276,33 @@ def export_run(
                 Variant(quant, f"{model.name}_{quant}", quant, preset.calibrated, fold),
                 convert(shared.model, preset, images),
             )
-        if qat_epochs or prune_sparsity:
+        if export.qat_epochs or export.prune_sparsity:
             tuning_set = (dataset.normalize(train_images[tuning]), train_labels[tuning], x_test[:64])
-            _optimized_rows(writer, model, tuning_set, calibration_images, qat_epochs, prune_sparsity, prune_epochs)
+            _optimized_rows(
+                writer,
+                model,
+                tuning_set,
+                calibration_images,
+                export.qat_epochs,
+                export.prune_sparsity,
+                export.prune_epochs,
+            )
         report["variants"] = writer.rows
-        _log(f"timing {len(writer.models)} variants at batch 1 ({latency_rounds} interleaved rounds)")
-        latencies = reports.median_latency_ms(writer.models, writer.first_inputs, rounds=latency_rounds)
+        _log(f"timing {len(writer.models)} variants at batch 1 ({export.latency_rounds} interleaved rounds)")
+        latencies = reports.median_latency_ms(writer.models, writer.first_inputs, rounds=export.latency_rounds)
         for row_name, row in report["variants"].items():
             row["latency_ms"] = latencies[row_name]
-        if mediapipe:
-            python, script = reports.edge_tools(edge_python, mediapipe_check)
-            files = run_test_files(dataset_meta, settings, limit)
+        if export.mediapipe:
+            python, script = reports.edge_tools(export.edge_python, export.mediapipe_check)
+            files = run_test_files(dataset_meta, run_settings, export.limit)
             reports.add_mediapipe(
                 report, staging, test_pixels, y_test, log=_log, python=python, script=script, test_files=files
             )
-        if tflm_images:
-            python, _ = reports.edge_tools(edge_python)
-            test_images = dataset.splits["test"][0][: min(len(y_test), tflm_images)]
+        if export.tflm_images:
+            python, _ = reports.edge_tools(export.edge_python)
+            test_images = dataset.splits["test"][0][: min(len(y_test), export.tflm_images)]
             checked = microcontrollers.add_to_report(
-                report, staging, test_images, y_test[: len(test_images)], mcu_ram, log=_log, python=python
+                report, staging, test_images, y_test[: len(test_images)], export.mcu_ram, log=_log, python=python
             )
             for row_name, entry in checked.items():
                 path = staging / Path(report["variants"][row_name]["file"]).with_suffix(output.MANIFEST_SUFFIX)
@@ -327,7 +310,7 @@ def export_run(
                 atomic_write(path, manifests.to_json(manifest))
         atomic_write(staging / output.REPORT_JSON, reports.to_json(report))
         atomic_write(staging / output.REPORT_MD, reports.markdown(report))
-        output.commit(staging, folder, overwrite)
+        output.commit(staging, folder, export.overwrite)
     finally:
         output.discard(staging)
     _log(f"wrote {len(writer.models)} variants and the report to {out}")

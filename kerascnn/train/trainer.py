@@ -41,7 +41,14 @@ from kerascnn.train.checkpoint import (
     ResumableCheckpoint,
     atomic_save_model,
 )
-from kerascnn.train.config import RESUME_MAY_CHANGE, TrainConfig, flag, resolve, to_yaml
+from kerascnn.train.config import (
+    PER_PROCESS_SETTINGS,
+    RESUME_MAY_CHANGE,
+    TrainConfig,
+    flag,
+    resolve,
+    to_yaml,
+)
 from kerascnn.train.ema import BATCH_NORM_IMAGES, AveragedValidation, averaged_weights, update_batch_norms
 
 # horizontal flips change what digits and letters mean
@@ -51,9 +58,9 @@ CACHE_BYTES = {"auto": stream.DEFAULT_CACHE_BYTES, "memory": 1 << 62, "stream": 
 # streamed runs show the TensorBoard image summaries on this many validation images
 SUMMARY_IMAGES = 1000
 SINGLE_PROCESS = distribute.Cluster()
-# what may differ between the processes of one run: where each meets the others, which one it is, how long it
-# waits for them, and what only the chief reads (--out and --overwrite: the others write a scratch folder)
-PER_PROCESS = {"coordinator", "process_id", "startup_timeout", "out", "overwrite"}
+# what may differ between the processes of one run (the settings of role PER_PROCESS): where each meets the others,
+# which one it is, how long it waits for them, and what only the chief reads (out, overwrite: the others write scratch)
+PER_PROCESS = PER_PROCESS_SETTINGS
 
 
 class TrainingError(RuntimeError):

@@ -14,6 +14,7 @@ from PIL import Image
 from kerascnn.data import folder, stream
 from kerascnn.data.pipeline import DecodeError, stratified_subset
 from tests.data.test_stream import write_images
+from tests.helpers import raises_on_command_line
 
 pytestmark = pytest.mark.backend_portable
 ALL = dict(validation_fraction=0.0, test_fraction=0.0)
@@ -210,7 +211,7 @@ def test_color_converts_a_folder_and_is_carried_from_the_flag_to_the_spec(tmp_pa
     spec = DataSpec.from_settings({k: v for k, v in values.items() if v is not None}).check()
     assert spec.color_mode == "grayscale"
     assert stream.open_spec(spec).input_shape[-1] == 1  # RGB images converted
-    with pytest.raises(ValueError, match="--color grayscale converts an image folder"):
+    with raises_on_command_line("--color grayscale converts an image folder"):
         DataSpec(color_mode="grayscale").check()
     with pytest.raises(FineTuneError, match="Pass --color grayscale to convert"):
         check_normalization({"mean": [0.5], "std": [0.2]}, 3, "--init-from")

@@ -6,6 +6,7 @@ from PIL import Image
 
 from kerascnn.data import stream
 from kerascnn.data.datasets import load_dataset
+from tests.helpers import raises_on_command_line
 
 pytestmark = pytest.mark.backend_portable
 
@@ -303,7 +304,7 @@ def test_open_dataset_picks_the_reader_and_sizes_come_from_headers(tmp_path):
     assert stream.native_size_bytes("fashion_mnist") == 60_000 * 28 * 28  # Debian's IDX header, nothing decoded
     write_images(tmp_path)
     assert stream.open_dataset(data_dir=tmp_path).splits["train"].files is not None
-    with pytest.raises(ValueError, match="--test-dir is the test split of an image folder: give --data-dir"):
+    with raises_on_command_line("--test-dir is the test split of an image folder: give --data-dir"):
         stream.open_dataset("fashion_mnist", test_dir=tmp_path)
 
 

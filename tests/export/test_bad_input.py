@@ -17,6 +17,7 @@ from kerascnn.export import report as reports
 from kerascnn.export.__main__ import main as export_main
 from kerascnn.export.runner import quantize as runner_quantize
 from tests.export.test_export import ROOT
+from tests.helpers import raises_on_command_line
 
 if keras.backend.backend() != "tensorflow":
     pytest.skip("export runs on the TensorFlow backend", allow_module_level=True)
@@ -31,7 +32,7 @@ def test_export_limit_below_one_is_refused(limit, capsys):
     with pytest.raises(SystemExit) as stop:
         export_main(["runs/any", "--limit", limit])
     assert stop.value.code == 2 and f"--limit must be at least 1, got {limit}" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="--limit must be at least 1 test image"):
+    with raises_on_command_line("--limit must be at least 1 test image"):
         export_run("runs/any", limit=int(limit))
 
 

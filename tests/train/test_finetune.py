@@ -14,7 +14,7 @@ from kerascnn.layers import ConvBNAct, GAPHead
 from kerascnn.train import finetune, resolve, train
 from kerascnn.train.__main__ import main as cli
 from kerascnn.train.checkpoint import ResumableCheckpoint
-from tests.helpers import copy_run
+from tests.helpers import copy_run, raises_on_command_line
 
 
 def write_folder(root, classes=3, per_class=12, size=28, channels=1, seed=0):
@@ -214,7 +214,7 @@ def test_a_default_freeze_epochs_is_clamped_to_epochs_and_an_explicit_one_refuse
     assert resolve(dict(init_from="RUN", epochs=5)).freeze_epochs == 2
     # no init source, no phase 1: the setting stays put, so `--resume --epochs 3` after `--epochs 1` is the same run
     assert resolve(dict(epochs=1)).freeze_epochs == 2
-    with pytest.raises(ValueError, match="--freeze-epochs 2 is more than --epochs 1"):
+    with raises_on_command_line("--freeze-epochs 2 is more than --epochs 1"):
         resolve(dict(init_from="RUN", epochs=1, freeze_epochs=2))
 
 

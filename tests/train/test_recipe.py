@@ -13,6 +13,7 @@ from kerascnn import rundir
 from kerascnn.train import resolve, train
 from kerascnn.train.checkpoint import NaNGuard, ResumableCheckpoint
 from kerascnn.train.trainer import compile_cache_dir, enable_compile_cache, flip_tta_accuracy, load_data
+from tests.helpers import raises_on_command_line
 
 TINY = dict(model="lenet5", limit=192, batch_size=64, tensorboard=False)
 # the --ema runs: a net with batch norms, whose statistics the averaged weights get from a sample of their own
@@ -202,7 +203,7 @@ def test_compile_cache_folder(tmp_path):
     ],
 )
 def test_bad_recipe_values_are_named(values, match):
-    with pytest.raises(ValueError, match=match):
+    with raises_on_command_line(match):
         resolve(values)
 
 
