@@ -25,6 +25,7 @@ DOCTESTS = [
     "kerascnn.settings.setting",
     "kerascnn.settings.SettingError",
     "kerascnn.export.config.ExportConfig",
+    "kerascnn.data.pipeline.NormalizedImages",
 ]
 NOT_DOCTESTS = {
     "kerascnn.cli.user_error": "a code fragment (`return` outside a function), not a session",

@@ -395,8 +395,12 @@ class NormalizedImages:
     `shape` and `[key]`, so a sample or a split held this way costs its uint8 pixels, not 4 times them.
 
     Example:
-        >>> sample = dataset.normalized(pixels)  # nothing converted yet
-        >>> batch = sample[0:128]  # (pixel - mean) / std of these 128 images, float32
+        >>> import numpy as np
+        >>> pixels = np.full((1000, 28, 28, 1), 255, np.uint8)
+        >>> sample = NormalizedImages(pixels, lambda x: (x - np.float32(127.5)) / np.float32(127.5))  # nothing yet
+        >>> batch = sample[0:128]  # only these 128 images become float32
+        >>> batch.shape, batch.dtype, float(batch.max())
+        ((128, 28, 28, 1), dtype('float32'), 1.0)
     """
 
     def __init__(self, images: np.ndarray, normalize: Callable):

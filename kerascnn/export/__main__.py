@@ -54,8 +54,8 @@ def main(argv=None) -> int:
             parser_.error(f"--mcu-ram: {error}")
     try:
         config = ExportConfig(**args).check()
-    except SettingError as error:
-        parser_.error(error.in_flags())
+    except SettingError as error:  # one line, exit 2, the setting named by its flag: as kerascnn.train does
+        return cli.user_error(error)
     from kerascnn.export.exporter import export_run
     from kerascnn.export.report import markdown
 

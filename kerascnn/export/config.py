@@ -1,3 +1,4 @@
+# TensorFlow side of the export (kerascnn/export/): the export settings, declared once
 """What an export depends on besides the run: one `ExportConfig`, each field a setting (`kerascnn.settings`) whose help
 is its documentation and `python -m kerascnn.export --help`. Checked once, in `ExportConfig.check`."""
 

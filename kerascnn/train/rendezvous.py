@@ -21,6 +21,7 @@ from this machine only.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import json
@@ -140,6 +141,21 @@ def _refuse(connections: dict, error: str) -> None:
             connection.close()
 
 
+def _waiting(server: socket.socket) -> dict:
+    """The connections made to `server` but not accepted yet, each with its check-in read: closing the listening
+    socket would reset them unanswered, and closing one with its check-in unread would reset it too."""
+    waiting = {}
+    server.settimeout(0.05)
+    while True:
+        try:
+            connection, _ = server.accept()
+        except OSError:  # TimeoutError: none left
+            return waiting
+        with contextlib.suppress(OSError):
+            _read_line(connection, time.monotonic() + 2)
+        waiting[f"waiting {len(waiting)}"] = connection
+
+
 def serve(bind: str, num_processes: int, settings: dict, timeout: float) -> dict[int, socket.socket]:
     """The chief's side: waits up to `timeout` seconds for processes 1 .. num_processes - 1 to check in with
     settings equal to `settings`, then answers all of them.
@@ -193,6 +209,8 @@ def serve(bind: str, num_processes: int, settings: dict, timeout: float) -> dict
         error = error or "it was interrupted while the others checked in"
         raise
     finally:
+        if error:
+            connections.update(_waiting(server))
         server.close()
         if error:
             _refuse(connections, f"Process 0 stopped the run: {error}")

@@ -242,8 +242,22 @@ def test_rendezvous_without_process_0_says_so_after_the_timeout():
     assert time.monotonic() - started < 5
 
 
+@pytest.fixture
+def connected(monkeypatch) -> threading.Event:
+    """Set once a process has connected to the chief (`socket.create_connection` returned)."""
+    event, create_connection = threading.Event(), socket.create_connection
+
+    def connect(*args, **kwargs):
+        connection = create_connection(*args, **kwargs)
+        event.set()
+        return connection
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    return event
+
+
 @pytest.mark.parametrize("duplicate", [0, 1])
-def test_rendezvous_refuses_a_process_id_taken_and_tells_that_process_why(duplicate):
+def test_rendezvous_refuses_a_process_id_taken_and_tells_that_process_why(duplicate, connected):
     """A second --process-id 0 (the chief's) used to be admitted as a worker; a refused duplicate heard only
     "closed the connection without an answer"."""
     address = f"127.0.0.1:{free_port()}"
@@ -258,12 +272,53 @@ def test_rendezvous_refuses_a_process_id_taken_and_tells_that_process_why(duplic
 
     first = threading.Thread(target=check_in, args=(1,))
     first.start()
+    connected.wait(10)  # process 1 is in before the duplicate: the chief answers it, whichever it accepts first
     check_in(duplicate)
     first.join()
     thread.join()
     taken = f"Two processes were started with --process-id {duplicate}: process id {duplicate} is already taken"
     assert len(heard) == 2 and all(f"Process 0 stopped the run: {taken}" in text for text in heard), heard
     assert taken in outcome[0] and "Give each process its own --process-id, 0 to 2." in outcome[0]
+
+
+def test_a_process_waiting_to_be_accepted_when_the_chief_stops_hears_why(connected):
+    """Process 1 connects while the chief reads a duplicate process 0's check-in: closing the listening socket with
+    process 1 still queued reset its connection ("Connection reset by peer") instead of telling it why."""
+    address = f"127.0.0.1:{free_port()}"
+    thread, outcome = serve_in_thread(address, 3, {}, 20)
+    duplicate = connect_when_listening(address)  # accepted, and says nothing yet
+    connected.clear()
+    heard = []
+    first = threading.Thread(target=lambda: heard.append(check_in_error(address, 1)))
+    first.start()
+    connected.wait(10)
+    time.sleep(0.2)  # the chief is still waiting for the duplicate's line: process 1 stays queued
+    duplicate.sendall((json.dumps({"process_id": 0, "num_processes": 3, "settings": {}}) + "\n").encode())
+    refusal = duplicate.makefile().readline()
+    duplicate.close()
+    first.join()
+    thread.join()
+    assert "process id 0 is already taken" in refusal
+    assert heard and "Process 0 stopped the run: Two processes were started with --process-id 0" in heard[0], heard
+
+
+def connect_when_listening(address: str) -> socket.socket:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return socket.create_connection(rendezvous.split_address(address), timeout=10)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def check_in_error(address: str, process_id: int) -> str | None:
+    try:
+        rendezvous.check_in(address, process_id, 3, {}, 20).close()
+    except rendezvous.RendezvousError as error:
+        return str(error)
+    return None
 
 
 def checked_in(num_processes: int) -> tuple[dict, dict]:

@@ -7,11 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 
-from kerascnn import rundir
+from kerascnn import rundir, saving
 
 ROOT = Path(__file__).resolve().parents[2]
 # fashion_mnist: random crops (padding 2) and flips on; 8 steps per epoch
@@ -35,6 +34,7 @@ ARGS = [
 KILLER = """
 import json, os, runpy, signal, sys
 import keras
+from kerascnn import rundir
 from kerascnn.train import checkpoint
 
 where = os.environ.get("KILL", "")
@@ -68,14 +68,14 @@ elif where.startswith("save:"):
     keras.Model.save = save
 elif where.startswith("state:"):
     epoch = int(where.split(":")[1])
-    original_write = checkpoint.atomic_write
+    original_write = rundir.atomic_write  # Run.write_state writes state.json with it
 
     def atomic_write(path, data):
         original_write(path, data)
         if os.path.basename(path) == "state.json" and json.loads(data)["epoch"] == epoch:
             die()
 
-    checkpoint.atomic_write = atomic_write
+    rundir.atomic_write = atomic_write
 sys.argv = ["kerascnn.train", *sys.argv[1:]]
 runpy.run_module("kerascnn.train", run_name="__main__", alter_sys=True)
 """
@@ -102,7 +102,7 @@ def finish(process: subprocess.Popen) -> tuple[int, str]:
 
 
 def network_weights(path: Path) -> list:
-    return keras.saving.load_model(path).get_weights()
+    return saving.load_model(path).get_weights()  # kerascnn's classes registered, whatever ran before
 
 
 # where the run dies, one process after another (each resuming the last); the epochs its checkpoint holds then;
