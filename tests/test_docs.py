@@ -17,6 +17,14 @@ FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```\n", re.S | re.M)
 
 # The docstrings whose `>>>` examples run as doctests, and those that cannot, with why.
 DOCTESTS = [
+    "kerascnn.layers.conv.Conv2D",
+    "kerascnn.layers.blocks.ConvBNAct",
+    "kerascnn.layers.heads.GAPHead",
+    "kerascnn.layers.padding.conv_output_size",
+    "kerascnn.layers.pooling.MaxPool2D",
+    "kerascnn.layers.pooling.AvgPool2D",
+    "kerascnn.layers.pooling.GlobalAvgPool2D",
+    "kerascnn.layers.pooling.GlobalMaxPool2D",
     "kerascnn.train.distribute.cluster_from",
     "kerascnn.models.registry.create",
     "kerascnn.models.input_size.smallest_input_size",
@@ -38,6 +46,7 @@ NOT_DOCTESTS = {
     "kerascnn.train.distribute.session": "a fragment: the training goes where `...` stands",
     "kerascnn.rundir.locked": "needs a trained run in runs/quick",
     "kerascnn.rundir.Run": "needs a trained run in runs/quick (tests/train/test_rundir.py opens one)",
+    "kerascnn.data.pipeline.NormalizedImages": "a fragment: needs a loaded dataset and its uint8 pixels",
 }
 
 

@@ -51,6 +51,25 @@ class ConvBNAct(keras.layers.Layer):
         bn_momentum: running-average momentum of BN, in [0, 1).
         bn_epsilon: the epsilon added to the variance, > 0.
         kernel_initializer, kernel_regularizer: for the convolution's kernel.
+        **kwargs: base-layer arguments (`name`, `dtype`, `trainable`).
+
+    Returns:
+        Called on (batch, height, width, C), the layer returns (batch, out_h, out_w, filters), sizes as
+        `kerascnn.layers.Conv2D` gives them. `training=True` normalises with the batch statistics and
+        updates the running averages; otherwise it runs the folded convolution.
+
+    Raises:
+        ValueError: `bn_momentum` is not in [0, 1), `bn_epsilon` is not > 0, or a convolution argument or
+            the input shape is invalid (as for `kerascnn.layers.Conv2D`).
+
+    Example:
+        >>> import numpy as np
+        >>> from kerascnn.layers import ConvBNAct
+        >>> block = ConvBNAct(16, 3, strides=2)  # padding "same": ceil(28 / 2) = 14
+        >>> tuple(block(np.zeros((2, 28, 28, 3), "float32")).shape)
+        (2, 14, 14, 16)
+        >>> [weight.name for weight in block.weights]  # no conv bias: BN's beta is the shift
+        ['kernel', 'gamma', 'beta', 'moving_mean', 'moving_variance']
     """
 
     #: TensorFlow's fused batch-norm kernel in training (`batch_norm_train`): "auto" uses it when TensorFlow sees a
