@@ -90,7 +90,7 @@ def create(name: str, input_shape=(28, 28, 1), num_classes: int = 10, **options)
             lists them.
 
     Returns:
-        A functional `keras.Model` (not compiled) from (batch, *input_shape) to (batch, num_classes).
+        A functional `keras.Model` (not compiled) from (batch, H, W, C) images to (batch, num_classes).
 
     Raises:
         ValueError: unknown name (the message lists the valid ones and the closest match), an input shape
