@@ -36,6 +36,13 @@ DOCTESTS = [
     "kerascnn.settings.setting",
     "kerascnn.settings.SettingError",
     "kerascnn.export.config.ExportConfig",
+    "kerascnn.export.audit.AuditError",
+    "kerascnn.export.audit.op_counts",
+    "kerascnn.export.audit.audit",
+    "kerascnn.export.converter.ConversionError",
+    "kerascnn.export.converter.convert",
+    "kerascnn.export.runner.TFLiteClassifier",
+    "kerascnn.export.presets.QuantizationPreset",
 ]
 NOT_DOCTESTS = {
     "kerascnn.cli.user_error": "a code fragment (`return` outside a function), not a session",
@@ -48,6 +55,7 @@ NOT_DOCTESTS = {
     "kerascnn.train.rendezvous.Watchdog": "needs a second process to check in",
     "kerascnn.train.distribute.session": "a fragment: the training goes where `...` stands",
     "kerascnn.rundir.locked": "needs a trained run in runs/quick",
+    "kerascnn.export.exporter.export_run": "needs a trained run in runs/quick (and a minute per preset)",
     "kerascnn.rundir.Run": "needs a trained run in runs/quick (tests/train/test_rundir.py opens one)",
     "kerascnn.data.pipeline.NormalizedImages": "a fragment: needs a loaded dataset and its uint8 pixels",
 }

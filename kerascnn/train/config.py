@@ -34,6 +34,9 @@ KEEPS = ("best", "last")
 # without --keep, a validation split below this many images (one image: more than a point) keeps the last epoch
 MIN_CHOOSING_VALIDATION = 100
 # Named schedules. Each row of the README's accuracy table names its preset and command.
+#: The named training presets, chosen with `--preset NAME` or the "preset" key of `resolve`'s mapping. Each maps
+#: TrainConfig fields to values; the fields not named keep TrainConfig's defaults, and settings given with the
+#: preset override it. "quick" is the README's main command (an edge-sized model, about 10 minutes on 2 CPU cores).
 PRESETS: dict[str, dict] = {
     # the README main command: an edge-sized model that finishes in about 10 minutes on 2 CPU cores (the README's
     # trial table under Accuracy has the variants measured against it)
