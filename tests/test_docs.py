@@ -43,6 +43,16 @@ DOCTESTS = [
     "kerascnn.export.converter.convert",
     "kerascnn.export.runner.TFLiteClassifier",
     "kerascnn.export.presets.QuantizationPreset",
+    "kerascnn.optimize.legacy.tf_keras_and_tfmot",
+    "kerascnn.optimize.standard.NoStandardEquivalent",
+    "kerascnn.optimize.standard.standard_twin",
+    "kerascnn.optimize.standard.to_keras_builtins",
+    "kerascnn.optimize.twin.TwinMismatch",
+    "kerascnn.optimize.twin.to_tf_keras",
+    "kerascnn.optimize.twin.check_twin",
+    "kerascnn.optimize.tfmot_tuning.quantization_aware",
+    "kerascnn.optimize.tfmot_tuning.prune",
+    "kerascnn.optimize.tfmot_tuning.sparsity_per_layer",
 ]
 NOT_DOCTESTS = {
     "kerascnn.cli.user_error": "a code fragment (`return` outside a function), not a session",

@@ -73,7 +73,8 @@ def audit(tflite_model: bytes | TFLiteFile, quant) -> list[dict]:
         quant: the preset it was converted under (a name of `presets.PRESETS` or the preset).
 
     Returns:
-        Each operator in graph order as {"op": name, "inputs": [dtype names], "outputs": [dtype names]}.
+        One dict per operator, in graph order, with keys "op" (its name), "inputs" and "outputs" (the
+        dtype names of its tensors).
 
     Raises:
         AuditError: not a loadable TFLite model; a Flex or custom op; for full-integer presets, a float32 tensor

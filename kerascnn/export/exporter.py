@@ -205,10 +205,10 @@ def export_run(source, export: ExportConfig | Sequence[str] | None = None, /, **
             `limit`, `qat_epochs`, ...).
 
     Returns:
-        The report (report.json): the model, its parameter count, dataset, source, run fingerprint, test image
-        count, input description, the Keras model's test accuracy ("keras") and the machine, and under
-        "variants" one row per exported variant (file, input, converter settings, size, accuracy, agreement with
-        Keras, latency at batch 1, MediaPipe and TFLM entries when measured).
+        The report (as written to report.json), with the model, its parameter count, dataset, source, run
+        fingerprint, test image count, input description, the Keras model's test accuracy ("keras") and the
+        machine, and under "variants" one row per exported variant (file, input, converter settings, size,
+        accuracy, agreement with Keras, latency at batch 1, MediaPipe and TFLM entries when measured).
 
     Raises:
         ValueError: a bad argument, source, output folder (OutputFolderError), or run files (labels or

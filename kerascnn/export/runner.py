@@ -63,7 +63,7 @@ class TFLiteClassifier:
                 batch N when N changed.
 
         Returns:
-            float32 (N, classes): probabilities for kerascnn's models (softmax head), dequantized for integer
+            float32 (N, classes), probabilities for kerascnn's models (softmax head), dequantized for integer
             outputs.
         """
         self._resize(len(images))

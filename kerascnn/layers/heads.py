@@ -26,8 +26,8 @@ class GAPHead(keras.layers.Layer):
         **kwargs: base-layer arguments (`name`, `dtype`, `trainable`).
 
     Returns:
-        Called on features (batch, H, W, C), the layer returns (batch, num_classes): probabilities with
-        "softmax", logits with None.
+        Called on features (batch, H, W, C), the layer returns (batch, num_classes), probabilities with
+        "softmax" and logits with None.
 
     Raises:
         ValueError: `num_classes` is not an int >= 1, `dropout` is not in [0, 1), or the input is not 4-D

@@ -16,7 +16,7 @@ def head_features(model: keras.Model):
         model: a functional model with exactly one `kerascnn.layers.GAPHead`.
 
     Returns:
-        (head, features_model): the GAPHead layer and a `keras.Model` from `model.input` to the head's input.
+        (head, features_model), the GAPHead layer and a `keras.Model` from `model.input` to the head's input.
 
     Raises:
         ValueError: `model` has no GAPHead or more than one.
