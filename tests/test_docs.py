@@ -53,6 +53,8 @@ DOCTESTS = [
     "kerascnn.optimize.tfmot_tuning.quantization_aware",
     "kerascnn.optimize.tfmot_tuning.prune",
     "kerascnn.optimize.tfmot_tuning.sparsity_per_layer",
+    "kerascnn.train.config.TrainConfig",
+    "kerascnn.train.config.resolve",
 ]
 NOT_DOCTESTS = {
     "kerascnn.cli.user_error": "a code fragment (`return` outside a function), not a session",

@@ -115,7 +115,77 @@ class TrainConfig:
     """Everything a run depends on; written as config.yaml into the run directory. Each field is a setting
     (`kerascnn.settings.setting`): its help is its documentation and `python -m kerascnn.train --help`, its roles
     say what a --resume may change and what each process of a run has its own of. The data settings are
-    DataSpec's."""
+    DataSpec's.
+
+    Every field is a keyword with a default; each is the command-line flag `--field-name` (the CLI reference
+    page gives each one's help, range and default). Build a config with `resolve`, which applies the preset
+    and checks the values; the constructor does neither (`validate` checks).
+
+    Args:
+        preset: a name of `kerascnn.train.config.PRESETS` whose values `resolve` puts under the given ones.
+        model: a registered model name, one of `kerascnn.models.names()`.
+        model_options: the builder's keyword options (`kerascnn.models.create`), e.g. {"widths": (24, 48, 96)}.
+        init_from: a run directory or .keras model to start from (kerascnn.train.finetune); None: random weights.
+        weights: MobileNetV2 weights for model "mobilenetv2" ("imagenet", a Keras weights file or a torchvision
+            .pth).
+        freeze_epochs: with `init_from` or `weights`, the first epochs that train the head only.
+        finetune_lr: peak learning rate of the epochs after those, all layers (None: `lr` / 10).
+        dataset: a tfds dataset name, used when `data_dir` is None.
+        data_dir: a folder with one sub-folder of images per class.
+        test_dir: a folder with the same class sub-folders, the test split of `data_dir`.
+        test_fraction: the seeded share of `data_dir` held out as the test split without `test_dir`, in [0, 0.5].
+        validation_fraction: the seeded share of the training images held out for validation, in [0, 0.5].
+        limit: a seeded, class-balanced N images of each split (smoke tests); None: all.
+        image_size: (height, width) every image is resized to; None: the dataset's own size.
+        color_mode: an image folder's colour, "grayscale" or "rgb"; None: grayscale only if every image is.
+        skip_bad_images: leave out files that cannot be decoded, instead of stopping.
+        input_pipeline: "memory" (decode once), "stream" (tf.data, decoded every epoch) or "auto".
+        augment_padding: random-crop padding in pixels; 0 turns cropping off.
+        augment_flip: random horizontal flips; None: on, off for digit and text datasets.
+        augment_erase: probability of random erasing (a rectangle set to the mean colour), in [0, 1].
+        epochs: epochs to train, >= 1.
+        batch_size: images per step, >= 1.
+        optimizer: "adamw", or "sgd" (Nesterov momentum 0.9).
+        lr: peak learning rate, > 0. It rises linearly from 0 over `warmup_epochs`, then falls to 0 at the last
+            step along lr * (1 + cos(pi * u)) / 2 ("cosine") or lr * (1 - u) ("linear"), u the share of the
+            decay done.
+        warmup_epochs: epochs of the linear warm-up.
+        lr_decay: "cosine" or "linear".
+        weight_decay: decoupled weight decay, >= 0, not on biases and batch norm.
+        label_smoothing: label smoothing of the cross-entropy, in [0, 1).
+        ema: momentum per step of a moving average of the weights, in [0, 1) (e.g. 0.999); 0 is off.
+        mixed_precision: bfloat16 compute with float32 weights.
+        steps_per_execution: train steps per call into the compiled step, >= 1.
+        jit_compile: XLA, "auto", "on" or "off".
+        seed: seed of the validation split, weights, batch order and augmentation.
+        early_stopping: stop after this many epochs without a better validation accuracy; 0 is off.
+        keep: which epoch's network becomes best.keras, "best" or "last"; None: best, or last for a validation
+            split under 100 images.
+        distribute: data-parallel training over all local devices.
+        coordinator: several processes (JAX backend), the address of process 0.
+        num_processes: number of processes taking part.
+        startup_timeout: seconds each process waits for the others to start, > 0.
+        process_id: this process's index; 0 is the chief that writes the run directory.
+        out: the run directory; None: runs/<preset or model>.
+        resume: continue the run in `out` from its last checkpoint.
+        overwrite: train into an `out` that is not empty, replacing an earlier run there.
+        checkpoint_every: save the resumable checkpoint every N epochs, >= 1.
+        tta_flip: also report the test accuracy with horizontal-flip test-time augmentation.
+        compile_cache: JAX backend, the persistent compilation cache folder ("off" turns it off).
+        tensorboard: write TensorBoard logs to <out>/tb.
+
+    Raises:
+        TypeError: a keyword that is not a field (the constructor checks nothing else).
+        kerascnn.settings.SettingError: from `validate`, which `resolve` calls (a ValueError), a value out of
+            range or two that contradict each other.
+
+    Example:
+        >>> from kerascnn.train import TrainConfig
+        >>> config = TrainConfig(model="vgg", epochs=2)  # every other field at its default
+        >>> config.run_dir.as_posix(), config.batch_size, config.lr
+        ('runs/vgg', 128, 0.003)
+        >>> config.validate()  # raises SettingError for a value out of range; None when all are fine
+    """
 
     preset: str | None = setting(
         None,
@@ -565,8 +635,29 @@ def read_config_file(path: str | Path) -> dict:
 def resolve(values: dict) -> TrainConfig:
     """Defaults, then the preset named in `values`, then `values` themselves.
 
+    Data folders become absolute paths. With `init_from` or `weights` and no `freeze_epochs` given, the
+    head-only phase is cut to `epochs` if it would be longer.
+
+    Args:
+        values: TrainConfig fields by name (a config file's or the command line's settings), "preset"
+            among them or not.
+
+    Returns:
+        The checked `TrainConfig`.
+
     Raises:
-        ValueError: an unknown key or preset, a value of the wrong type, or a value out of range.
+        ValueError: an unknown key or preset, a value of the wrong type, or a value out of range
+            (`kerascnn.settings.SettingError`, a ValueError, names the setting).
+
+    Example:
+        >>> from kerascnn.train import resolve
+        >>> config = resolve({"preset": "quick", "epochs": 1})  # the preset's values, epochs overridden
+        >>> config.model, config.model_options, config.epochs, config.run_dir.as_posix()
+        ('vgg', {'widths': (24, 48, 96)}, 1, 'runs/quick')
+        >>> resolve({"epoch": 3})
+        Traceback (most recent call last):
+        ...
+        ValueError: Unknown config keys: epoch. Valid keys: ...
     """
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - fields)
