@@ -63,7 +63,7 @@ def to_tf_keras(model, check_inputs: np.ndarray | None = None, atol: float = 1e-
 
 
 def check_twin(model, twin, inputs: np.ndarray | None = None, atol: float = 1e-4) -> float:
-    """The largest absolute difference between the two models' outputs on `inputs`: max |model(x) - twin(x)|,
+    """The largest absolute difference between the two models' outputs on `inputs`, max abs(model(x) - twin(x)),
     both run in inference mode (batch norm on its running statistics, no dropout).
 
     Args:
