@@ -138,6 +138,12 @@ class ConvBNAct(keras.layers.Layer):
         normalization and their gradients. That kernel returns the unbiased variance v * n / (n - 1), n the values
         per channel, which is turned back into v for the running average. Otherwise, on other backends, and for
         epsilons below the kernel's minimum 1.001e-5, Keras's layer computes it.
+
+        Args:
+            h: the convolution's output, (batch, height, width, filters).
+
+        Returns:
+            The normalized `h`, same shape, before the activation.
         """
         if not self._fused_here() or self.bn.epsilon < FUSED_MIN_EPSILON:
             return self.bn(h, training=True)
@@ -171,7 +177,15 @@ class ConvBNAct(keras.layers.Layer):
         return True
 
     def folded_conv(self, inputs):
-        """BN(X * V) with the running statistics, as one convolution: X * (V * scale) + (beta - mean * scale)."""
+        """BN(X * V) with the running statistics, as one convolution: X * (V * scale) + (beta - mean * scale).
+
+        Args:
+            inputs: (batch, height, width, C) images.
+
+        Returns:
+            (batch, out_h, out_w, filters), before the activation; equal to BN in inference mode up to float
+            rounding.
+        """
         bn = self.bn
         scale = ops.cast(bn.gamma, "float32") * ops.rsqrt(ops.cast(bn.moving_variance, "float32") + bn.epsilon)
         shift = ops.cast(bn.beta, "float32") - ops.cast(bn.moving_mean, "float32") * scale

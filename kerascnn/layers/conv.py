@@ -150,6 +150,13 @@ class Conv2D(keras.layers.Layer):
         """X * kernel with this layer's padding, strides, dilation and groups; no bias, no activation.
 
         `call` passes its own kernel; `ConvBNAct` passes the kernel with batch norm folded in.
+
+        Args:
+            inputs: (batch, height, width, C) images.
+            kernel: a kernel of this layer's kernel shape (kh, kw, C/groups, filters).
+
+        Returns:
+            (batch, out_h, out_w, filters), each out = floor((n + p - d*(k-1) - 1) / s) + 1.
         """
         mode, pads = resolve_padding(
             self.padding, tuple(inputs.shape[1:3]), self.kernel_size, self.strides, self.dilation_rate

@@ -79,7 +79,18 @@ class GAPHead(keras.layers.Layer):
         self.classifier.build(input_shape)
 
     def class_maps(self, features, training=False):
-        """The per-class maps M, shape (batch, H, W, num_classes), before pooling and activation."""
+        """The per-class maps M, shape (batch, H, W, num_classes), before pooling and activation.
+
+        M[i, j, c] = u[c] + sum_k X[i, j, k] V[k, c]: the 1x1 convolution of the (dropped-out, in training)
+        features. Their spatial mean is the class score z[c] that `call` activates. Builds the layer on first use.
+
+        Args:
+            features: (batch, H, W, C) features, what the head receives (`kerascnn.models.head_features`).
+            training: apply the dropout (training mode).
+
+        Returns:
+            The class maps, (batch, H, W, num_classes).
+        """
         if not self.built:
             self.build(features.shape)
         return self.classifier(self.dropout_layer(features, training=training))
