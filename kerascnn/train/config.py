@@ -482,7 +482,12 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raises SettingError for a setting out of range or two that contradict each other (data settings:
-        `DataSpec.check`)."""
+        `DataSpec.check`).
+
+        Raises:
+            kerascnn.settings.SettingError: (a ValueError) the first failed check, its message naming the
+                settings and the values received; `str(error)` in field names, `error.in_flags()` in flags.
+        """
         checks = [
             (
                 self.epochs < 1 or self.batch_size < 1,
