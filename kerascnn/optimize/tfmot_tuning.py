@@ -41,8 +41,9 @@ def quantization_aware(
     calibration: the fake-quantization layers carry the ranges).
 
     Fake quantization rounds each weight and activation x to the int8 grid in the forward pass,
-    x_q = (clip(round(x / scale) + zero_point, -128, 127) - zero_point) * scale, and passes the gradient straight
-    through, so the weights learn values that survive int8.
+    x_q = (q - zero_point) * scale with q = round(x / scale) + zero_point clipped to the int8 range (weights per
+    output channel, symmetric), and passes the gradient straight through, so the weights learn values that
+    survive int8.
 
     Args:
         twin: the tf_keras twin (`to_tf_keras`) of a kerascnn model.
