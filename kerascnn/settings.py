@@ -99,6 +99,21 @@ def _help(field: dataclasses.Field) -> str:
     return text
 
 
+def document(cls) -> None:
+    """Adds an "Attributes:" section to `cls`'s docstring, one line per field from its help, so the API reference
+    shows each setting as declared (call it once the help's functions can run: after the module's definitions)."""
+    import inspect
+
+    lines = []
+    for field in dataclasses.fields(cls):
+        flag = flag_of(field)
+        spelled = "" if flag in (None, "--" + field.name.replace("_", "-")) else f" ({flag})"
+        lines.append(f"    {field.name}{spelled}: {' '.join(_help(field).split())}")
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    cut = min((doc.find(f"\n{title}:") for title in ("Raises", "Example") if f"\n{title}:" in doc), default=len(doc))
+    cls.__doc__ = f"{doc[:cut].rstrip()}\n\nAttributes:\n" + "\n".join(lines) + "\n" + doc[cut:]
+
+
 def add_arguments(parser, cls, groups: dict[str | None, str | None], defaults: bool) -> None:
     """Adds a flag for each field of `cls` that has one, group by group in the order of `groups` ({title:
     description}; None is the parser itself) and field by field in declaration order.

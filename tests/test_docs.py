@@ -17,8 +17,19 @@ FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```\n", re.S | re.M)
 
 # The docstrings whose `>>>` examples run as doctests, and those that cannot, with why.
 DOCTESTS = [
+    "kerascnn.layers.conv.Conv2D",
+    "kerascnn.layers.blocks.ConvBNAct",
+    "kerascnn.layers.heads.GAPHead",
+    "kerascnn.layers.padding.conv_output_size",
+    "kerascnn.layers.pooling.MaxPool2D",
+    "kerascnn.layers.pooling.AvgPool2D",
+    "kerascnn.layers.pooling.GlobalAvgPool2D",
+    "kerascnn.layers.pooling.GlobalMaxPool2D",
     "kerascnn.train.distribute.cluster_from",
     "kerascnn.models.registry.create",
+    "kerascnn.models.registry.register",
+    "kerascnn.models.registry.names",
+    "kerascnn.models.features.head_features",
     "kerascnn.models.input_size.smallest_input_size",
     "kerascnn.train.small_data.unconverged",
     "kerascnn.train.small_data.keep_rule",
@@ -26,6 +37,25 @@ DOCTESTS = [
     "kerascnn.settings.SettingError",
     "kerascnn.export.config.ExportConfig",
     "kerascnn.data.pipeline.NormalizedImages",
+    "kerascnn.export.audit.AuditError",
+    "kerascnn.export.audit.op_counts",
+    "kerascnn.export.audit.audit",
+    "kerascnn.export.converter.ConversionError",
+    "kerascnn.export.converter.convert",
+    "kerascnn.export.runner.TFLiteClassifier",
+    "kerascnn.export.presets.QuantizationPreset",
+    "kerascnn.optimize.legacy.tf_keras_and_tfmot",
+    "kerascnn.optimize.standard.NoStandardEquivalent",
+    "kerascnn.optimize.standard.standard_twin",
+    "kerascnn.optimize.standard.to_keras_builtins",
+    "kerascnn.optimize.twin.TwinMismatch",
+    "kerascnn.optimize.twin.to_tf_keras",
+    "kerascnn.optimize.twin.check_twin",
+    "kerascnn.optimize.tfmot_tuning.quantization_aware",
+    "kerascnn.optimize.tfmot_tuning.prune",
+    "kerascnn.optimize.tfmot_tuning.sparsity_per_layer",
+    "kerascnn.train.config.TrainConfig",
+    "kerascnn.train.config.resolve",
 ]
 NOT_DOCTESTS = {
     "kerascnn.cli.user_error": "a code fragment (`return` outside a function), not a session",
@@ -38,7 +68,9 @@ NOT_DOCTESTS = {
     "kerascnn.train.rendezvous.Watchdog": "needs a second process to check in",
     "kerascnn.train.distribute.session": "a fragment: the training goes where `...` stands",
     "kerascnn.rundir.locked": "needs a trained run in runs/quick",
+    "kerascnn.export.exporter.export_run": "needs a trained run in runs/quick (and a minute per preset)",
     "kerascnn.rundir.Run": "needs a trained run in runs/quick (tests/train/test_rundir.py opens one)",
+    "kerascnn.data.pipeline.NormalizedImages": "a fragment: needs a loaded dataset and its uint8 pixels",
 }
 
 

@@ -9,7 +9,7 @@ import os
 
 from kerascnn.export.presets import PRESETS
 from kerascnn.export.tflm import TFLM_IMAGES
-from kerascnn.settings import SettingError, setting
+from kerascnn.settings import SettingError, document, setting
 
 MCU = "microcontrollers (TensorFlow Lite Micro, kerascnn-check-tflm in .venv-edge)"
 TUNING = "QAT and pruning (tensorflow-model-optimization, on a tf_keras twin)"
@@ -136,3 +136,6 @@ class ExportConfig:
             if failed:
                 raise SettingError(ExportConfig, template, **vars(self))
         return self
+
+
+document(ExportConfig)  # each field's help into the API reference

@@ -14,7 +14,21 @@ from kerascnn.export.presets import PRESETS, QuantizationPreset, get
 
 
 class ConversionError(ValueError):
-    """The model needs an op TFLite has no builtin for; the message names the op and the layer."""
+    """The model needs an op TFLite has no builtin for; the message names the op and the layer.
+
+    Raised by `convert`, which never falls back to Flex (SELECT_TF_OPS) ops. A ValueError.
+
+    Example:
+        >>> import keras
+        >>> import tensorflow as tf
+        >>> from kerascnn.export import convert
+        >>> inputs = keras.Input((4,))
+        >>> cumprod = keras.layers.Lambda(lambda x: tf.math.cumprod(x, axis=1), output_shape=(4,), name="cumprod")
+        >>> convert(keras.Model(inputs, cumprod(inputs)))
+        Traceback (most recent call last):
+        ...
+        kerascnn.export.converter.ConversionError: The model needs ops ... TensorFlow op Cumprod in layer 'cumprod'...
+    """
 
 
 def _flex_culprits(message: str, layer_names: Iterable[str]) -> list[tuple[str, str]]:
@@ -49,9 +63,30 @@ def convert(
         quantization_aware: `model` was trained with fake quantization (tfmot QAT), which carries the int8
             ranges: int8 presets then need no calibration images.
 
+    Returns:
+        The .tflite flatbuffer as bytes. Full-integer presets store each tensor x as int8 (uint8) q with
+        q = round(x / scale) + zero_point, scale and zero point per tensor (per output channel for
+        convolution weights) from the calibration images' range.
+
     Raises:
         ConversionError: an op has no TFLite builtin (names the op and the layer that made it).
-        ValueError: unknown preset, or int8 without calibration images.
+        ValueError: unknown preset; a full-integer preset without calibration images; a quantization-aware
+            model under a preset that is not full-integer.
+
+    Example:
+        >>> import numpy as np
+        >>> from kerascnn.export import convert
+        >>> from kerascnn.models import create
+        >>> model = create("vgg", (8, 8, 1), 3, widths=(4,))
+        >>> float_model = convert(model)  # "float32": no quantization
+        >>> calibration = np.random.default_rng(0).normal(size=(8, 8, 8, 1)).astype("float32")
+        >>> int8_model = convert(model, "int8-io", calibration)
+        >>> float_model[4:8], int8_model[4:8]  # both TFLite flatbuffers (file identifier TFL3)
+        (b'TFL3', b'TFL3')
+        >>> convert(model, "int8")
+        Traceback (most recent call last):
+        ...
+        ValueError: --quant int8 needs calibration images (representative_images).
     """
     import tensorflow as tf
 

@@ -197,11 +197,33 @@ def export_run(source, export: ExportConfig | Sequence[str] | None = None, /, **
     microcontroller section and the manifests' "tflm" entry get its flash and arena bytes and whether it fits
     256 KB and 512 KB SRAM boards (and `mcu_ram` bytes).
 
+    Args:
+        source: a run directory of kerascnn.train (its model: `Run.model_file`), or a .keras file inside one.
+        export: an `ExportConfig`; or a sequence of preset names (`kerascnn.export.PRESETS`, or "all"); None for
+            the default presets, float32 and int8.
+        **settings: with a list or None as `export`, the other ExportConfig fields by name (`calibration`, `out`,
+            `limit`, `qat_epochs`, ...).
+
+    Returns:
+        The report (as written to report.json), with the model, its parameter count, dataset, source, run
+        fingerprint, test image count, input description, the Keras model's test accuracy ("keras") and the
+        machine, and under "variants" one row per exported variant (file, input, converter settings, size,
+        accuracy, agreement with Keras, latency at batch 1, MediaPipe and TFLM entries when measured).
+
     Raises:
         ValueError: a bad argument, source, output folder (OutputFolderError), or run files (labels or
-            normalization missing, a label count other than the model's outputs); NotFoldableError (a ValueError)
-            for an RGB export of a model whose input does not feed one foldable convolution.
+            normalization missing, a label count other than the model's outputs); a setting out of range
+            (`kerascnn.settings.SettingError`); Keras not on the TensorFlow backend; the run's data changed since
+            training; NotFoldableError (a ValueError) for an RGB export of a model whose input does not feed one
+            foldable convolution; ConversionError or AuditError (ValueErrors) for a variant that needs a Flex op
+            or breaks the preset's rules.
         FileNotFoundError: no model or run files at `source`.
+
+    Example:
+        >>> from kerascnn.export import export_run
+        >>> report = export_run("runs/quick", ["float32", "int8"], calibration=200, limit=1000)
+        >>> sorted(report["variants"])
+        ['float32', 'int8']
     """
     from kerascnn.export import metadata as metadata_writer
     from kerascnn.export.normalization import share_normalization

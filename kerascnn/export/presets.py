@@ -26,6 +26,18 @@ class QuantizationPreset:
             dataset), int8 builtin ops only (`TFLITE_BUILTINS_INT8`). The audit then refuses float ops inside.
         input_dtype: the model's input tensor type ("float32", "int8" or "uint8").
         output_dtype: the model's output tensor type.
+
+    `PRESETS` (`kerascnn.export.PRESETS`) maps each name to its preset: "float32", "float16", "dynamic", "int8",
+    "int8-io" and "uint8"; `convert` and `audit` take the name or the preset.
+
+    Example:
+        >>> from kerascnn.export import PRESETS, QuantizationPreset
+        >>> list(PRESETS)
+        ['float32', 'float16', 'dynamic', 'int8', 'int8-io', 'uint8']
+        >>> PRESETS["uint8"].calibrated, PRESETS["uint8"].integer_io, PRESETS["int8"].integer_io
+        (True, True, False)
+        >>> QuantizationPreset("bf16", "an example: a frozen dataclass, not registered").optimize
+        False
     """
 
     name: str
@@ -42,6 +54,9 @@ class QuantizationPreset:
         return self.input_dtype != "float32" and self.output_dtype != "float32"
 
 
+#: The quantization presets by name, in the order the report lists them. float32 is no quantization, float16
+#: stores float16 weights, dynamic int8 weights; int8 is full integer with float32 input and output, int8-io and
+#: uint8 full integer with integer input and output. `QuantizationPreset` documents each setting.
 PRESETS: dict[str, QuantizationPreset] = {
     preset.name: preset
     for preset in (

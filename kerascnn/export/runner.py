@@ -13,7 +13,31 @@ def quantize(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
 
 
 class TFLiteClassifier:
-    """probabilities = TFLiteClassifier(model_bytes, num_threads)(normalized float32 images)."""
+    """probabilities = TFLiteClassifier(model_bytes, num_threads)(normalized float32 images).
+
+    Runs a classifier .tflite in the LiteRT interpreter (ai-edge-litert). Integer inputs and outputs are
+    converted at the edges with the tensors' own scale and zero point: q = clip(round(x / scale) + zero_point)
+    in, x = (q - zero_point) * scale out, so callers pass and get float32 whatever the preset.
+
+    Args:
+        tflite_model: the .tflite bytes (from `convert`, or a file's `read_bytes()`).
+        num_threads: interpreter threads; None for LiteRT's default.
+
+    Raises:
+        ValueError: `tflite_model` is not a valid TFLite flatbuffer (raised by the interpreter).
+        ImportError: ai-edge-litert is not installed.
+
+    Example:
+        >>> import numpy as np
+        >>> from kerascnn.export import TFLiteClassifier, convert
+        >>> from kerascnn.models import create
+        >>> classifier = TFLiteClassifier(convert(create("vgg", (8, 8, 1), 3, widths=(4,))))
+        >>> probabilities = classifier(np.zeros((2, 8, 8, 1), "float32"))
+        >>> probabilities.shape, probabilities.dtype, probabilities.sum(axis=1).round(4).tolist()
+        ((2, 3), dtype('float32'), [1.0, 1.0])
+        >>> classifier.predict(np.zeros((5, 8, 8, 1), "float32"), batch_size=2).shape  # batches of 2, 2 and 1
+        (5, 3)
+    """
 
     def __init__(self, tflite_model: bytes, num_threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
@@ -32,6 +56,16 @@ class TFLiteClassifier:
             self._batch = batch
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
+        """The model's outputs for one batch.
+
+        Args:
+            images: normalized float32 images (N, H, W, C), as the Keras model takes them; the input is resized to
+                batch N when N changed.
+
+        Returns:
+            float32 (N, classes), probabilities for kerascnn's models (softmax head), dequantized for integer
+            outputs.
+        """
         self._resize(len(images))
         scale, zero_point = self.input["quantization"]
         if self.input["dtype"] != np.float32:  # integer input: q = round(x / scale) + zero_point
@@ -45,4 +79,13 @@ class TFLiteClassifier:
         return out.astype(np.float32)
 
     def predict(self, images: np.ndarray, batch_size: int = 250) -> np.ndarray:
+        """The outputs for any number of images, run `batch_size` at a time (the last batch may be smaller).
+
+        Args:
+            images: normalized float32 images (N, H, W, C).
+            batch_size: images per interpreter call, >= 1.
+
+        Returns:
+            float32 (N, classes), as `__call__` gives them.
+        """
         return np.concatenate([self(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])

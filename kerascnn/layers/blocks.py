@@ -51,6 +51,25 @@ class ConvBNAct(keras.layers.Layer):
         bn_momentum: running-average momentum of BN, in [0, 1).
         bn_epsilon: the epsilon added to the variance, > 0.
         kernel_initializer, kernel_regularizer: for the convolution's kernel.
+        **kwargs: base-layer arguments (`name`, `dtype`, `trainable`).
+
+    Returns:
+        Called on (batch, height, width, C), the layer returns (batch, out_h, out_w, filters), sizes as
+        `kerascnn.layers.Conv2D` gives them. `training=True` normalises with the batch statistics and
+        updates the running averages; otherwise it runs the folded convolution.
+
+    Raises:
+        ValueError: `bn_momentum` is not in [0, 1), `bn_epsilon` is not > 0, or a convolution argument or
+            the input shape is invalid (as for `kerascnn.layers.Conv2D`).
+
+    Example:
+        >>> import numpy as np
+        >>> from kerascnn.layers import ConvBNAct
+        >>> block = ConvBNAct(16, 3, strides=2)  # padding "same": ceil(28 / 2) = 14
+        >>> tuple(block(np.zeros((2, 28, 28, 3), "float32")).shape)
+        (2, 14, 14, 16)
+        >>> [weight.name for weight in block.weights]  # no conv bias: BN's beta is the shift
+        ['kernel', 'gamma', 'beta', 'moving_mean', 'moving_variance']
     """
 
     #: TensorFlow's fused batch-norm kernel in training (`batch_norm_train`): "auto" uses it when TensorFlow sees a
@@ -119,6 +138,12 @@ class ConvBNAct(keras.layers.Layer):
         normalization and their gradients. That kernel returns the unbiased variance v * n / (n - 1), n the values
         per channel, which is turned back into v for the running average. Otherwise, on other backends, and for
         epsilons below the kernel's minimum 1.001e-5, Keras's layer computes it.
+
+        Args:
+            h: the convolution's output, (batch, height, width, filters).
+
+        Returns:
+            The normalized `h`, same shape, before the activation.
         """
         if not self._fused_here() or self.bn.epsilon < FUSED_MIN_EPSILON:
             return self.bn(h, training=True)
@@ -152,7 +177,15 @@ class ConvBNAct(keras.layers.Layer):
         return True
 
     def folded_conv(self, inputs):
-        """BN(X * V) with the running statistics, as one convolution: X * (V * scale) + (beta - mean * scale)."""
+        """BN(X * V) with the running statistics, as one convolution: X * (V * scale) + (beta - mean * scale).
+
+        Args:
+            inputs: (batch, height, width, C) images.
+
+        Returns:
+            (batch, out_h, out_w, filters), before the activation; equal to BN in inference mode up to float
+            rounding.
+        """
         bn = self.bn
         scale = ops.cast(bn.gamma, "float32") * ops.rsqrt(ops.cast(bn.moving_variance, "float32") + bn.epsilon)
         shift = ops.cast(bn.beta, "float32") - ops.cast(bn.moving_mean, "float32") * scale

@@ -45,6 +45,30 @@ class Conv2D(keras.layers.Layer):
         use_bias: whether to add the learnt bias u.
         activation: activation applied to H, by name or callable; None for none.
         kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer: as in Keras.
+        **kwargs: base-layer arguments (`name`, `dtype`, `trainable`).
+
+    Returns:
+        Called on images of shape (batch, height, width, C), the layer returns (batch, out_h, out_w,
+        filters), each out from `conv_output_size`.
+
+    Raises:
+        ValueError: at construction, `filters` or `groups` is not an int >= 1, `filters` is not divisible by
+            `groups`, `kernel_size`, `strides` or `dilation_rate` is not an int or pair of ints >= 1, strides
+            > 1 are combined with dilation > 1, or `padding` is not one of the forms above. When built, the
+            input is not 4-D, its channels are unknown or not divisible by `groups`, or the (dilated)
+            kernel is larger than the padded input.
+
+    Example:
+        >>> import numpy as np
+        >>> from kerascnn.layers import Conv2D
+        >>> images = np.zeros((2, 28, 28, 3), "float32")
+        >>> tuple(Conv2D(4, 5)(images).shape)  # floor((28 + 0 - 5) / 1) + 1 = 24
+        (2, 24, 24, 4)
+        >>> tuple(Conv2D(8, 3, strides=2, padding="same")(images).shape)  # ceil(28 / 2) = 14
+        (2, 14, 14, 8)
+        >>> depthwise = Conv2D(3, 3, padding=1, groups=3)  # one 3x3 filter per input channel
+        >>> tuple(depthwise(images).shape), tuple(depthwise.kernel.shape)
+        ((2, 28, 28, 3), (3, 3, 1, 3))
     """
 
     def __init__(
@@ -126,6 +150,13 @@ class Conv2D(keras.layers.Layer):
         """X * kernel with this layer's padding, strides, dilation and groups; no bias, no activation.
 
         `call` passes its own kernel; `ConvBNAct` passes the kernel with batch norm folded in.
+
+        Args:
+            inputs: (batch, height, width, C) images.
+            kernel: a kernel of this layer's kernel shape (kh, kw, C/groups, filters).
+
+        Returns:
+            (batch, out_h, out_w, filters), each out = floor((n + p - d*(k-1) - 1) / s) + 1.
         """
         mode, pads = resolve_padding(
             self.padding, tuple(inputs.shape[1:3]), self.kernel_size, self.strides, self.dilation_rate

@@ -23,6 +23,28 @@ class GAPHead(keras.layers.Layer):
         dropout: dropout rate on the features before the 1x1 convolution, in [0, 1).
         activation: applied to z; "softmax" for probabilities, None for logits.
         kernel_initializer, kernel_regularizer: for the 1x1 convolution's kernel.
+        **kwargs: base-layer arguments (`name`, `dtype`, `trainable`).
+
+    Returns:
+        Called on features (batch, H, W, C), the layer returns (batch, num_classes), probabilities with
+        "softmax" and logits with None.
+
+    Raises:
+        ValueError: `num_classes` is not an int >= 1, `dropout` is not in [0, 1), or the input is not 4-D
+            with known channels.
+
+    Example:
+        >>> import numpy as np
+        >>> from kerascnn.layers import GAPHead
+        >>> head = GAPHead(10)
+        >>> features = np.ones((2, 7, 7, 32), "float32")
+        >>> tuple(head(features).shape), tuple(head.class_maps(features).shape)
+        ((2, 10), (2, 7, 7, 10))
+        >>> from keras import ops
+        >>> round(float(ops.sum(head(features)[0])), 5)  # softmax: each row sums to 1
+        1.0
+        >>> head.count_params()  # 32 * 10 weights + 10 biases, no dense layer
+        330
     """
 
     def __init__(
@@ -57,7 +79,18 @@ class GAPHead(keras.layers.Layer):
         self.classifier.build(input_shape)
 
     def class_maps(self, features, training=False):
-        """The per-class maps M, shape (batch, H, W, num_classes), before pooling and activation."""
+        """The per-class maps M, shape (batch, H, W, num_classes), before pooling and activation.
+
+        M[i, j, c] = u[c] + sum_k X[i, j, k] V[k, c]: the 1x1 convolution of the (dropped-out, in training)
+        features. Their spatial mean is the class score z[c] that `call` activates. Builds the layer on first use.
+
+        Args:
+            features: (batch, H, W, C) features, what the head receives (`kerascnn.models.head_features`).
+            training: apply the dropout (training mode).
+
+        Returns:
+            The class maps, (batch, H, W, num_classes).
+        """
         if not self.built:
             self.build(features.shape)
         return self.classifier(self.dropout_layer(features, training=training))

@@ -36,8 +36,23 @@ def conv_output_size(n: int | None, k: int, p: int, s: int, d: int = 1) -> int |
         The output size, at least 1.
 
     Raises:
-        ValueError: an argument is out of range, or the dilated window d*(k-1) + 1 is larger
+        ValueError: `k`, `p`, `s` or `d` is not an int in range, or the dilated window d*(k-1) + 1 is larger
             than the padded input n + p.
+
+    Example:
+        >>> from kerascnn.layers import conv_output_size
+        >>> conv_output_size(28, 5, 0, 1)  # LeNet's first convolution: floor((28 + 0 - 5) / 1) + 1
+        24
+        >>> conv_output_size(28, 3, 2, 2)  # 3x3, one cell of padding each side, stride 2: floor(27 / 2) + 1
+        14
+        >>> conv_output_size(28, 3, 0, 1, d=2)  # dilation 2 spans 5 cells
+        24
+        >>> conv_output_size(None, 3, 0, 1) is None
+        True
+        >>> conv_output_size(2, 5, 0, 1)
+        Traceback (most recent call last):
+        ...
+        ValueError: The window does not fit: a window of 5 cells (kernel 5, dilation 1) is larger than ...
     """
     for name, value, low in (("k", k, 1), ("p", p, 0), ("s", s, 1), ("d", d, 1)):
         if not is_int(value) or value < low:

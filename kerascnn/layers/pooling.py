@@ -69,6 +69,25 @@ class MaxPool2D(_Pool2D):
         pool_size: int or (kh, kw), each >= 1.
         strides: int or (sh, sw), each >= 1; defaults to `pool_size` (non-overlapping windows).
         padding: "valid", "same", or explicit padding as in `Conv2D`; each side < pool size.
+
+        **kwargs: base-layer arguments (`name`, `dtype`, `trainable`).
+
+    Returns:
+        Called on (batch, height, width, C), the layer returns (batch, out_h, out_w, C), each out from
+        `conv_output_size`.
+
+    Raises:
+        ValueError: `pool_size` or `strides` is not an int or pair of ints >= 1, `padding` is not one of the
+            forms above, explicit padding is not smaller than the pool size on every side, or (when called)
+            the input is not 4-D or the window is larger than the padded input.
+
+    Example:
+        >>> import numpy as np
+        >>> from kerascnn.layers import MaxPool2D
+        >>> x = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)  # rows 0-3, 4-7, 8-11, 12-15
+        >>> from keras import ops
+        >>> ops.convert_to_numpy(MaxPool2D(2)(x))[0, :, :, 0].tolist()  # floor((4 - 2) / 2) + 1 = 2 per axis
+        [[5.0, 7.0], [13.0, 15.0]]
     """
 
     def _pool(self, inputs, mode):
@@ -93,6 +112,28 @@ class AvgPool2D(_Pool2D):
         pool_size: int or (kh, kw), each >= 1.
         strides: int or (sh, sw), each >= 1; defaults to `pool_size` (non-overlapping windows).
         padding: "valid", "same", or explicit padding as in `Conv2D`; each side < pool size.
+
+        **kwargs: base-layer arguments (`name`, `dtype`, `trainable`).
+
+    Returns:
+        Called on (batch, height, width, C), the layer returns (batch, out_h, out_w, C), each out from
+        `conv_output_size`.
+
+    Raises:
+        ValueError: `pool_size` or `strides` is not an int or pair of ints >= 1, `padding` is not one of the
+            forms above, explicit padding is not smaller than the pool size on every side, or (when called)
+            the input is not 4-D or the window is larger than the padded input.
+
+    Example:
+        >>> import numpy as np
+        >>> from kerascnn.layers import AvgPool2D
+        >>> x = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
+        >>> from keras import ops
+        >>> ops.convert_to_numpy(AvgPool2D(2)(x))[0, :, :, 0].tolist()
+        [[2.5, 4.5], [10.5, 12.5]]
+        >>> ones = np.ones((1, 4, 4, 1), "float32")
+        >>> float(ops.max(AvgPool2D(3, strides=1, padding="same")(ones)))  # padded cells are not averaged in
+        1.0
     """
 
     def _pool(self, inputs, mode):
@@ -154,6 +195,23 @@ class GlobalAvgPool2D(_GlobalPool2D):
 
     Args:
         keepdims: keep the spatial axes as size 1, (batch, 1, 1, C), instead of (batch, C).
+        **kwargs: base-layer arguments (`name`, `dtype`, `trainable`).
+
+    Returns:
+        Called on (batch, H, W, C), the layer returns (batch, C), or (batch, 1, 1, C) with `keepdims`.
+
+    Raises:
+        ValueError: the input is not 4-D.
+
+    Example:
+        >>> import numpy as np
+        >>> from kerascnn.layers import GlobalAvgPool2D
+        >>> x = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
+        >>> from keras import ops
+        >>> ops.convert_to_numpy(GlobalAvgPool2D()(x)).tolist()  # (0 + 1 + ... + 15) / 16
+        [[7.5]]
+        >>> tuple(GlobalAvgPool2D(keepdims=True)(np.zeros((2, 7, 7, 32), "float32")).shape)
+        (2, 1, 1, 32)
     """
 
     def call(self, inputs):
@@ -166,6 +224,21 @@ class GlobalMaxPool2D(_GlobalPool2D):
 
     Args:
         keepdims: keep the spatial axes as size 1, (batch, 1, 1, C), instead of (batch, C).
+        **kwargs: base-layer arguments (`name`, `dtype`, `trainable`).
+
+    Returns:
+        Called on (batch, H, W, C), the layer returns (batch, C), or (batch, 1, 1, C) with `keepdims`.
+
+    Raises:
+        ValueError: the input is not 4-D.
+
+    Example:
+        >>> import numpy as np
+        >>> from kerascnn.layers import GlobalMaxPool2D
+        >>> x = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
+        >>> from keras import ops
+        >>> ops.convert_to_numpy(GlobalMaxPool2D()(x)).tolist()
+        [[15.0]]
     """
 
     def call(self, inputs):

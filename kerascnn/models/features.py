@@ -16,14 +16,18 @@ def head_features(model: keras.Model):
         model: a functional model with exactly one `kerascnn.layers.GAPHead`.
 
     Returns:
-        (head, features_model): the GAPHead layer and a `keras.Model` from `model.input` to the head's input.
+        (head, features_model), the GAPHead layer and a `keras.Model` from `model.input` to the head's input.
 
     Raises:
         ValueError: `model` has no GAPHead or more than one.
 
     Example:
-        head, features = head_features(models.create("nin"))
-        maps = head.class_maps(features(images))  # (batch, height, width, classes)
+        >>> import numpy as np
+        >>> from kerascnn.models import create, head_features
+        >>> head, features = head_features(create("nin", (28, 28, 1), 10, widths=(8, 8, 8)))
+        >>> images = np.zeros((2, 28, 28, 1), "float32")
+        >>> tuple(head.class_maps(features(images)).shape)  # (batch, height, width, classes)
+        (2, 7, 7, 10)
     """
     heads = [layer for layer in model.layers if isinstance(layer, GAPHead)]
     if len(heads) != 1:

@@ -64,7 +64,8 @@ def smallest_input_size(model: keras.Model, limit: int = 4096) -> tuple[int, int
         ValueError: the model was built for a variable size (None), or no size up to `limit` fits.
 
     Example:
-        >>> smallest_input_size(kerascnn.models.create("lenet5", (32, 32, 1)))
+        >>> from kerascnn.models import create, smallest_input_size
+        >>> smallest_input_size(create("lenet5", (32, 32, 1)))
         (28, 28)
     """
     height, width, channels = model.inputs[0].shape[1:]

@@ -17,7 +17,39 @@ class OptionError(ValueError):
 
 
 def register(name: str):
-    """Decorator: registers `builder(input_shape, num_classes, **options) -> keras.Model` as `name`."""
+    """Decorator: registers `builder(input_shape, num_classes, **options) -> keras.Model` as `name`.
+
+    `create(name, ...)` then checks the shape, the class count and the option names, and calls the builder with
+    `input_shape=(H, W, C)`, `num_classes` and the options as keywords. A builder raises ValueError for a size it
+    cannot take (`create` then finds the smallest size that fits) and `OptionError` for an option wrong at every
+    size.
+
+    Args:
+        name: the name `create` and `names()` use; the `--model` value on the command line.
+
+    Returns:
+        The decorator, which registers the builder and returns it unchanged.
+
+    Raises:
+        ValueError: (from the decorator) a model named `name` is already registered.
+
+    Example:
+        >>> import keras
+        >>> from kerascnn.layers import GAPHead
+        >>> from kerascnn.models import create, register
+        >>> @register("tiny_doc_example")
+        ... def tiny(input_shape, num_classes, dropout=0.0):
+        ...     inputs = keras.Input(input_shape)
+        ...     return keras.Model(inputs, GAPHead(num_classes, dropout=dropout)(inputs))
+        >>> create("tiny_doc_example", (8, 8, 3), 4).count_params()  # 3 * 4 weights + 4 biases
+        16
+        >>> from kerascnn.models import registry
+        >>> del registry._BUILDERS["tiny_doc_example"]  # unregister the example: tests build every name
+        >>> register("resnet")(tiny)
+        Traceback (most recent call last):
+        ...
+        ValueError: A model named 'resnet' is already registered.
+    """
 
     def decorator(builder):
         if name in _BUILDERS:
@@ -29,7 +61,16 @@ def register(name: str):
 
 
 def names() -> list[str]:
-    """The registered model names, sorted."""
+    """The registered model names, sorted.
+
+    Returns:
+        The names `create` accepts, a new list (changing it registers nothing).
+
+    Example:
+        >>> from kerascnn.models import names
+        >>> names()
+        ['lenet5', 'mobilenet', 'mobilenetv2', 'nin', 'resnet', 'vgg']
+    """
     return sorted(_BUILDERS)
 
 
@@ -39,6 +80,18 @@ def create(name: str, input_shape=(28, 28, 1), num_classes: int = 10, **options)
     Height and width may be any size the model takes, or None for a variable size where the architecture
     allows it (models with a GAP head; not LeNet-5, whose dense layers need a fixed size).
 
+    Args:
+        name: a registered name, one of `names()`: "lenet5", "mobilenet", "mobilenetv2", "nin", "resnet", "vgg".
+        input_shape: (height, width, channels), without the batch axis; height and width are positive ints or
+            None, channels an int >= 1.
+        num_classes: number of classes, an int >= 2; the model outputs (batch, num_classes) probabilities.
+        **options: the builder's own keyword options (e.g. `widths` and `dropout` for "vgg", `width` and
+            `depth` for "resnet", `alpha` and `weights` for "mobilenetv2"); the ValueError for an unknown one
+            lists them.
+
+    Returns:
+        A functional `keras.Model` (not compiled) from (batch, H, W, C) images to (batch, num_classes).
+
     Raises:
         ValueError: unknown name (the message lists the valid ones and the closest match), an input shape
             that is not (H, W, C), fewer than 2 classes, an option the builder does not take, or a size too
@@ -46,8 +99,15 @@ def create(name: str, input_shape=(28, 28, 1), num_classes: int = 10, **options)
             `input_size.smallest_input_size`).
 
     Example:
+        >>> from kerascnn.models import create
         >>> create("resnet", (None, None, 3), 5).output_shape
         (None, 5)
+        >>> create("vgg", (32, 32, 3), 10, widths=(8, 16)).count_params()
+        4610
+        >>> create("lenet5", (8, 8, 1))
+        Traceback (most recent call last):
+        ...
+        ValueError: Model 'lenet5' takes images of at least 28x28 pixels; input_shape=(8, 8, 1) is too small ...
     """
     if name not in _BUILDERS:
         close = difflib.get_close_matches(name, names(), n=1)

@@ -14,7 +14,27 @@ _VARIABLE = "TF_USE_LEGACY_KERAS"
 
 
 def tf_keras_and_tfmot():
-    """(tf_keras, tensorflow_model_optimization), imported with the Keras 3 process left as it was."""
+    """(tf_keras, tensorflow_model_optimization), imported with the Keras 3 process left as it was.
+
+    `tf.keras` is resolved to Keras 3 before tfmot is imported, and TF_USE_LEGACY_KERAS is restored afterwards
+    (unset if it was), so `keras` and the TFLite converter stay on Keras 3.
+
+    Returns:
+        The two modules, (tf_keras, tfmot).
+
+    Raises:
+        ImportError: tensorflow-model-optimization or tf-keras is not installed (the message says what to
+            install).
+
+    Example:
+        >>> import os
+        >>> from kerascnn.optimize import tf_keras_and_tfmot
+        >>> tf_keras, tfmot = tf_keras_and_tfmot()
+        >>> tf_keras.__name__, tfmot.__name__
+        ('tf_keras', 'tensorflow_model_optimization')
+        >>> os.environ.get("TF_USE_LEGACY_KERAS") is None  # unset here before, unset after
+        True
+    """
     import tensorflow as tf
 
     before = os.environ.get(_VARIABLE)

@@ -19,7 +19,22 @@ from kerascnn.layers.pooling import AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D,
 
 
 class NoStandardEquivalent(ValueError):
-    """A layer that standard Keras layers cannot express."""
+    """A layer that standard Keras layers cannot express; the message names it.
+
+    Raised by `standard_twin`, `to_keras_builtins` and `to_tf_keras`: for MaxPool2D or AvgPool2D with explicit
+    padding that is neither "same" nor "valid" (standard pooling cannot leave padded cells out), and for layers
+    other than kerascnn's and Dense, Flatten, Dropout, Activation, ReLU, Concatenate, Add and Multiply.
+
+    Example:
+        >>> import keras
+        >>> from kerascnn.layers import MaxPool2D
+        >>> from kerascnn.optimize import to_keras_builtins
+        >>> inputs = keras.Input((8, 8, 1))
+        >>> to_keras_builtins(keras.Model(inputs, MaxPool2D(3, strides=2, padding=1)(inputs)))
+        Traceback (most recent call last):
+        ...
+        kerascnn.optimize.standard.NoStandardEquivalent: Layer 'max_pool2d...' (MaxPool2D with padding ...
+    """
 
 
 def _activation(k, activation, name):
@@ -155,9 +170,25 @@ def standard_twin(model, k=keras):
     `model.get_config()`: each layer's inbound tensors (keras_history: layer name, node, output index) are
     fed to the layer's standard equivalent.
 
+    Args:
+        model: a functional Keras 3 model of kerascnn layers and the standard layers the zoo uses, each layer
+            called once.
+        k: the namespace whose layers the twin is built from: `keras` (Keras 3), or the `tf_keras` module from
+            `tf_keras_and_tfmot()`.
+
+    Returns:
+        `k.Model` with the same inputs, outputs and weights; the twin is not checked (`check_twin` does that).
+
     Raises:
         NoStandardEquivalent: a layer has none (named in the message).
         ValueError: `model` is not functional, or calls a layer more than once.
+
+    Example:
+        >>> from kerascnn.models import create
+        >>> from kerascnn.optimize import standard_twin
+        >>> twin = standard_twin(create("vgg", (8, 8, 1), 3, widths=(4,)))  # ConvBNAct -> Conv2D, BN, Activation
+        >>> [type(layer).__name__ for layer in twin.layers[1:4]]
+        ['Conv2D', 'BatchNormalization', 'Activation']
     """
     config = model.get_config()
     if "layers" not in config or "input_layers" not in config:
@@ -200,5 +231,26 @@ def standard_twin(model, k=keras):
 
 def to_keras_builtins(model: keras.Model) -> keras.Model:
     """The Keras 3 twin of a functional kerascnn model, made of keras.layers built-ins only (bench/train.py
-    times the two side by side)."""
+    times the two side by side): `standard_twin(model, keras)`.
+
+    Args:
+        model: a functional Keras 3 model built from kerascnn layers.
+
+    Returns:
+        A `keras.Model` of built-in layers with the same weights (not checked; `check_twin` does that).
+
+    Raises:
+        NoStandardEquivalent: a layer has no built-in equivalent (named in the message).
+        ValueError: `model` is not functional, or calls a layer more than once.
+
+    Example:
+        >>> from kerascnn.models import create
+        >>> from kerascnn.optimize import check_twin, to_keras_builtins
+        >>> model = create("vgg", (8, 8, 1), 3, widths=(4,))
+        >>> builtins = to_keras_builtins(model)
+        >>> sorted({type(layer).__module__.split(".")[0] for layer in builtins.layers})
+        ['keras']
+        >>> check_twin(model, builtins) < 1e-5  # batch norm unfolded: equal up to float rounding
+        True
+    """
     return standard_twin(model, keras)

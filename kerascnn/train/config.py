@@ -19,6 +19,7 @@ from kerascnn.settings import (
     RESUMABLE,
     UNSAVED,
     SettingError,
+    document,
     flags,
     having,
     like,
@@ -34,6 +35,9 @@ KEEPS = ("best", "last")
 # without --keep, a validation split below this many images (one image: more than a point) keeps the last epoch
 MIN_CHOOSING_VALIDATION = 100
 # Named schedules. Each row of the README's accuracy table names its preset and command.
+#: The named training presets, chosen with `--preset NAME` or the "preset" key of `resolve`'s mapping. Each maps
+#: TrainConfig fields to values; the fields not named keep TrainConfig's defaults, and settings given with the
+#: preset override it. "quick" is the README's main command (an edge-sized model, about 10 minutes on 2 CPU cores).
 PRESETS: dict[str, dict] = {
     # the README main command: an edge-sized model that finishes in about 10 minutes on 2 CPU cores (the README's
     # trial table under Accuracy has the variants measured against it)
@@ -112,7 +116,24 @@ class TrainConfig:
     """Everything a run depends on; written as config.yaml into the run directory. Each field is a setting
     (`kerascnn.settings.setting`): its help is its documentation and `python -m kerascnn.train --help`, its roles
     say what a --resume may change and what each process of a run has its own of. The data settings are
-    DataSpec's."""
+    DataSpec's.
+
+    Every field is a keyword with a default; each is the command-line flag `--field-name`. Build a config with
+    `resolve`, which applies the preset and checks the values; the constructor does neither (`validate` checks).
+    The attributes below are the fields' help, as `--help` prints it (`kerascnn.settings.document`).
+
+    Raises:
+        TypeError: a keyword that is not a field (the constructor checks nothing else).
+        kerascnn.settings.SettingError: from `validate`, which `resolve` calls (a ValueError), a value out of
+            range or two that contradict each other.
+
+    Example:
+        >>> from kerascnn.train import TrainConfig
+        >>> config = TrainConfig(model="vgg", epochs=2)  # every other field at its default
+        >>> config.run_dir.as_posix(), config.batch_size, config.lr
+        ('runs/vgg', 128, 0.003)
+        >>> config.validate()  # raises SettingError for a value out of range; None when all are fine
+    """
 
     preset: str | None = setting(
         None,
@@ -409,7 +430,12 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raises SettingError for a setting out of range or two that contradict each other (data settings:
-        `DataSpec.check`)."""
+        `DataSpec.check`).
+
+        Raises:
+            kerascnn.settings.SettingError: (a ValueError) the first failed check, its message naming the
+                settings and the values received; `str(error)` in field names, `error.in_flags()` in flags.
+        """
         checks = [
             (
                 self.epochs < 1 or self.batch_size < 1,
@@ -562,8 +588,29 @@ def read_config_file(path: str | Path) -> dict:
 def resolve(values: dict) -> TrainConfig:
     """Defaults, then the preset named in `values`, then `values` themselves.
 
+    Data folders become absolute paths. With `init_from` or `weights` and no `freeze_epochs` given, the
+    head-only phase is cut to `epochs` if it would be longer.
+
+    Args:
+        values: TrainConfig fields by name (a config file's or the command line's settings), "preset"
+            among them or not.
+
+    Returns:
+        The checked `TrainConfig`.
+
     Raises:
-        ValueError: an unknown key or preset, a value of the wrong type, or a value out of range.
+        ValueError: an unknown key or preset, a value of the wrong type, or a value out of range
+            (`kerascnn.settings.SettingError`, a ValueError, names the setting).
+
+    Example:
+        >>> from kerascnn.train import resolve
+        >>> config = resolve({"preset": "quick", "epochs": 1})  # the preset's values, epochs overridden
+        >>> config.model, config.model_options, config.epochs, config.run_dir.as_posix()
+        ('vgg', {'widths': (24, 48, 96)}, 1, 'runs/quick')
+        >>> resolve({"epoch": 3})
+        Traceback (most recent call last):
+        ...
+        ValueError: Unknown config keys: epoch. Valid keys: ...
     """
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - fields)
@@ -596,3 +643,6 @@ def to_yaml(config: TrainConfig) -> str:
     values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in unsaved}
     values["model_options"] = json.loads(json.dumps(values["model_options"]))  # tuples -> lists
     return yaml.safe_dump(values, sort_keys=False)
+
+
+document(TrainConfig)  # each field's help into the API reference, once resume_flags() can run
