@@ -8,6 +8,7 @@ import pytest
 
 from kerascnn import cli, settings
 from kerascnn.data.spec import DataSpec
+from kerascnn.export.config import ExportConfig
 from kerascnn.settings import SettingError
 from kerascnn.train import config
 from kerascnn.train.config import TrainConfig, resolve
@@ -57,3 +58,14 @@ def test_a_setting_error_names_the_argument_and_the_command_line_its_flag(values
 def test_an_unknown_role_is_refused():
     with pytest.raises(ValueError, match="Unknown setting roles"):
         settings.setting(1, roles=("resumeable",))
+
+
+@pytest.mark.parametrize("cls", [TrainConfig, ExportConfig], ids=lambda cls: cls.__name__)
+def test_the_api_reference_lists_each_setting_once_with_its_help(cls):
+    """`settings.document` writes the fields' help into the docstring: no second list of the fields to keep up."""
+    attributes = cls.__doc__.split("\nAttributes:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert [line.split(":", 1)[0].split(" (")[0].strip() for line in attributes] == [
+        f.name for f in dataclasses.fields(cls)
+    ]
+    for line, field in zip(attributes, dataclasses.fields(cls)):
+        assert " ".join(settings._help(field).split()) in line, field.name
