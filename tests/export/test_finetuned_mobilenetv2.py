@@ -1,7 +1,9 @@
 """The whole way: keras.applications MobileNetV2 weights -> a fine-tuned kerascnn mobilenetv2 on a tiny RGB folder ->
 float32, int8 and uint8 through the op audit, with metadata -> MediaPipe's ImageClassifier."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -9,11 +11,18 @@ import pytest
 
 from kerascnn import rundir
 from kerascnn.export.audit import op_counts
+from kerascnn.models import torch_weights
 from tests.edge.test_mediapipe import check_mediapipe, edge_python  # noqa: F401  (the session fixture)
 from tests.train.test_finetune import FOLDER_RUN, write_folder
 
 if keras.backend.backend() != "tensorflow":
     pytest.skip("export runs on the TensorFlow backend", allow_module_level=True)
+
+IMAGENET_PTH = Path(__file__).resolve().parents[2] / ".weights" / torch_weights.IMAGENET_PTH
+needs_real_file = pytest.mark.skipif(
+    not IMAGENET_PTH.is_file() or importlib.util.find_spec("torch") is None,
+    reason=f"torch and torchvision's ImageNet MobileNetV2 are not installed: run {torch_weights.INSTALL_PTH}",
+)
 
 # after BN folding: convolutions (ReLU6 fused), the residual adds, the head's mean and softmax; (de)quantize at
 # the edges of the integer variants. No MUL (an unfolded BN), no RELU6 of its own, no PAD ("same" padding).
@@ -85,5 +94,35 @@ def test_the_finetuned_model_runs_in_mediapipe(finetuned_export, edge_python, tm
     for variant, result in zip(VARIANTS, results):
         assert result["mediapipe"]["supported"], (variant, result["mediapipe"])
         assert result["metadata"]["mean"] == pytest.approx([128.0] * 3) or variant == "uint8"
+        assert result["top1_agreement"] >= 90.0, (variant, result)
+        assert result["images"] == len(labels)
+
+
+@needs_real_file
+def test_the_imagenet_pth_fine_tuned_runs_in_mediapipe_and_predict(edge_python, tmp_path):  # noqa: F811
+    """torchvision's ImageNet file (`--weights .weights/mobilenet_v2-b0353104.pth`, alpha 1.0) fine-tuned on a small
+    RGB folder: the run normalizes as torchvision (dataset.json), and its float32, int8 and uint8 files, metadata
+    written, run in MediaPipe's ImageClassifier and in kerascnn-predict (ai-edge-litert) with the same top-1."""
+    from PIL import Image
+
+    from kerascnn.export import export_run
+    from kerascnn.train import resolve, train
+
+    folder = write_folder(tmp_path / "photos", classes=3, per_class=16, size=32, channels=3)
+    run = tmp_path / "run"
+    train(resolve(dict(FOLDER_RUN, data_dir=str(folder), model="mobilenetv2", weights=str(IMAGENET_PTH), epochs=2,
+                       freeze_epochs=1, lr=1e-2, out=str(run))))  # fmt: skip
+    normalization = json.loads((run / rundir.DATASET).read_text())["normalization"]
+    assert normalization["mean"] == pytest.approx([255 * m for m in (0.485, 0.456, 0.406)])
+    assert normalization["std"] == pytest.approx([255 * s for s in (0.229, 0.224, 0.225)])
+    report = export_run(run, VARIANTS, calibration=24, out=tmp_path / "out", latency_rounds=1, mediapipe=False)
+    files = sorted(folder.glob("*/*.png"))
+    images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    labels = np.array([int(f.parent.name[len("class") :]) for f in files])
+    np.savez(tmp_path / "test.npz", images=images, labels=labels)
+    results = check_mediapipe(edge_python, tmp_path / "test.npz", *(tmp_path / "out" / report["variants"][v]["file"]
+                                                                       for v in VARIANTS))  # fmt: skip
+    for variant, result in zip(VARIANTS, results):
+        assert result["mediapipe"]["supported"], (variant, result["mediapipe"])
         assert result["top1_agreement"] >= 90.0, (variant, result)
         assert result["images"] == len(labels)
