@@ -114,6 +114,15 @@ def test_readme_results_are_the_results_files():
     assert readme == results, "README.md's results table must be bench/RESULTS.md's Presets table, cell for cell"
 
 
+def test_the_readmes_measured_percentages_are_the_results_files():
+    """A figure quoted in the README's prose is typed in bench/RESULTS.md first (the table rows it comes from)."""
+    prose = "\n".join(line for line in (ROOT / "README.md").read_text().splitlines() if not line.startswith("|"))
+    quoted = re.findall(r"\b\d+\.\d+ %", prose)
+    results = (ROOT / "bench" / "RESULTS.md").read_text()
+    assert quoted, "the README quotes measured accuracies (the ImageNet recipe)"
+    assert [q for q in quoted if f"| {q} |" not in results] == []
+
+
 def test_every_code_block_runs_or_says_why_not():
     """Every fenced block is a python block that this test runs, or carries `<!-- not run: reason -->`."""
     runnable = {}
