@@ -5,8 +5,9 @@ the seeded validation/test split, the in-memory or streamed decision, the statis
 of `tf.data` pipelines that Keras 3 feeds to every backend; peak memory does not grow with the number of images.
 
 Owners: `source` (the protocol), `folder`/`idx`/`tfds_source` (listing and decoding), `pipeline` (the splits'
-batches), this module (opening). The former openers (`open_spec`, `open_dataset`, `open_for_run`, `open_run`,
-`open_image_folder`, `open_idx`, `open_tfds`) remain below as thin deprecated aliases of `open`.
+batches), this module (opening). The former openers `open_image_folder`, `open_idx` and `open_tfds` remain below
+as thin deprecated aliases of `open` (tests and bench/ call them); `open_spec`, `open_dataset` and `open_for_run`
+are now `open(spec)`, `open_run` is `open(spec, recorded=dataset_json)`.
 """
 
 from __future__ import annotations
@@ -148,21 +149,6 @@ def open(  # kerascnn.data.open, the one way to open data (shadows the builtin h
 # Deprecated aliases of `open`, kept for older callers.
 
 
-def open_spec(spec: DataSpec, **options) -> StreamingDataset:
-    """Deprecated: `open(spec, **options)`."""
-    return open(spec, **options)
-
-
-def open_run(dataset_meta: dict, config: dict) -> StreamingDataset:
-    """Deprecated: `open(DataSpec.from_run(dataset_meta, config), recorded=dataset_meta)`."""
-    return open(DataSpec.from_run(dataset_meta, config), recorded=dataset_meta)
-
-
-def open_for_run(settings: dict, cache_bytes: int | None = DEFAULT_CACHE_BYTES, batch_size=None) -> StreamingDataset:
-    """Deprecated: `open(DataSpec.from_settings(settings), ...)`."""
-    return open(DataSpec.from_settings(settings), cache_bytes=cache_bytes, batch_size=batch_size)
-
-
 def _spec_and_options(kwargs: dict) -> tuple[dict, dict]:
     options = {k: kwargs.pop(k) for k in ("cache_bytes", "stats_images", "batch_size") if k in kwargs}
     if kwargs.get("image_size") is not None:
@@ -170,16 +156,12 @@ def _spec_and_options(kwargs: dict) -> tuple[dict, dict]:
     return kwargs, options
 
 
-def open_dataset(name: str = "fashion_mnist", data_dir=None, *, test_dir=None, **kwargs) -> StreamingDataset:
-    """Deprecated: `open(DataSpec(name, data_dir, test_dir, ...))`; other arguments: `DataSpec`'s, `open`'s."""
+def open_image_folder(root, *, test_dir=None, **kwargs) -> StreamingDataset:
+    """Deprecated: `open(DataSpec(data_dir=root, test_dir=test_dir, ...))`; other arguments: `DataSpec`'s,
+    `open`'s."""
     fields, options = _spec_and_options(kwargs)
-    folders = {k: None if v is None else str(v) for k, v in (("data_dir", data_dir), ("test_dir", test_dir))}
-    return open(DataSpec(name, **folders, **fields), **options)
-
-
-def open_image_folder(root, **kwargs) -> StreamingDataset:
-    """Deprecated: `open(DataSpec(data_dir=root, ...))`; other arguments: `DataSpec`'s, `open`'s."""
-    return open_dataset(data_dir=root, **kwargs)
+    folders = {"data_dir": str(root), "test_dir": None if test_dir is None else str(test_dir)}
+    return open(DataSpec(**folders, **fields), **options)
 
 
 def open_idx(images_files, labels_files, label_names, *, name="fashion_mnist", **kwargs) -> StreamingDataset:
