@@ -45,7 +45,7 @@ def load_dataset(
     seed: int = 0,
     image_size=None,
 ) -> ImageDataset:
-    """`kerascnn.data.stream.open_dataset(...)` decoded into arrays: the same splits and statistics.
+    """`kerascnn.data.open(DataSpec(...))` decoded into arrays: the same splits and statistics.
 
     Args:
         name: a tfds image-classification dataset ("fashion_mnist", "mnist", "cifar10", ...); "fashion_mnist" is
@@ -59,10 +59,13 @@ def load_dataset(
         >>> ds = load_dataset("fashion_mnist")
         >>> x_test, y_test = ds.splits["test"]
     """
-    from kerascnn.data.stream import open_dataset
+    from kerascnn.data.spec import DataSpec
+    from kerascnn.data.stream import open
 
     if not 0.0 <= validation_fraction <= 0.5:
         raise ValueError(f"`validation_fraction` must be in [0, 0.5]. Received: {validation_fraction!r}")
-    data = open_dataset(name, data_dir, image_size=image_size, validation_fraction=validation_fraction, seed=seed)
+    folder = None if data_dir is None else str(data_dir)
+    image_size = tuple(image_size) if image_size else None
+    data = open(DataSpec(name, folder, image_size=image_size, validation_fraction=validation_fraction, seed=seed))
     splits = {split: data.arrays(split) for split in ("train", "validation", "test")}
     return ImageDataset(data.name, data.labels, splits, data.mean, data.std)

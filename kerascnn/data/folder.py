@@ -1,5 +1,5 @@
-"""A folder of the user's own images, root/<class name>/.../<image file>: listed, checked and split without decoding,
-then read through `kerascnn.data.pipeline` and decoded by `kerascnn.data.images`.
+"""A folder of the user's own images, root/<class name>/.../<image file>, as a `Source` (`FolderSource`): listed and
+checked without decoding, decoded by `kerascnn.data.images`; split, limited and read by `kerascnn.data.stream`.
 
 The rules are those of `keras.utils.image_dataset_from_directory` (class names are the sorted names of root's
 sub-folders, files in nested sub-folders count under their class folder, a file's suffix says whether it is an
@@ -30,15 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from kerascnn.data import images as image_ops
-from kerascnn.data.pipeline import (
-    DEFAULT_CACHE_BYTES,
-    DEFAULT_STATS_IMAGES,
-    Split,
-    StreamingDataset,
-    choose_path,
-    split_indices,
-)
-from kerascnn.data.spec import check_fractions
+from kerascnn.data.pipeline import Split
+from kerascnn.data.source import Listing, Source
 
 GREYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N"}
 COLOR_MODES = {"grayscale": 1, "rgb": 3}
@@ -264,131 +257,68 @@ def file_split(paths: list[str], labels: np.ndarray, orientations: np.ndarray | 
     return Split(len(paths), source, decode, paths, labels, rebuild)
 
 
-def open_image_folder(
-    root,
-    *,
-    test_dir=None,
-    image_size: tuple[int, int] | None = None,
-    color_mode: str | None = None,
-    validation_fraction: float = 1 / 12,
-    test_fraction: float = 1 / 12,
-    seed: int = 0,
-    skip_bad: bool = False,
-    cache_bytes: int | None = DEFAULT_CACHE_BYTES,
-    stats_images: int | None = DEFAULT_STATS_IMAGES,
-    batch_size: int | None = None,
-    recorded: dict | None = None,
-) -> StreamingDataset:
-    """A folder of images (one sub-folder per class) as a streaming dataset, split without decoding.
-
-    The file list is split by `split_indices` (seeded): `validation_fraction` for validation and, unless a separate
-    `test_dir` is given, `test_fraction` for a held-out test split, never used to choose a model.
+class FolderSource(Source):
+    """A folder of images, root/<class name>/.../<image file> (the module's rules), and optionally a `test_dir` with
+    the same class folders as its test split.
 
     Args:
-        root: the training folder, root/<class name>/.../<image files>.
-        test_dir: a folder with the same class folders, used as the test split instead of a held-out part.
+        root: the training folder.
+        test_dir: a folder with the same class folders, the test split (default: the pipeline holds one out).
         image_size: (height, width) every image is resized to; default the first image's upright size.
         color_mode: "grayscale" or "rgb"; default "grayscale" if every image is greyscale, else "rgb".
-        validation_fraction, test_fraction: shares of the folder, each in [0, 0.5].
-        seed: seed of the split and of the statistics sample.
-        skip_bad: leave out files that cannot be decoded (listed in `skipped`) instead of raising; every file is
-            then decoded once before training, so that the count is exact.
-        cache_bytes: cache the decoded images in memory when the training split's pixels fit in this many bytes
-            (None: never).
-        stats_images: size of the seeded sample of training images the mean and std come from (None: all).
-        batch_size: when given, a batch of this many images must fit in memory (`images.check_memory`).
-        recorded: a run's dataset.json: its input shape, statistics and skipped files are taken as they are, and no
-            file is checked or decoded here (export reads a trained run's data this way).
-
-    Returns:
-        A `StreamingDataset`; `facts` holds the number of files listed per class.
-
-    Raises:
-        FileNotFoundError, ValueError: see `list_image_folder` and `check_image_files`; bad arguments; DecodeError
-            (a ValueError) for a file that cannot be decoded.
-
-    Example:
-        >>> data = open_image_folder("photos", image_size=(96, 96))
-        >>> model.fit(data.batches("train", 64, shuffle=True), validation_data=data.batches("validation", 64))
+        skip_bad: leave out files whose header check fails (named in `skipped`) instead of raising.
     """
-    check_fractions(validation_fraction, test_fraction)
-    if color_mode is not None and color_mode not in COLOR_MODES:
-        raise ValueError(f"`color_mode` must be 'grayscale' or 'rgb'. Received: color_mode={color_mode!r}")
-    paths, labels, classes = list_image_folder(root)
-    test_paths, test_labels = [], labels[:0]
-    if test_dir is not None:
-        test_paths, test_labels, _ = list_image_folder(test_dir, classes)
-    everything = paths + test_paths
-    all_labels = np.concatenate([labels, test_labels])
-    facts = {"files_per_class": np.bincount(labels, minlength=len(classes)).tolist()}
-    if recorded is None:
-        summary = check_image_files(everything, skip_bad)
-        good, skipped, orientations = summary["good"], summary["bad"], summary["orientations"]
-        image_size = tuple(image_size or summary["first_size"])
-        greyscale = all(mode.split("+")[0] in GREYSCALE_MODES for mode in summary["modes"])
-        channels = COLOR_MODES[color_mode] if color_mode else (1 if greyscale else 3)
-    else:
-        skipped = [p for p in recorded.get("skipped", []) if p in set(everything)]
-        good = ~np.isin(np.array(everything, dtype=object), skipped)
-        orientations = None
-        *image_size, channels = recorded["input_shape"]
-        image_size = tuple(image_size)
-    if len(image_size) != 2 or not all(isinstance(v, int) and v > 0 for v in image_size):
-        raise ValueError(f"`image_size` must be (height, width), positive ints. Received: {image_size!r}")
-    input_shape = (*image_size, channels)
-    if batch_size is not None:
-        image_ops.check_memory(input_shape, batch_size)
-    kept = np.flatnonzero(good[: len(paths)])
-    if test_dir is None:
-        validation, test, train = split_indices(len(kept), (validation_fraction, test_fraction), seed)
-        chosen = {"train": kept[train], "validation": kept[validation], "test": kept[test]}
-        test_source = f"a seeded {test_fraction:.3g} of {Path(root).name} held out (never used to pick a model)"
-    else:
-        validation, train = split_indices(len(kept), (validation_fraction,), seed)
-        test = len(paths) + np.flatnonzero(good[len(paths) :])
-        chosen = {"train": kept[train], "validation": kept[validation], "test": test}
-        test_source = f"the test folder {test_dir}"
-    decode = image_ops.decode_file_fn(image_size, channels)
-    splits = {
-        name: file_split(
-            [everything[i] for i in index],
-            all_labels[index],
-            None if orientations is None else orientations[index],
-            decode,
-        )
-        for name, index in chosen.items()
-    }
-    if splits["train"].count == 0:
-        raise ValueError(f"{root} leaves no training images after the validation and test splits.")
-    dataset = StreamingDataset(
-        Path(root).name,
-        classes,
-        input_shape,
-        splits,
-        [0.0] * channels,
-        [1.0] * channels,
-        choose_path(splits["train"].count, input_shape, cache_bytes),
-        test_source,
-        skipped,
-        facts,
-    )
-    if recorded is not None:
-        dataset.mean, dataset.std = recorded["normalization"]["mean"], recorded["normalization"]["std"]
-        return dataset
-    if skip_bad:  # decode every file once: the ones that fail are left out and counted
-        dataset = dataset.without(dataset.undecodable())
-        _check_every_class_left(dataset, root)
-    dataset.mean, dataset.std = dataset.statistics(stats_images, seed)
-    return dataset
 
+    def __init__(self, root, *, test_dir=None, image_size=None, color_mode: str | None = None, skip_bad=False):
+        if color_mode is not None and color_mode not in COLOR_MODES:
+            raise ValueError(f"`color_mode` must be 'grayscale' or 'rgb'. Received: color_mode={color_mode!r}")
+        self.root, self.test_dir, self.image_size = root, test_dir, image_size
+        self.color_mode, self.skip_bad = color_mode, skip_bad
+        self.name = self.held_out_from = Path(root).name
+        self.where, self.test_name = str(root), f"the test folder {test_dir}"
 
-def _check_every_class_left(dataset: StreamingDataset, root) -> None:
-    counts = np.bincount(
-        np.concatenate([dataset.splits[s].labels for s in ("train", "validation")]), minlength=len(dataset.labels)
-    )
-    empty = [name for name, n in zip(dataset.labels, counts) if n == 0]
-    if empty:
-        raise ValueError(
-            f"Class folder(s) {', '.join(str(Path(root) / e) for e in empty)} hold no image that can be decoded "
-            "(--skip-bad-images left them all out): add images or remove the folder."
-        )
+    def list(self, input_shape=None, skipped=None) -> Listing:
+        """Lists both folders; checks every file's header (`check_image_files`) unless `input_shape` is given
+        (replay), when the `skipped` files recorded are left out and nothing is opened."""
+        paths, labels, classes = list_image_folder(self.root)
+        test_paths, test_labels = [], labels[:0]
+        if self.test_dir is not None:
+            test_paths, test_labels, _ = list_image_folder(self.test_dir, classes)
+        everything = paths + test_paths
+        all_labels = np.concatenate([labels, test_labels])
+        facts = {"files_per_class": np.bincount(labels, minlength=len(classes)).tolist()}
+        if input_shape is None:
+            summary = check_image_files(everything, self.skip_bad)
+            good, skipped, orientations = summary["good"], summary["bad"], summary["orientations"]
+            image_size = tuple(self.image_size or summary["first_size"])
+            greyscale = all(mode.split("+")[0] in GREYSCALE_MODES for mode in summary["modes"])
+            channels = COLOR_MODES[self.color_mode] if self.color_mode else (1 if greyscale else 3)
+        else:
+            skipped = [p for p in skipped or [] if p in set(everything)]
+            good = ~np.isin(np.array(everything, dtype=object), skipped)
+            orientations = None
+            *image_size, channels = input_shape
+            image_size = tuple(image_size)
+        if len(image_size) != 2 or not all(isinstance(v, int) and v > 0 for v in image_size):
+            raise ValueError(f"`image_size` must be (height, width), positive ints. Received: {image_size!r}")
+        decode = image_ops.decode_file_fn(image_size, channels)
+
+        def part(index):
+            return file_split(
+                [everything[i] for i in index],
+                all_labels[index],
+                None if orientations is None else orientations[index],
+                decode,
+            )
+
+        train = part(np.flatnonzero(good[: len(paths)]))
+        test = None if self.test_dir is None else part(len(paths) + np.flatnonzero(good[len(paths) :]))
+        return Listing(classes, (*image_size, channels), train, test, skipped, facts)
+
+    def check_left(self, classes, labels) -> None:
+        empty = [name for name, n in zip(classes, np.bincount(labels, minlength=len(classes))) if n == 0]
+        if empty:
+            raise ValueError(
+                f"Class folder(s) {', '.join(str(Path(self.root) / e) for e in empty)} hold no image that can be "
+                "decoded (--skip-bad-images left them all out): add images or remove the folder."
+            )

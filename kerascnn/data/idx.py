@@ -1,5 +1,5 @@
 """IDX files (the MNIST format), gzipped or not: the header, the arrays (NumPy only), and Debian's Fashion-MNIST
-(`apt-get install dataset-fashion-mnist`) as a dataset of the data stack."""
+(`apt-get install dataset-fashion-mnist`) as a `Source` (`IdxSource`)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kerascnn.data.pipeline import (
-    DEFAULT_CACHE_BYTES,
-    DEFAULT_STATS_IMAGES,
-    Split,
-    StreamingDataset,
-    choose_path,
-    record_splits,
-)
+from kerascnn.data.pipeline import Split
+from kerascnn.data.source import Listing, Source
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 FASHION_MNIST_LABELS = [
@@ -137,48 +131,31 @@ def _array_split(images: np.ndarray, labels: np.ndarray, size: tuple[int, int]) 
     return Split(len(labels), source, decode, None, labels, rebuild, (images, labels) if same else None)
 
 
-def open_idx(
-    images_files: dict[str, Path],
-    labels_files: dict[str, Path],
-    label_names: list[str],
-    *,
-    name: str = "fashion_mnist",
-    image_size: tuple[int, int] | None = None,
-    validation_fraction: float = 1 / 12,
-    seed: int = 0,
-    cache_bytes: int | None = DEFAULT_CACHE_BYTES,
-    stats_images: int | None = DEFAULT_STATS_IMAGES,
-    batch_size: int | None = None,
-    recorded: dict | None = None,
-) -> StreamingDataset:
-    """IDX image and label files ("train" and "test"; gzipped or not) as a dataset: a seeded `validation_fraction`
-    of "train" held out (`kerascnn.data.pipeline.record_splits`), "test" the test files.
+class IdxSource(Source):
+    """IDX image and label files ("train" and "test"; gzipped or not): 3-D uint8 images and 1-D labels, held as
+    arrays, resized in the pipeline when `image_size` differs from theirs.
 
-    Args: as `kerascnn.data.folder.open_image_folder`.
-
-    Raises:
+    Raises (from `list`):
         ValueError: a file is not a 3-D uint8 image / 1-D label IDX file, or the counts differ.
     """
-    train, test = (idx_split(Path(images_files[s]), Path(labels_files[s]), image_size) for s in ("train", "test"))
-    height, width = image_size or read_header(images_files["train"])[1][1:]
-    input_shape = (height, width, 1)
-    if batch_size is not None:
-        from kerascnn.data.images import check_memory
 
-        check_memory(input_shape, batch_size)
-    splits = record_splits(train, test, validation_fraction, 0.0, seed)
-    dataset = StreamingDataset(
-        name,
-        list(label_names),
-        input_shape,
-        splits,
-        [0.0],
-        [1.0],
-        choose_path(splits["train"].count, input_shape, cache_bytes),
-        "the test IDX files",
-    )
-    if recorded is not None:
-        dataset.mean, dataset.std = recorded["normalization"]["mean"], recorded["normalization"]["std"]
-    else:
-        dataset.mean, dataset.std = dataset.statistics(stats_images, seed)
-    return dataset
+    test_name = "the test IDX files"
+
+    def __init__(self, images_files, labels_files, label_names, *, name="fashion_mnist", image_size=None):
+        self.images_files = {s: Path(p) for s, p in images_files.items()}
+        self.labels_files = {s: Path(p) for s, p in labels_files.items()}
+        self.classes, self.name, self.image_size = list(label_names), name, image_size
+        self.where = str(self.images_files["train"].parent)
+
+    def list(self, input_shape=None, skipped=None) -> Listing:
+        """Reads the four files; the input shape comes from the header (a replay's is the same)."""
+        images, labels, size = self.images_files, self.labels_files, self.image_size
+        train, test = (idx_split(images[s], labels[s], size) for s in ("train", "test"))
+        height, width = self.image_size or read_header(self.images_files["train"])[1][1:]
+        return Listing(self.classes, (height, width, 1), train, test)
+
+
+def fashion_mnist_source(image_size=None) -> IdxSource | None:
+    """Debian's Fashion-MNIST as an `IdxSource`, or None when it is not installed."""
+    files = fashion_mnist_files()
+    return None if files is None else IdxSource(*files, FASHION_MNIST_LABELS, image_size=image_size)

@@ -1,6 +1,7 @@
 """The source-independent part of the data stack: a dataset's splits as `tf.data` pipelines, the seeded splits and
-subsets, and the normalization statistics. The readers (`folder`, `idx`, `tfds_source`) build `Split`s; Keras 3
-feeds the pipelines to every backend.
+subsets, and the normalization statistics. The sources (`folder`, `idx`, `tfds_source`) list `Split`s,
+`kerascnn.data.stream.open` splits them (`record_splits`) into a `StreamingDataset`; Keras 3 feeds the pipelines to
+every backend.
 
 A split is a *source* of undecoded items (file paths, IDX records, tfds examples) and a *decode* function that
 turns one item into (uint8 image (H, W, C), int64 label). `StreamingDataset.batches` chains
@@ -426,8 +427,8 @@ def dataset_metadata(name: str, labels: list[str], input_shape, mean: list[float
 
 
 def record_splits(train: Split, test: Split | None, validation_fraction: float, test_fraction: float, seed: int):
-    """(splits, whether the test split was held out) of a record dataset (IDX, tfds): its train split cut by
-    `split_indices` into validation and train, and a held-out test part when it has no test split."""
+    """The splits of every source ({"train", "validation", "test": Split}): `train` cut by `split_indices` into
+    validation, a held-out test part when `test` is None, and train, in that order; `test` as it is otherwise."""
     fractions = (validation_fraction,) if test is not None else (validation_fraction, test_fraction)
     parts = split_indices(train.count, fractions, seed)
     names = ("validation",) if test is not None else ("validation", "test")

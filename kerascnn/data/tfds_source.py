@@ -1,4 +1,4 @@
-"""tfds image-classification datasets as datasets of the data stack, streamed example by example. The one place
+"""tfds image-classification datasets as a `Source` (`TfdsSource`), streamed example by example. The one place
 that sets tfds up (import, prepare, offline probe) and says what to do when it cannot."""
 
 from __future__ import annotations
@@ -6,14 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from kerascnn.data.idx import DEBIAN_FASHION_MNIST
-from kerascnn.data.pipeline import (
-    DEFAULT_CACHE_BYTES,
-    DEFAULT_STATS_IMAGES,
-    Split,
-    StreamingDataset,
-    choose_path,
-    record_splits,
-)
+from kerascnn.data.pipeline import Split
+from kerascnn.data.source import Listing, Source
 
 TFDS_PROBE_HOST = "storage.googleapis.com"  # tfds reads dataset metadata and many datasets from Google Cloud Storage
 
@@ -98,79 +92,53 @@ def native_size_bytes(name: str) -> int | None:
     return None if None in shape else count * int(np.prod(shape))
 
 
-def open_tfds(
-    name: str,
-    *,
-    image_size: tuple[int, int] | None = None,
-    validation_fraction: float = 1 / 12,
-    test_fraction: float = 1 / 12,
-    seed: int = 0,
-    cache_bytes: int | None = DEFAULT_CACHE_BYTES,
-    stats_images: int | None = DEFAULT_STATS_IMAGES,
-    data_dir: str | None = None,
-    batch_size: int | None = None,
-    recorded: dict | None = None,
-) -> StreamingDataset:
+class TfdsSource(Source):
     """A prepared tfds image-classification dataset, streamed example by example (not `batch_size=-1`).
 
     Images keep the dataset's size unless `image_size` is given; a dataset of varying sizes needs it (or takes the
-    first image's). Its "test" split is the test split; without one, a seeded `test_fraction` of "train" is held out.
-    Other arguments as `kerascnn.data.folder.open_image_folder`.
+    first image's). Its "test" split is the test split; without one the pipeline holds one out of "train".
 
-    Raises:
+    Raises (from `list`):
         RuntimeError, ValueError: see `prepared_builder`.
     """
-    from kerascnn.data.images import check_memory, resize
 
-    builder = prepared_builder(name, data_dir)
-    height, width, channels = builder.info.features["image"].shape
-    own_size = None if height is None or width is None else (height, width)
-    if image_size is None and own_size is None:
-        first = next(iter(builder.as_dataset(split="train", as_supervised=True).take(1)))[0]
-        image_size = tuple(int(v) for v in first.shape[:2])
-    image_size = tuple(image_size or own_size)
-    if batch_size is not None:
-        check_memory((*image_size, channels), batch_size)
+    def __init__(self, name: str, *, image_size=None, data_dir: str | None = None):
+        self.name, self.image_size, self.data_dir = name, image_size, data_dir
+        self.where, self.test_name = f"tfds dataset {name!r}", f"the {name} test split"
 
-    def make(split):
-        def source():
-            return builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+    def list(self, input_shape=None, skipped=None) -> Listing:
+        """Prepares the dataset (`prepared_builder`); the input shape comes from its metadata (a replay's is the
+        same)."""
+        from kerascnn.data.images import resize
 
-        def decode(image, label):
-            import tensorflow as tf
+        builder = prepared_builder(self.name, self.data_dir)
+        height, width, channels = builder.info.features["image"].shape
+        own_size = None if height is None or width is None else (height, width)
+        image_size = self.image_size
+        if image_size is None and own_size is None:
+            first = next(iter(builder.as_dataset(split="train", as_supervised=True).take(1)))[0]
+            image_size = tuple(int(v) for v in first.shape[:2])
+        image_size = tuple(image_size or own_size)
 
-            return (image if image_size == own_size else resize(image, image_size)), tf.cast(label, tf.int64)
+        def make(split):
+            def source():
+                return builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+
+            def decode(image, label):
+                import tensorflow as tf
+
+                return (image if image_size == own_size else resize(image, image_size)), tf.cast(label, tf.int64)
+
+            try:
+                count = builder.info.splits[split].num_examples
+            except KeyError:  # split sizes not recorded (mocked builders): count the examples once
+                count = int(source().reduce(0, lambda n, _: n + 1))
+            return Split(count, source, decode)
 
         try:
-            count = builder.info.splits[split].num_examples
-        except KeyError:  # split sizes not recorded (mocked builders): count the examples once
-            count = int(source().reduce(0, lambda n, _: n + 1))
-        return Split(count, source, decode)
-
-    try:
-        names = set(builder.info.splits.keys())
-    except KeyError:
-        names = set()
-    test = make("test") if "test" in names else None
-    splits = record_splits(make("train"), test, validation_fraction, test_fraction, seed)
-    input_shape = (*image_size, channels)
-    test_source = (
-        f"the {name} test split"
-        if test is not None
-        else f"a seeded {test_fraction:.3g} of the training split held out (never used to pick a model)"
-    )
-    dataset = StreamingDataset(
-        name,
-        list(builder.info.features["label"].names),
-        input_shape,
-        splits,
-        [0.0] * channels,
-        [1.0] * channels,
-        choose_path(splits["train"].count, input_shape, cache_bytes),
-        test_source,
-    )
-    if recorded is not None:
-        dataset.mean, dataset.std = recorded["normalization"]["mean"], recorded["normalization"]["std"]
-    else:
-        dataset.mean, dataset.std = dataset.statistics(stats_images, seed)
-    return dataset
+            names = set(builder.info.splits.keys())
+        except KeyError:
+            names = set()
+        test = make("test") if "test" in names else None
+        classes = list(builder.info.features["label"].names)
+        return Listing(classes, (*image_size, channels), make("train"), test)

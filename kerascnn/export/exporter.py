@@ -75,29 +75,33 @@ TRAIN_IMAGES = 10_000  # training images a run's export decodes for calibration 
 
 def run_dataset(dataset_meta: dict, settings: dict, test_limit: int | None, train_limit: int, run_dir: Path):
     """The run's own test split and a seeded class-balanced subset of `train_limit` of its training split, as
-    arrays, opened from the data spec the run recorded (`kerascnn.data.stream.open_run`): the same split, the
-    decoding, orientation and resize of training, and the statistics of its dataset.json (not recomputed). `settings`:
+    arrays, replayed from the data spec the run recorded (`recorded_data`): the same split, the decoding, orientation
+    and resize of training, and the statistics of its dataset.json (not recomputed). `settings`:
     the run's TrainConfig as a mapping (`dataclasses.asdict`).
 
     Raises:
         ValueError: the data changed since training (`check_same_data`), before anything is decoded.
     """
-    from kerascnn.data import stream
     from kerascnn.data.datasets import ImageDataset
 
-    data = stream.open_run(dataset_meta, settings)
+    data = recorded_data(dataset_meta, settings)
     check_same_data(data, dataset_meta, run_dir)
     train = data.limited(train_limit, settings["seed"])
     splits = {"train": train.arrays("train"), "test": data.arrays("test", limit=test_limit)}
     return ImageDataset(data.name, data.labels, splits, data.mean, data.std)
 
 
+def recorded_data(dataset_meta: dict, settings: dict):
+    """The run's data replayed from the spec it recorded (`DataSpec.from_run`) and its dataset.json."""
+    from kerascnn.data import DataSpec, open
+
+    return open(DataSpec.from_run(dataset_meta, settings), recorded=dataset_meta)
+
+
 def run_test_files(dataset_meta: dict, settings: dict, test_limit: int | None) -> list[tuple[str, int]] | None:
     """The files of the run's test split as (path, class index), in the order of `run_dataset`'s test arrays (their
     first `test_limit`); None for record datasets (IDX, tfds), which have no files."""
-    from kerascnn.data import stream
-
-    part = stream.open_run(dataset_meta, settings).splits["test"]
+    part = recorded_data(dataset_meta, settings).splits["test"]
     if not part.files:
         return None
     return [(path, int(label)) for path, label in zip(part.files[:test_limit], part.labels[:test_limit])]

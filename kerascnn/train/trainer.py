@@ -247,9 +247,7 @@ def load_data(
     `--input stream` run and every run across several processes (each reads its own shard).
     `normalization` ({"mean", "std"} in pixel units) replaces the training images' statistics (fine-tuning).
     """
-    data = stream.open_spec(
-        data_spec(config), cache_bytes=CACHE_BYTES[config.input_pipeline], batch_size=config.batch_size
-    )
+    data = stream.open(data_spec(config), cache_bytes=CACHE_BYTES[config.input_pipeline], batch_size=config.batch_size)
     if data.skipped:
         print(
             f"Skipped {len(data.skipped)} image file(s) that cannot be decoded (--skip-bad-images), e.g. "

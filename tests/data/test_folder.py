@@ -210,7 +210,7 @@ def test_color_converts_a_folder_and_is_carried_from_the_flag_to_the_spec(tmp_pa
     values = vars(parser().parse_args(["--data-dir", str(tmp_path), "--color", "grayscale"]))
     spec = DataSpec.from_settings({k: v for k, v in values.items() if v is not None}).check()
     assert spec.color_mode == "grayscale"
-    assert stream.open_spec(spec).input_shape[-1] == 1  # RGB images converted
+    assert stream.open(spec).input_shape[-1] == 1  # RGB images converted
     with raises_on_command_line("--color grayscale converts an image folder"):
         DataSpec(color_mode="grayscale").check()
     with pytest.raises(FineTuneError, match="Pass --color grayscale to convert"):

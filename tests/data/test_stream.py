@@ -300,12 +300,12 @@ def test_arrays_hold_the_decoded_split(tmp_path):
     assert len(data.arrays("train", limit=5)[0]) == 5
 
 
-def test_open_dataset_picks_the_reader_and_sizes_come_from_headers(tmp_path):
+def test_open_picks_the_source_and_sizes_come_from_headers(tmp_path):
     assert stream.native_size_bytes("fashion_mnist") == 60_000 * 28 * 28  # Debian's IDX header, nothing decoded
     write_images(tmp_path)
-    assert stream.open_dataset(data_dir=tmp_path).splits["train"].files is not None
+    assert stream.open(stream.DataSpec(data_dir=str(tmp_path))).splits["train"].files is not None
     with raises_on_command_line("--test-dir is the test split of an image folder: give --data-dir"):
-        stream.open_dataset("fashion_mnist", test_dir=tmp_path)
+        stream.open(stream.DataSpec("fashion_mnist", test_dir=str(tmp_path)))
 
 
 def test_uint8_batches_normalized_by_the_model_equal_normalized_batches(tmp_path):

@@ -179,7 +179,7 @@ def test_limit_on_a_folder_trains_on_every_class(tmp_path):
     assert metrics["skipped_images"] == 1  # dropped and counted
     recorded = json.loads((tmp_path / "run" / "dataset.json").read_text())
     assert recorded["spec"]["limit"] == 9 and recorded["skipped"] == [str(tmp_path / "photos" / "c" / "broken.png")]
-    from kerascnn.data import stream
+    from kerascnn.data import DataSpec, open
 
-    data = stream.open_run(recorded, {})
+    data = open(DataSpec.from_run(recorded, {}), recorded=recorded)
     assert np.bincount(data.limited(9, 0).splits["train"].labels).tolist() == [3, 3, 3]
