@@ -64,14 +64,12 @@ NOT_DOCTESTS = {
     "kerascnn.data.datasets.load_dataset": "loads all of Fashion-MNIST (seconds, 400 MB as float32)",
     "kerascnn.data.spec.DataSpec": "needs a folder of photos",
     "kerascnn.data.stream.open": "needs a folder of photos and a model",
-    "kerascnn.data.pipeline.NormalizedImages": "needs an opened dataset and its pixels",
     "kerascnn.models.torch_weights.load_torchvision_weights": "needs torchvision's .pth (scripts/setup-weights)",
     "kerascnn.train.rendezvous.Watchdog": "needs a second process to check in",
     "kerascnn.train.distribute.session": "a fragment: the training goes where `...` stands",
     "kerascnn.rundir.locked": "needs a trained run in runs/quick",
     "kerascnn.export.exporter.export_run": "needs a trained run in runs/quick (and a minute per preset)",
     "kerascnn.rundir.Run": "needs a trained run in runs/quick (tests/train/test_rundir.py opens one)",
-    "kerascnn.data.pipeline.NormalizedImages": "a fragment: needs a loaded dataset and its uint8 pixels",
 }
 
 

@@ -292,7 +292,7 @@ def write_run_files(run_dir: Path, config: TrainConfig, data: Data, normalizatio
     earlier run's files are deleted first. `normalization_from` names the backbone whose normalization a fine-tuned
     run uses (dataset.json's normalization "from")."""
     # "spec", "skipped" and the file counts let export open the same splits with these statistics again
-    # (kerascnn.data.stream.open_run), without re-checking the data or recomputing the statistics
+    # (kerascnn.data.open with recorded=), without re-checking the data or recomputing the statistics
     meta = data.dataset.metadata()
     if normalization_from:
         meta["normalization"]["from"] = normalization_from
