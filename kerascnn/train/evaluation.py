@@ -48,8 +48,7 @@ def evaluate(
     chief. `keep_why`: why the last epoch was kept without --keep (`small_data.keep_rule`), into the metrics.
 
     Across several processes every process evaluates its shard of the test split together, on the last
-    network only (best.keras is on the chief's disk). `keep_why`: why the last epoch was kept without --keep
-    (`small_data.keep_rule`), recorded in the metrics.
+    network only (best.keras is on the chief's disk).
     """
     run = Run(run_dir)
     final_state = run.state() if cluster.is_chief else None

@@ -29,6 +29,7 @@ CACHE_BYTES = {"auto": stream.DEFAULT_CACHE_BYTES, "memory": 1 << 62, "stream": 
 # streamed runs show the TensorBoard image summaries on this many validation images
 SUMMARY_IMAGES = 1000
 
+# the cluster of a run in one process (its chief)
 SINGLE_PROCESS = distribute.Cluster()
 
 
