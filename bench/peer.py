@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 
 import kerascnn.layers  # noqa: E402
 from kerascnn.train import resolve  # noqa: E402
-from kerascnn.train.trainer import build_model  # noqa: E402
+from kerascnn.train.building import build_model  # noqa: E402
 
 
 class KerasBNConvBNAct(kerascnn.layers.ConvBNAct):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kerascnn.data.pipeline import StreamingDataset
-from kerascnn.train import trainer
+from kerascnn.train import feeding
 from kerascnn.train.batches import EpochBatches, TFEpochBatches, held_by_tensorflow, ordered_batches
 from kerascnn.train.config import TrainConfig
 from tests.data.test_stream import write_images
@@ -46,11 +46,11 @@ def test_uint8_batches_are_normalized_as_they_are_gathered():
         np.testing.assert_array_equal(y, np.eye(3, dtype=np.float32)[labels])
 
 
-def peak_bytes(config) -> tuple[int, trainer.Data]:
+def peak_bytes(config) -> tuple[int, feeding.Data]:
     """Peak of the memory Python and NumPy allocate while `load_data(config)` runs (TensorFlow's own is not traced)."""
     tracemalloc.start()
     try:
-        data = trainer.load_data(config)
+        data = feeding.load_data(config)
         return tracemalloc.get_traced_memory()[1], data
     finally:
         tracemalloc.stop()
@@ -84,7 +84,7 @@ def test_every_in_memory_split_is_held_once_as_uint8_and_only_batches_are_normal
         "normalize",
         lambda self, images: normalized_counts.append(len(images)) or normalize(self, images),
     )
-    data = trainer.load_data(config)
+    data = feeding.load_data(config)
     arrays = {"train": data.x_train, "validation": data.x_val, "test": data.x_test}
     assert [len(a) for a in arrays.values()] == [50, 5, 5]
 
@@ -94,14 +94,14 @@ def test_every_in_memory_split_is_held_once_as_uint8_and_only_batches_are_normal
     for split, images in arrays.items():
         assert images.dtype == np.uint8 and not images.flags.owndata and one_buffer(split)
 
-    batches, validation, _, ordering = trainer._fit_inputs(config, data, 4, 13, 0)
+    batches, validation, _, ordering = feeding.fit_inputs(config, data, 4, 13, 0)
     assert ordering[0].pixels is data.held["train"]  # gathered from, not copied
     ordering[0].on_epoch_begin(0)
     assert sum(len(x) for x, _ in batches.as_numpy_iterator()) == 50
     expected = (data.x_val.astype(np.float32) - np.float32(data.dataset.mean)) / np.float32(data.dataset.std)
     np.testing.assert_array_equal(np.concatenate([x for x, _ in validation.as_numpy_iterator()]), expected)
-    assert sum(len(x) for x, _ in trainer._in_order(data, "test", 512).as_numpy_iterator()) == 5
-    sample = trainer.batch_norm_images(config, data, recompute=True)
+    assert sum(len(x) for x, _ in feeding.in_order(data, "test", 512).as_numpy_iterator()) == 5
+    sample = feeding.batch_norm_images(config, data, recompute=True)
     assert sample[0:4].dtype == np.float32 and len(sample) == 50
     assert all(one_buffer(split) for split in arrays)
     assert max(normalized_counts) <= 4, normalized_counts

@@ -12,7 +12,9 @@ import kerascnn
 from kerascnn import rundir
 from kerascnn.train import resolve, train
 from kerascnn.train.checkpoint import NaNGuard, ResumableCheckpoint
-from kerascnn.train.trainer import compile_cache_dir, enable_compile_cache, flip_tta_accuracy, load_data
+from kerascnn.train.evaluation import flip_tta_accuracy
+from kerascnn.train.feeding import load_data
+from kerascnn.train.trainer import compile_cache_dir, enable_compile_cache
 from tests.helpers import raises_on_command_line
 
 TINY = dict(model="lenet5", limit=192, batch_size=64, tensorboard=False)
@@ -268,7 +270,7 @@ def test_averaged_weights_hold_the_averages_inside_and_every_variable_back_after
 
 @pytest.mark.parametrize("pipeline", ["memory", "stream"])
 def test_batch_norm_images_are_a_seeded_sample_as_the_training_model_takes_them(pipeline):
-    from kerascnn.train.trainer import batch_norm_images
+    from kerascnn.train.feeding import batch_norm_images
 
     config = resolve(dict(TINY, ema=0.9, input_pipeline=pipeline, out="unused"))
     data = load_data(config)

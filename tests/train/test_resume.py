@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from kerascnn import rundir
-from kerascnn.train import resolve, train, trainer
+from kerascnn.train import feeding, resolve, train
 from kerascnn.train.__main__ import main as cli
 from kerascnn.train.batches import DeviceEpochBatches, EpochBatches, TFEpochBatches
 from kerascnn.train.checkpoint import CheckpointError, NaNGuard, ResumableCheckpoint, checkpoint_path
@@ -128,9 +128,9 @@ def test_in_memory_batches_per_backend_are_the_epoch_batches(backend, kind, monk
     data = types.SimpleNamespace(stream=None, x_train=images, y_train=labels, num_classes=3, held={},
                                  x_val=images[:0], y_val=labels[:0],
                                  dataset=types.SimpleNamespace(mean=[0.0], std=[1.0]))  # fmt: skip
-    monkeypatch.setattr(trainer.keras.backend, "backend", lambda: backend)
+    monkeypatch.setattr(feeding.keras.backend, "backend", lambda: backend)
     config = resolve(dict(TINY, batch_size=4, seed=5))
-    batches, validation, steps, callbacks = trainer._fit_inputs(config, data, 4, 3, 2)  # from epoch 2
+    batches, validation, steps, callbacks = feeding.fit_inputs(config, data, 4, 3, 2)  # from epoch 2
     assert type(batches) is kind and (validation, steps, callbacks) == (None, None, [])
     reference = EpochBatches(images, labels, 3, 4, seed=5, epoch=2)
     for _ in range(2):

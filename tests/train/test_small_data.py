@@ -10,7 +10,7 @@ import pytest
 
 from kerascnn import models, rundir
 from kerascnn.data import idx
-from kerascnn.train import resolve, small_data, trainer
+from kerascnn.train import feeding, resolve, small_data
 from kerascnn.train.__main__ import main as cli
 from kerascnn.train.checkpoint import ResumableCheckpoint
 from kerascnn.train.ema import averaged_weights
@@ -129,7 +129,7 @@ def test_small_folder_gets_statistics_of_its_own_the_last_epoch_and_the_hint(sma
     trained = keras.saving.load_model(out / rundir.CHECKPOINT_DIR / state["file"])
     network = trained.get_layer(state["network"])
     network.compile(loss="categorical_crossentropy", metrics=["accuracy"])
-    data = trainer.load_data(resolve(dict(data_dir=args[1], test_dir=args[3], batch_size=16)))
+    data = feeding.load_data(resolve(dict(data_dir=args[1], test_dir=args[3], batch_size=16)))
     targets, x_test = np.eye(10)[data.y_test], data.dataset.normalize(data.x_test)
     moving = network.evaluate(x_test, targets, verbose=0)[1]
     assert metrics["test_accuracy_last"] == pytest.approx(

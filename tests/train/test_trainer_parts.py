@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from kerascnn.train import resolve, trainer
+from kerascnn.train import building, feeding, resolve, trainer
 from kerascnn.train.__main__ import parser
 from kerascnn.train.config import TrainConfig, flag
 
@@ -17,13 +17,13 @@ VAL = dict(x_val=np.zeros((0, 28, 28, 1), np.uint8), y_val=np.zeros(0, int))
 
 
 def test_data_is_built_by_keyword_and_holds_the_streamed_dataset_once():
-    fields = dataclasses.fields(trainer.Data)
+    fields = dataclasses.fields(feeding.Data)
     assert all(field.kw_only for field in fields) and "stream" not in {field.name for field in fields}
-    streamed = trainer.Data(dataset=DATASET, **VAL, input_path="stream", test_source="a held-out 1/12")
+    streamed = feeding.Data(dataset=DATASET, **VAL, input_path="stream", test_source="a held-out 1/12")
     assert streamed.stream is DATASET and streamed.x_train is None
-    assert trainer.Data(dataset=DATASET, **VAL, test_source="the test split").stream is None  # in memory
+    assert feeding.Data(dataset=DATASET, **VAL, test_source="the test split").stream is None  # in memory
     with pytest.raises(TypeError):
-        trainer.Data(DATASET, None, None, *VAL.values(), None, None, "memory", "the test split")
+        feeding.Data(DATASET, None, None, *VAL.values(), None, None, "memory", "the test split")
 
 
 def fake_gpu(monkeypatch):
@@ -43,7 +43,7 @@ def fake_gpu(monkeypatch):
 
 def jit_of(setting: str, **options) -> bool:
     config = resolve(dict(model="lenet5", jit_compile=setting, **options))
-    train_model, _ = trainer.build_model(config, trainer.Data(dataset=DATASET, **VAL, test_source=""), 10)
+    train_model, _ = building.build_model(config, feeding.Data(dataset=DATASET, **VAL, test_source=""), 10)
     return train_model.jit_compile
 
 
@@ -55,7 +55,7 @@ def test_jit_compile_auto_is_keras_own_rule(monkeypatch):
     assert jit_of("auto") is True
     # a layer that says XLA cannot compile it (Keras's RandomZoom): Keras's auto turns XLA off, where a rule of our
     # own ("TensorFlow on a GPU: on") would not
-    monkeypatch.setattr(trainer, "RandomCropFlip", lambda *args, **kwargs: keras.layers.RandomZoom(0.1))
+    monkeypatch.setattr(building, "RandomCropFlip", lambda *args, **kwargs: keras.layers.RandomZoom(0.1))
     assert jit_of("auto", augment_flip=True) is False
 
 
