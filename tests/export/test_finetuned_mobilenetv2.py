@@ -115,7 +115,9 @@ def test_the_imagenet_pth_fine_tuned_runs_in_mediapipe_and_predict(edge_python, 
     normalization = json.loads((run / rundir.DATASET).read_text())["normalization"]
     assert normalization["mean"] == pytest.approx([255 * m for m in (0.485, 0.456, 0.406)])
     assert normalization["std"] == pytest.approx([255 * s for s in (0.229, 0.224, 0.225)])
-    report = export_run(run, VARIANTS, calibration=24, out=tmp_path / "out", latency_rounds=1, mediapipe=False)
+    report = export_run(
+        run, VARIANTS, calibration=24, out=tmp_path / "out", latency_rounds=1, mediapipe=False, tflm_images=0
+    )
     files = sorted(folder.glob("*/*.png"))
     images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
     labels = np.array([int(f.parent.name[len("class") :]) for f in files])
