@@ -1,6 +1,7 @@
 """Sphinx configuration: MyST pages, the notebooks as stored (not executed), the API from the docstrings and the
 command-line reference from the parsers themselves, so neither can drift from the code."""
 
+import inspect
 import shutil
 import sys
 from pathlib import Path
@@ -48,6 +49,16 @@ def copy_notebooks(app, config):
             shutil.copyfile(notebook, target / notebook.name)
 
 
+def init_signature(app, what, name, obj, options, signature, return_annotation):
+    """A Keras layer's own __init__ arguments, not Layer.__new__'s (*args, **kwargs), which autodoc finds first."""
+    if what == "class" and signature == "(*args, **kwargs)" and "__init__" in vars(obj):
+        init = inspect.signature(obj.__init__)
+        arguments = list(init.parameters.values())[1:]  # without self
+        return str(init.replace(parameters=arguments, return_annotation=inspect.Signature.empty)), return_annotation
+    return None
+
+
 def setup(app):
+    app.connect("autodoc-process-signature", init_signature)
     app.connect("config-inited", copy_notebooks)
     app.connect("builder-inited", lambda app: figures.draw_all(DOCS / "_generated"))

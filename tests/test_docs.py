@@ -176,3 +176,5 @@ def test_the_site_builds_without_warnings(tmp_path):
         assert (tmp_path / f"{page}.html").is_file(), page
     cli = (tmp_path / "cli.html").read_text()
     assert "--quant" in cli and "--preset" in cli, "the CLI reference lost a parser"
+    api = re.sub(r"<[^>]+>", "", (tmp_path / "api.html").read_text())
+    assert "kerascnn.layers.Conv2D(filters, kernel_size" in api, "the layers' signatures are Layer.__new__'s"
