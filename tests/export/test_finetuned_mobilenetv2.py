@@ -81,16 +81,22 @@ def test_every_variant_passes_the_audit_with_bn_folded_and_relu6_fused(finetuned
     assert json.loads((run / rundir.DATASET).read_text())["normalization"]["std"] == [127.5] * 3
 
 
-def test_the_finetuned_model_runs_in_mediapipe(finetuned_export, edge_python, tmp_path):  # noqa: F811
-    root, run, report = finetuned_export
+def folder_in_mediapipe(edge_python, folder, out, report, tmp_path):  # noqa: F811
+    """kerascnn-check-mediapipe's results for each of VARIANTS in `out` on every image of `folder` (as a camera
+    would give them), and the images' labels."""
     from PIL import Image
 
-    files = sorted((root / "photos").glob("*/*.png"))  # every image of the folder, as a camera would give them
+    files = sorted(folder.glob("*/*.png"))
     images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
     labels = np.array([int(f.parent.name[len("class") :]) for f in files])
     np.savez(tmp_path / "test.npz", images=images, labels=labels)
-    results = check_mediapipe(edge_python, tmp_path / "test.npz", *(root / "out" / report["variants"][v]["file"]
-                                                                       for v in VARIANTS))  # fmt: skip
+    models = (out / report["variants"][variant]["file"] for variant in VARIANTS)
+    return check_mediapipe(edge_python, tmp_path / "test.npz", *models), labels
+
+
+def test_the_finetuned_model_runs_in_mediapipe(finetuned_export, edge_python, tmp_path):  # noqa: F811
+    root, run, report = finetuned_export
+    results, labels = folder_in_mediapipe(edge_python, root / "photos", root / "out", report, tmp_path)
     for variant, result in zip(VARIANTS, results):
         assert result["mediapipe"]["supported"], (variant, result["mediapipe"])
         assert result["metadata"]["mean"] == pytest.approx([128.0] * 3) or variant == "uint8"
@@ -103,8 +109,6 @@ def test_the_imagenet_pth_fine_tuned_runs_in_mediapipe_and_predict(edge_python, 
     """torchvision's ImageNet file (`--weights .weights/mobilenet_v2-b0353104.pth`, alpha 1.0) fine-tuned on a small
     RGB folder: the run normalizes as torchvision (dataset.json), and its float32, int8 and uint8 files, metadata
     written, run in MediaPipe's ImageClassifier and in kerascnn-predict (ai-edge-litert) with the same top-1."""
-    from PIL import Image
-
     from kerascnn.export import export_run
     from kerascnn.train import resolve, train
 
@@ -118,12 +122,7 @@ def test_the_imagenet_pth_fine_tuned_runs_in_mediapipe_and_predict(edge_python, 
     report = export_run(
         run, VARIANTS, calibration=24, out=tmp_path / "out", latency_rounds=1, mediapipe=False, tflm_images=0
     )
-    files = sorted(folder.glob("*/*.png"))
-    images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
-    labels = np.array([int(f.parent.name[len("class") :]) for f in files])
-    np.savez(tmp_path / "test.npz", images=images, labels=labels)
-    results = check_mediapipe(edge_python, tmp_path / "test.npz", *(tmp_path / "out" / report["variants"][v]["file"]
-                                                                       for v in VARIANTS))  # fmt: skip
+    results, labels = folder_in_mediapipe(edge_python, folder, tmp_path / "out", report, tmp_path)
     for variant, result in zip(VARIANTS, results):
         assert result["mediapipe"]["supported"], (variant, result["mediapipe"])
         assert result["top1_agreement"] >= 90.0, (variant, result)
