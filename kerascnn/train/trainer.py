@@ -42,10 +42,6 @@ from kerascnn.train.ema import update_batch_norms
 from kerascnn.train.evaluation import evaluate
 from kerascnn.train.feeding import SINGLE_PROCESS, Data, batch_norm_images, data_spec, fit_inputs, load_data
 
-# what may differ between the processes of one run (the settings of role PER_PROCESS): where each meets the others,
-# which one it is, how long it waits for them, and what only the chief reads (out, overwrite: the others write scratch)
-PER_PROCESS = PER_PROCESS_SETTINGS
-
 
 def compile_cache_dir(setting: str | None, environ=os.environ) -> Path | None:
     """The folder of JAX's persistent compilation cache: --compile-cache DIR, None for "off", else
@@ -75,13 +71,14 @@ def enable_compile_cache(setting: str | None) -> Path | None:
 
 def cluster_settings(config: TrainConfig, state: dict | None) -> dict:
     """{flag: value} of everything that must be equal on every process of a run, compared by
-    `distribute.initialize` before the first step: every setting but `PER_PROCESS`, the epochs a resumed run has
-    done, and the versions of Keras, JAX and kerascnn (`rendezvous.serve` adds the process count)."""
+    `distribute.initialize` before the first step: every setting but `PER_PROCESS_SETTINGS` (where each process
+    meets the others, which one it is, what only the chief reads), the epochs a resumed run has done, and the
+    versions of Keras, JAX and kerascnn (`rendezvous.serve` adds the process count)."""
     import kerascnn
 
     # num_processes as given may be None (taken from KERAS_DISTRIBUTION_NUM_PROCESSES): the rendezvous compares
     # the count each process resolved
-    names = [f.name for f in dataclasses.fields(config) if f.name not in PER_PROCESS | {"num_processes"}]
+    names = [f.name for f in dataclasses.fields(config) if f.name not in PER_PROCESS_SETTINGS | {"num_processes"}]
     settings = {flag(name): getattr(config, name) for name in names}
     settings["--resume (epochs done)"] = state["epoch"] + 1 if state else 0
     settings.update({"Keras": keras.__version__, "JAX": distribute.jax_version(), "kerascnn": kerascnn.__version__})
