@@ -68,4 +68,4 @@ def test_the_api_reference_lists_each_setting_once_with_its_help(cls):
         f.name for f in dataclasses.fields(cls)
     ]
     for line, field in zip(attributes, dataclasses.fields(cls)):
-        assert " ".join(settings._help(field).split()) in line, field.name
+        assert line.split(": ", 1)[1] == " ".join(settings._help(field).split()), field.name
